@@ -1,0 +1,314 @@
+//! Configuration of the session layer: one place, documented defaults, and
+//! validation when the layer is built rather than at the first request.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::middleware::SessionLayer;
+use crate::storage::{AnyStorage, SessionStorage};
+
+/// The cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only with requests from the same site.
+    Strict,
+    /// Also sent on top-level navigations from other sites (the default).
+    Lax,
+    /// Sent with every request; requires `Secure`.
+    None,
+}
+
+impl FromStr for SameSite {
+    type Err = String;
+
+    /// Parses `Strict`, `Lax` or `None`, ignoring case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "strict" => Ok(Self::Strict),
+            "lax" => Ok(Self::Lax),
+            "none" => Ok(Self::None),
+            _ => Err(format!(
+                "invalid SameSite value {text:?}: use Strict, Lax or None"
+            )),
+        }
+    }
+}
+
+/// Builds the response a request gets when its session cannot be loaded or
+/// saved, from the status (503 or 500) and a public one-line message. The
+/// details go to the logs, never to the client.
+pub type ErrorResponder = fn(StatusCode, &str) -> Response;
+
+fn plain_text_error(status: StatusCode, message: &str) -> Response {
+    (status, message.to_owned()).into_response()
+}
+
+/// The validated configuration the layer runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) cookie_name: String,
+    pub(crate) cookie_path: String,
+    pub(crate) cookie_domain: Option<String>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) absolute_timeout: Option<u64>,
+    pub(crate) save_on_server_error: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cookie_name: "session".to_owned(),
+            cookie_path: "/".to_owned(),
+            cookie_domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            max_age: None,
+            absolute_timeout: None,
+            save_on_server_error: false,
+        }
+    }
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let name = &self.cookie_name;
+        let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token_char) {
+            return Err(ConfigError::CookieName(name.clone()));
+        }
+        let attribute_ok = |value: &str| !value.bytes().any(|b| b.is_ascii_control() || b == b';');
+        if !attribute_ok(&self.cookie_path) {
+            return Err(ConfigError::CookieAttribute {
+                attribute: "path",
+                value: self.cookie_path.clone(),
+            });
+        }
+        if let Some(domain) = self.cookie_domain.as_deref().filter(|d| !attribute_ok(d)) {
+            return Err(ConfigError::CookieAttribute {
+                attribute: "domain",
+                value: domain.to_owned(),
+            });
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        if name.starts_with("__Secure-") && !self.secure {
+            return Err(ConfigError::CookiePrefix {
+                name: name.clone(),
+                requirement: "Secure",
+            });
+        }
+        if name.starts_with("__Host-")
+            && (!self.secure || self.cookie_path != "/" || self.cookie_domain.is_some())
+        {
+            return Err(ConfigError::CookiePrefix {
+                name: name.clone(),
+                requirement: "Secure, Path=/ and no Domain",
+            });
+        }
+        if self.max_age == Some(0) {
+            return Err(ConfigError::ZeroDuration("max_age"));
+        }
+        if self.absolute_timeout == Some(0) {
+            return Err(ConfigError::ZeroDuration("absolute_timeout"));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`SessionLayer`]; start with [`SessionLayer::builder`].
+///
+/// Every setting has a default, following the OWASP session management
+/// cheat sheet: the cookie is `HttpOnly`, `SameSite=Lax` and `Secure`.
+/// Browsers keep `Secure` cookies on `http://localhost`; for plain HTTP on
+/// any other host call `.secure(false)` (development only).
+///
+/// ```
+/// use std::time::Duration;
+/// use typed_sessions::{MemoryStorage, SameSite, SessionLayer};
+///
+/// let layer = SessionLayer::builder(MemoryStorage::new())
+///     .cookie_name("id")
+///     .max_age(Some(Duration::from_secs(30 * 60)))
+///     .absolute_timeout(Some(Duration::from_secs(12 * 3600)))
+///     .same_site(SameSite::Strict)
+///     .build()
+///     .expect("valid session configuration");
+/// ```
+#[must_use = "call `.build()` to get the layer"]
+pub struct SessionLayerBuilder {
+    storage: AnyStorage,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    error_responder: ErrorResponder,
+}
+
+impl SessionLayerBuilder {
+    pub(crate) fn new(storage: impl SessionStorage) -> Self {
+        Self {
+            storage: AnyStorage::new(storage),
+            config: Config::default(),
+            clock: Arc::new(SystemClock),
+            error_responder: plain_text_error,
+        }
+    }
+
+    /// The cookie's name. Default: `session`.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config.cookie_name = name.into();
+        self
+    }
+
+    /// The cookie's `Path`. Default: `/`.
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.config.cookie_path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain`. Default: none (the cookie goes back only to
+    /// the host that set it).
+    pub fn cookie_domain(mut self, domain: Option<String>) -> Self {
+        self.config.cookie_domain = domain;
+        self
+    }
+
+    /// The cookie's `Secure` flag. Default: `true`.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.config.secure = secure;
+        self
+    }
+
+    /// The cookie's `HttpOnly` flag. Default: `true`.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.config.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute. Default: [`SameSite::Lax`].
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.config.same_site = same_site;
+        self
+    }
+
+    /// The idle timeout of new sessions, in whole seconds: a session expires
+    /// this long after its last write, enforced by the server, and its
+    /// cookie carries a matching `Max-Age` and `Expires`. A handler can
+    /// change it per session with [`Session::set_max_age`](crate::Session::set_max_age).
+    /// Default: `None`, a browser-session cookie without a server-side idle
+    /// timeout (server-side stores still drop records after their default
+    /// TTL).
+    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.config.max_age = max_age.map(|age| age.as_secs());
+        self
+    }
+
+    /// A limit on a session's whole life, counted from its creation, however
+    /// active it is. Default: `None`.
+    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.absolute_timeout = timeout.map(|timeout| timeout.as_secs());
+        self
+    }
+
+    /// Whether a changed session is saved when the handler answers 5xx.
+    /// Default: `false` (a failed request does not half-apply its changes).
+    /// Sessions are always saved on 2xx, 3xx and 4xx.
+    pub fn save_on_server_error(mut self, save: bool) -> Self {
+        self.config.save_on_server_error = save;
+        self
+    }
+
+    /// The clock that expiry reads. Default: [`SystemClock`]; tests use a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How a failed load or save is answered. Default: a `text/plain` body
+    /// with the public message.
+    pub fn error_responder(mut self, responder: ErrorResponder) -> Self {
+        self.error_responder = responder;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<SessionLayer, ConfigError> {
+        self.config.validate()?;
+        Ok(SessionLayer::from_parts(
+            self.storage,
+            self.config,
+            self.clock,
+            self.error_responder,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(change: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
+        let mut config = Config::default();
+        change(&mut config);
+        config.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_follow_owasp() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        assert!(config.secure && config.http_only);
+        assert_eq!(config.same_site, SameSite::Lax);
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused() {
+        assert_eq!(
+            check(|c| {
+                c.same_site = SameSite::None;
+                c.secure = false;
+            }),
+            Err(ConfigError::SameSiteNoneWithoutSecure)
+        );
+        assert!(matches!(
+            check(|c| {
+                c.cookie_name = "__Host-id".into();
+                c.cookie_domain = Some("example.com".into());
+            }),
+            Err(ConfigError::CookiePrefix { .. })
+        ));
+        assert!(matches!(
+            check(|c| {
+                c.cookie_name = "__Secure-id".into();
+                c.secure = false;
+            }),
+            Err(ConfigError::CookiePrefix { .. })
+        ));
+        for name in ["", "a b", "a;b", "a=b", "é"] {
+            assert!(
+                matches!(check(|c| c.cookie_name = name.into()), Err(ConfigError::CookieName(_))),
+                "{name:?}"
+            );
+        }
+        assert!(check(|c| c.cookie_path = "/a;b".into()).is_err());
+        assert!(check(|c| c.max_age = Some(0)).is_err());
+        assert!(check(|c| c.cookie_name = "__Host-id".into()).is_ok());
+    }
+
+    #[test]
+    fn same_site_parses_any_case() {
+        assert_eq!("strict".parse(), Ok(SameSite::Strict));
+        assert_eq!("None".parse(), Ok(SameSite::None));
+        assert!("sometimes".parse::<SameSite>().is_err());
+    }
+}

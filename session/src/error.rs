@@ -1,0 +1,130 @@
+//! What can go wrong with a session, one error type per operation.
+//!
+//! Responses stay opaque (a status and a one-line public message); logs get
+//! the whole `source()` chain.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// The error type of a storage's sources (a client's I/O or protocol error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A storage could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The store could not be reached or answered with an error.
+    #[error("session store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The store did not answer in time.
+    #[error("session store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The session is larger than the store accepts; it was not sent.
+    #[error("session record is {size} bytes, over the store's limit of {limit} bytes")]
+    TooLarge {
+        /// The record's size in bytes.
+        size: usize,
+        /// The largest record the store accepts.
+        limit: usize,
+    },
+    /// The session could not be serialized.
+    #[error("session could not be serialized")]
+    Serialize(#[source] serde_json::Error),
+}
+
+impl StorageError {
+    /// Wraps a client error as [`StorageError::Unavailable`].
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable(source.into())
+    }
+
+    /// The status a request gets when this error stops it: 503 for a store
+    /// that is down or slow (the client may retry), 500 for a session that
+    /// can never be stored.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unavailable(_) | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge { .. } | Self::Serialize(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The session could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("could not load the session")]
+pub struct LoadError(#[from] pub StorageError);
+
+/// The session could not be saved after the handler. Nothing was written
+/// half-way and no cookie was set; the client keeps its previous cookie.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaveError {
+    /// The storage failed.
+    #[error("could not save the session")]
+    Storage(#[from] StorageError),
+    /// The `Set-Cookie` header would exceed what browsers keep.
+    #[error(
+        "the session cookie would be {size} bytes, over the {limit}-byte limit browsers keep; \
+         store less in the session or use a server-side storage"
+    )]
+    CookieTooLarge {
+        /// The size of the cookie (name, value and attributes) in bytes.
+        size: usize,
+        /// The limit, 4096 bytes.
+        limit: usize,
+    },
+}
+
+impl SaveError {
+    /// The status the response gets instead of the handler's.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Storage(error) => error.status(),
+            Self::CookieTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Invalid configuration, found when the layer is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or has characters a cookie name cannot have.
+    #[error("invalid session cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
+    CookieName(String),
+    /// A cookie attribute has characters a cookie attribute cannot have.
+    #[error("invalid session cookie {attribute} {value:?}: control characters and ';' are not allowed")]
+    CookieAttribute {
+        /// `path` or `domain`.
+        attribute: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// `SameSite=None` without `Secure` is refused by browsers.
+    #[error("SameSite=None requires the Secure attribute: call `.secure(true)` or choose Lax or Strict")]
+    SameSiteNoneWithoutSecure,
+    /// A `__Host-` or `__Secure-` cookie name with attributes the prefix forbids.
+    #[error("a cookie named {name:?} requires {requirement}")]
+    CookiePrefix {
+        /// The cookie name.
+        name: String,
+        /// What the prefix requires.
+        requirement: &'static str,
+    },
+    /// A zero duration where a positive one is needed.
+    #[error("{0} must be at least one second")]
+    ZeroDuration(&'static str),
+}
+
+/// `error: source: source…`, for one log line.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

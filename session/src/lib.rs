@@ -1,0 +1,108 @@
+//! Sessions for [axum]: user-specific data kept across requests in a
+//! dict-like map of JSON values, behind a tower layer, in the storage of your
+//! choice. A Rust re-imagining of Python's `aiohttp_session`.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use typed_sessions::{MemoryStorage, Session, SessionLayer};
+//!
+//! async fn visit(session: Session) -> String {
+//!     let last: Option<u64> = session.get("last_visit");
+//!     session.insert("last_visit", 1_764_000_000u64).expect("a number serializes");
+//!     format!("Last visited: {last:?}")
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(visit))
+//!     .layer(SessionLayer::new(MemoryStorage::new()));
+//! ```
+//!
+//! # The life of a session
+//!
+//! 1. [`SessionLayer`] puts a lazy handle into every request. Nothing is
+//!    read yet: a handler that never asks for the session costs no storage
+//!    I/O and gets no `Set-Cookie`.
+//! 2. The first [`Session`] extractor of the request reads the cookie and
+//!    loads the session from the storage, once; further extractors in the
+//!    same request share it. A missing, tampered, malformed, oversized or
+//!    expired cookie gives a new empty session, never an error.
+//! 3. The handler reads and writes the map with plain synchronous calls
+//!    ([`Session::get`], [`Session::insert`], [`Session::remove`], …). Each
+//!    write records which key changed.
+//! 4. After the handler, a session that changed is saved and the response
+//!    carries exactly one `Set-Cookie` (and `Vary: Cookie`). An unchanged
+//!    session writes nothing. An empty session is not stored: its cookie is
+//!    removed and its server-side record deleted. Sessions are saved on 2xx,
+//!    3xx and 4xx answers, not on 5xx.
+//!
+//! # Expiry
+//!
+//! A session's `max_age` is an idle timeout counted from its last write and
+//! enforced by the server: the creation and last-write times travel with
+//! the session (sealed inside an encrypted cookie, or in the server-side
+//! record), so a replayed old cookie opens as a new empty session whatever
+//! the browser does. `max_age` is set for new sessions by
+//! [`SessionLayerBuilder::max_age`], per session by [`Session::set_max_age`]
+//! (persisted with the session), and sent as the cookie's `Max-Age` and
+//! `Expires`. [`SessionLayerBuilder::absolute_timeout`] caps a session's
+//! whole life from its creation.
+//!
+//! # Storages
+//!
+//! | storage | where the data is | use it for |
+//! |---|---|---|
+//! | [`EncryptedCookieStorage`] | in the cookie, sealed with AES-256-GCM | small sessions (the cookie is limited to 4096 bytes), no server state |
+//! | [`MemoryStorage`] | in this process, the cookie holds a random id | one process; lost on restart |
+//! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
+//!
+//! Implement [`SessionStorage`] for another store; [`AnyStorage`] picks one
+//! at run time.
+//!
+//! # Security
+//!
+//! - Server-side ids are 256 bits from a CSPRNG. A cookie value that is not
+//!   an id's shape never reaches the store, and an unknown id is never
+//!   adopted: the session is new and gets a new id when saved.
+//! - Call [`Session::renew`] on login and every change of privilege (or
+//!   [`Session::start_new`] to drop the old data too): the old id becomes
+//!   worthless, which defeats session fixation.
+//! - Cookies default to `HttpOnly`, `Secure` and `SameSite=Lax`.
+//! - Ids and keys never appear in `Debug` output or logs.
+//!
+//! # Concurrency
+//!
+//! Two concurrent requests of one session each load it and save their own
+//! changes. Server-side stores merge only the keys a request set or removed,
+//! so changes to different keys are both kept; for the same key the last
+//! save wins. Cookie storages cannot merge: the last response's cookie wins.
+//!
+//! [axum]: https://docs.rs/axum
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod clock;
+mod commit;
+mod config;
+mod cookies;
+mod error;
+mod extract;
+mod id;
+mod middleware;
+mod record;
+mod session;
+mod slot;
+mod storage;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ErrorResponder, SameSite, SessionLayerBuilder};
+pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
+pub use extract::SessionRejection;
+pub use id::SessionId;
+pub use middleware::{ResponseFuture, SessionLayer, SessionService};
+pub use record::{Changes, SessionRecord};
+pub use session::Session;
+pub use storage::{
+    AnyStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage, SessionKey,
+    SessionStorage, SimpleCookieStorage, StorageContext,
+};

@@ -1,0 +1,167 @@
+//! What a storage keeps of a session, and what changed in it during a request.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The persisted state of one session: its data and the times that decide
+/// when it expires.
+///
+/// Cookie storages carry it whole in the cookie; server-side stores keep it
+/// under the session's id. Its JSON form is
+/// `{"created": 1764000000, "updated": 1764000100, "max_age": 3600, "session": {...}}`
+/// (`max_age` absent or `null` when the session has none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// When the session was created, in seconds since the Unix epoch. Writes
+    /// never move it.
+    pub created: u64,
+    /// When the session was last written, in seconds since the Unix epoch.
+    /// The idle timeout (`max_age`) counts from here.
+    #[serde(default)]
+    pub updated: u64,
+    /// The session's own idle timeout in seconds, persisted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    /// The session's data: string keys to JSON values.
+    #[serde(rename = "session", default)]
+    pub data: Map<String, Value>,
+}
+
+impl SessionRecord {
+    /// An empty session created at `now`.
+    pub fn new(now: u64, max_age: Option<u64>) -> Self {
+        Self {
+            created: now,
+            updated: now,
+            max_age,
+            data: Map::new(),
+        }
+    }
+
+    /// Whether the session has outlived its idle timeout (from the last
+    /// write) or the absolute timeout (from creation) at `now`.
+    pub fn is_expired(&self, now: u64, absolute_timeout: Option<u64>) -> bool {
+        let idle = self
+            .max_age
+            .is_some_and(|max_age| now >= self.updated.saturating_add(max_age));
+        let absolute =
+            absolute_timeout.is_some_and(|limit| now >= self.created.saturating_add(limit));
+        idle || absolute
+    }
+
+    /// Seconds from `updated` until a server-side record of this session may
+    /// be dropped: its `max_age`, or `default_ttl` for a session without one.
+    pub fn ttl(&self, default_ttl: u64) -> u64 {
+        self.max_age.unwrap_or(default_ttl)
+    }
+}
+
+/// Which keys of the session map a request set and removed.
+///
+/// Server-side stores merge only these into the stored record, so two
+/// concurrent requests that change different keys of one session both keep
+/// their change. After [`Session::mark_changed`](crate::Session::mark_changed),
+/// `renew` or `invalidate` the whole map is written
+/// ([`Changes::is_full_rewrite`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    set: BTreeSet<String>,
+    removed: BTreeSet<String>,
+    full_rewrite: bool,
+}
+
+impl Changes {
+    /// Keys given a value in this request (present in the record's data).
+    pub fn set_keys(&self) -> impl Iterator<Item = &str> {
+        self.set.iter().map(String::as_str)
+    }
+
+    /// Keys removed in this request (absent from the record's data).
+    pub fn removed_keys(&self) -> impl Iterator<Item = &str> {
+        self.removed.iter().map(String::as_str)
+    }
+
+    /// Whether the whole map must replace the stored one.
+    pub fn is_full_rewrite(&self) -> bool {
+        self.full_rewrite
+    }
+
+    /// Whether nothing in the map changed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.removed.is_empty() && !self.full_rewrite
+    }
+
+    pub(crate) fn record_set(&mut self, key: &str) {
+        self.removed.remove(key);
+        if !self.set.contains(key) {
+            self.set.insert(key.to_owned());
+        }
+    }
+
+    pub(crate) fn record_removed(&mut self, key: &str) {
+        self.set.remove(key);
+        if !self.removed.contains(key) {
+            self.removed.insert(key.to_owned());
+        }
+    }
+
+    pub(crate) fn rewrite_all(&mut self) {
+        self.full_rewrite = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_write() {
+        let mut record = SessionRecord::new(1_000, Some(60));
+        assert!(!record.is_expired(1_059, None));
+        assert!(record.is_expired(1_060, None));
+        record.updated = 1_050;
+        assert!(!record.is_expired(1_100, None));
+        assert!(record.is_expired(1_110, None));
+    }
+
+    #[test]
+    fn absolute_timeout_counts_from_creation_whatever_the_writes() {
+        let mut record = SessionRecord::new(1_000, Some(60));
+        record.updated = 1_990;
+        assert!(!record.is_expired(1_999, Some(1_000)));
+        assert!(record.is_expired(2_000, Some(1_000)));
+    }
+
+    #[test]
+    fn no_max_age_never_idles_out() {
+        let record = SessionRecord::new(1_000, None);
+        assert!(!record.is_expired(u64::MAX, None));
+        assert_eq!(record.ttl(86_400), 86_400);
+    }
+
+    #[test]
+    fn a_key_is_either_set_or_removed() {
+        let mut changes = Changes::default();
+        changes.record_set("a");
+        changes.record_removed("a");
+        changes.record_set("b");
+        assert_eq!(changes.set_keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(changes.removed_keys().collect::<Vec<_>>(), ["a"]);
+        changes.record_set("a");
+        assert_eq!(changes.removed_keys().count(), 0);
+    }
+
+    #[test]
+    fn record_json_keeps_the_documented_shape() {
+        let json = r#"{"created":10,"updated":20,"max_age":30,"session":{"a":1}}"#;
+        let record: SessionRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(record.max_age, Some(30));
+        assert_eq!(serde_json::to_string(&record).unwrap(), json);
+        // aiohttp_session's simple-cookie shape still reads.
+        let old: SessionRecord =
+            serde_json::from_str(r#"{"created":10,"session":{"a":1}}"#).unwrap();
+        assert_eq!(old.data["a"], 1);
+    }
+}

@@ -1,0 +1,391 @@
+//! The request's session: a dict-like map of JSON values with metadata and a
+//! life cycle.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+/// The session of the current request.
+///
+/// Extract it in a handler (it implements axum's `FromRequestParts`); the
+/// [`SessionLayer`](crate::SessionLayer) must be installed. The session is
+/// loaded from storage once per request, by the first extractor that asks for
+/// it; after that every method is a plain synchronous call. Clones share one
+/// session, so changes made through any clone (or through a typed view) are
+/// seen by all of them and saved once, after the handler.
+///
+/// ```
+/// use typed_sessions::Session;
+///
+/// async fn visit(session: Session) -> String {
+///     let count: u64 = session.get("count").unwrap_or(0);
+///     session.insert("count", count + 1).expect("a u64 serializes");
+///     format!("visit number {}", count + 1)
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    state: Arc<Mutex<State>>,
+}
+
+/// Everything the layer needs to save the session after the handler.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) record: SessionRecord,
+    /// The stored record this session lives in, if any.
+    pub(crate) identity: Option<SessionId>,
+    pub(crate) is_new: bool,
+    pub(crate) changes: Changes,
+    /// The max age changed, or a lifecycle call asked for a save.
+    pub(crate) must_save: bool,
+    /// A stored record to delete when saving (after `invalidate`, `renew`
+    /// or `start_new`).
+    pub(crate) discard: Option<SessionId>,
+    /// The request carried a session cookie, which an empty session must
+    /// remove.
+    pub(crate) had_cookie: bool,
+    /// The request's time, for `start_new`.
+    pub(crate) now: u64,
+    pub(crate) default_max_age: Option<u64>,
+}
+
+impl State {
+    pub(crate) fn is_changed(&self) -> bool {
+        self.must_save || self.discard.is_some() || !self.changes.is_empty()
+    }
+}
+
+impl Session {
+    pub(crate) fn from_state(state: State) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// A poisoned lock only means a handler panicked while holding it; the
+    /// map itself is still consistent (every method leaves it whole).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The value at `key`, deserialized into `T`.
+    ///
+    /// `None` when the key is missing or its value is not a `T` (for example
+    /// data written by an older deploy); the latter is logged as a warning.
+    /// Use [`Session::try_get`] to tell the two apart.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.try_get(key) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::warn!(key, %error, "session value does not have the requested type; treated as missing");
+                None
+            }
+        }
+    }
+
+    /// The value at `key`, deserialized into `T`: `Ok(None)` when missing, an
+    /// error when the stored value is not a `T`.
+    pub fn try_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
+        let state = self.lock();
+        match state.record.data.get(key) {
+            Some(value) => T::deserialize(value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw JSON value at `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.lock().record.data.get(key).cloned()
+    }
+
+    /// Serializes `value` and stores it at `key`, marking `key` changed.
+    ///
+    /// Fails only if `value` cannot be represented as JSON (a map with
+    /// non-string keys, say); the session is then left as it was.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
+        let value = serde_json::to_value(value)?;
+        self.insert_value(key, value);
+        Ok(())
+    }
+
+    /// Stores a raw JSON value at `key`, marking `key` changed; returns the
+    /// previous value.
+    pub fn insert_value(&self, key: &str, value: Value) -> Option<Value> {
+        let mut state = self.lock();
+        state.changes.record_set(key);
+        state.record.data.insert(key.to_owned(), value)
+    }
+
+    /// Removes `key`, marking it removed if it was there; returns its value.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        let mut state = self.lock();
+        let old = state.record.data.remove(key);
+        if old.is_some() {
+            state.changes.record_removed(key);
+        }
+        old
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.lock().record.data.contains_key(key)
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().record.data.keys().cloned().collect()
+    }
+
+    /// A copy of the whole map, for iterating or serializing it.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.lock().record.data.clone()
+    }
+
+    /// How many keys have a value.
+    pub fn len(&self) -> usize {
+        self.lock().record.data.len()
+    }
+
+    /// Whether the map is empty. An empty session is not stored: saving it
+    /// removes the cookie and any server-side record.
+    pub fn is_empty(&self) -> bool {
+        self.lock().record.data.is_empty()
+    }
+
+    /// Removes every key, marking each removed. Unlike
+    /// [`Session::invalidate`], the session keeps its identity.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        let keys: Vec<String> = state.record.data.keys().cloned().collect();
+        for key in &keys {
+            state.changes.record_removed(key);
+        }
+        state.record.data.clear();
+    }
+
+    /// Whether this request started the session: there was no valid cookie,
+    /// or the session was invalidated or replaced with [`Session::start_new`].
+    pub fn is_new(&self) -> bool {
+        self.lock().is_new
+    }
+
+    /// The server-side id of the session: `None` for cookie storages, for a
+    /// session not saved yet, and after `renew`, `invalidate` or `start_new`
+    /// until the next request.
+    pub fn identity(&self) -> Option<SessionId> {
+        self.lock().identity.clone()
+    }
+
+    /// When the session was created, in seconds since the Unix epoch. Writes
+    /// never move it.
+    pub fn created(&self) -> u64 {
+        self.lock().record.created
+    }
+
+    /// The session's idle timeout: it expires this long after its last write.
+    /// `None` means no timeout and a browser-session cookie.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.lock().record.max_age.map(Duration::from_secs)
+    }
+
+    /// Sets this session's idle timeout (whole seconds), persisted with the
+    /// session: it also sets the cookie's `Max-Age` and `Expires`.
+    pub fn set_max_age(&self, max_age: Option<Duration>) {
+        let mut state = self.lock();
+        state.record.max_age = max_age.map(|age| age.as_secs());
+        state.must_save = true;
+    }
+
+    /// Whether the session will be written after the handler.
+    pub fn is_changed(&self) -> bool {
+        self.lock().is_changed()
+    }
+
+    /// Asks for the whole session to be written, for callers that changed it
+    /// in a way the map could not see.
+    pub fn mark_changed(&self) {
+        let mut state = self.lock();
+        state.changes.rewrite_all();
+        state.must_save = true;
+    }
+
+    /// Ends the session: the data is cleared, the server-side record is
+    /// deleted and the cookie removed when the response is sent. Keys set
+    /// after this start a new session with a new identity.
+    pub fn invalidate(&self) {
+        let mut state = self.lock();
+        state.discard_identity();
+        state.record.data.clear();
+        state.changes.rewrite_all();
+        state.must_save = true;
+    }
+
+    /// Keeps the data under a new identity and deletes the old server-side
+    /// record, so an id an attacker planted or learned before is worthless.
+    /// Call it on login and on every change of privilege. Cookie storages
+    /// re-seal the data into a new cookie.
+    pub fn renew(&self) {
+        let mut state = self.lock();
+        state.discard_identity();
+        state.changes.rewrite_all();
+        state.must_save = true;
+    }
+
+    /// Replaces the session with a brand-new empty one (new creation time,
+    /// the default max age), discarding the old one and its server-side
+    /// record: aiohttp_session's `new_session`, for login handlers.
+    pub fn start_new(&self) {
+        let mut state = self.lock();
+        state.discard_identity();
+        state.record = SessionRecord::new(state.now, state.default_max_age);
+        state.is_new = true;
+        state.changes.rewrite_all();
+        state.must_save = true;
+    }
+}
+
+/// What the layer writes after the handler, taken out of the session.
+pub(crate) struct Pending {
+    pub(crate) record: SessionRecord,
+    pub(crate) identity: Option<SessionId>,
+    pub(crate) changes: Changes,
+    pub(crate) discard: Option<SessionId>,
+    pub(crate) had_cookie: bool,
+}
+
+impl Session {
+    /// Moves the state out for saving, without copying the map: the request
+    /// is over, and nothing reads the session after this.
+    pub(crate) fn take_for_save(&self) -> Pending {
+        let mut state = self.lock();
+        let empty = SessionRecord::new(state.now, state.default_max_age);
+        Pending {
+            record: std::mem::replace(&mut state.record, empty),
+            identity: state.identity.clone(),
+            changes: std::mem::take(&mut state.changes),
+            discard: state.discard.take(),
+            had_cookie: state.had_cookie,
+        }
+    }
+}
+
+impl State {
+    fn discard_identity(&mut self) {
+        if let Some(old) = self.identity.take() {
+            // After a second lifecycle call in one request the first
+            // discarded id is still the only stored record.
+            self.discard.get_or_insert(old);
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Session")
+            .field("new", &state.is_new)
+            .field("identity", &state.identity)
+            .field("created", &state.record.created)
+            .field("max_age", &state.record.max_age)
+            .field("keys", &state.record.data.keys().collect::<Vec<_>>())
+            .field("changed", &state.is_changed())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn session_with(identity: Option<SessionId>, data: Value) -> Session {
+        let mut record = SessionRecord::new(100, Some(60));
+        record.data = data.as_object().cloned().unwrap_or_default();
+        Session::from_state(State {
+            record,
+            identity,
+            is_new: false,
+            changes: Changes::default(),
+            must_save: false,
+            discard: None,
+            had_cookie: true,
+            now: 200,
+            default_max_age: Some(30),
+        })
+    }
+
+    #[test]
+    fn reads_change_nothing() {
+        let session = session_with(None, serde_json::json!({"a": 1, "b": "x"}));
+        assert_eq!(session.get::<u64>("a"), Some(1));
+        assert_eq!(session.get::<u64>("b"), None, "wrong type reads as missing");
+        assert!(session.try_get::<u64>("b").is_err());
+        assert_eq!(session.keys(), ["a", "b"]);
+        assert!(!session.is_changed());
+    }
+
+    #[test]
+    fn writes_are_tracked_per_key() {
+        let session = session_with(None, serde_json::json!({"a": 1, "b": 2}));
+        session.insert("c", 3).unwrap();
+        assert_eq!(session.remove("a"), Some(Value::from(1)));
+        assert_eq!(session.remove("missing"), None);
+        let state = session.lock();
+        assert_eq!(state.changes.set_keys().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(state.changes.removed_keys().collect::<Vec<_>>(), ["a"]);
+        assert!(!state.changes.is_full_rewrite());
+    }
+
+    #[test]
+    fn removing_a_missing_key_is_no_change() {
+        let session = session_with(None, serde_json::json!({}));
+        session.remove("nothing");
+        assert!(!session.is_changed());
+    }
+
+    #[test]
+    fn renew_keeps_data_and_discards_identity() {
+        let id = SessionId::generate();
+        let session = session_with(Some(id.clone()), serde_json::json!({"user": "ann"}));
+        session.renew();
+        assert_eq!(session.identity(), None);
+        assert_eq!(session.get::<String>("user").as_deref(), Some("ann"));
+        assert_eq!(session.lock().discard, Some(id));
+    }
+
+    #[test]
+    fn invalidate_then_renew_still_deletes_the_first_record() {
+        let id = SessionId::generate();
+        let session = session_with(Some(id.clone()), serde_json::json!({"a": 1}));
+        session.invalidate();
+        session.renew();
+        assert!(session.is_empty());
+        assert_eq!(session.lock().discard, Some(id));
+    }
+
+    #[test]
+    fn start_new_resets_creation_and_max_age() {
+        let session = session_with(Some(SessionId::generate()), serde_json::json!({"a": 1}));
+        session.start_new();
+        assert!(session.is_new());
+        assert!(session.is_empty());
+        assert_eq!(session.created(), 200);
+        assert_eq!(session.max_age(), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn debug_shows_keys_but_not_values_or_ids() {
+        let id = SessionId::generate();
+        let session = session_with(Some(id.clone()), serde_json::json!({"token": "s3cret"}));
+        let debug = format!("{session:?}");
+        assert!(debug.contains("token"));
+        assert!(!debug.contains("s3cret"));
+        assert!(!debug.contains(id.as_str()));
+    }
+}

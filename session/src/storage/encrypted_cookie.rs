@@ -1,0 +1,406 @@
+//! The session sealed with AES-256-GCM into the cookie.
+//!
+//! # Envelope (format version 1)
+//!
+//! ```text
+//! base64url-nopad( version:1 | key id:4 | nonce:12 | AES-256-GCM(record JSON) | tag:16 )
+//! associated data = version | key id | cookie name
+//! ```
+//!
+//! The version and key id are in clear so a reader can pick the key without
+//! trying all of them; they are authenticated with the cookie's name, so a
+//! value moved to a cookie of another name does not open. The key id is the
+//! key's check value: the first four bytes of AES-256 of a zero block under
+//! the key, which identifies a key without revealing it. Every seal draws a
+//! fresh 96-bit nonce from the CSPRNG. The record inside carries the creation
+//! and last-write times, so the server refuses a replayed cookie once it is
+//! past its max age or the absolute timeout.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aes::Aes256;
+use aes_gcm::aes::cipher::BlockCipherEncrypt;
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
+use super::{Loaded, SessionStorage, StorageContext};
+use crate::cookies::MAX_COOKIE_BYTES;
+use crate::error::StorageError;
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+const FORMAT_VERSION: u8 = 1;
+const KEY_ID_LEN: usize = 4;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + KEY_ID_LEN;
+const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+/// A key given to [`SessionKey`] was not 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key has the wrong length.
+    #[error(
+        "a session key must be 32 bytes, got {0}; generate one with `SessionKey::generate()` \
+         or `head -c32 /dev/urandom | base64`"
+    )]
+    WrongLength(usize),
+    /// The text is not base64.
+    #[error("a session key in text must be base64 (standard or url-safe, padded or not) of 32 bytes")]
+    NotBase64,
+}
+
+/// A 256-bit key for [`EncryptedCookieStorage`]. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// A fresh random key from the CSPRNG.
+    pub fn generate() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Self(key)
+    }
+
+    /// A key from 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        <[u8; 32]>::try_from(bytes)
+            .map(Self)
+            .map_err(|_| KeyError::WrongLength(bytes.len()))
+    }
+
+    /// A key from base64 text of 32 bytes: standard or url-safe alphabet,
+    /// padded or not. A key from Python's `Fernet.generate_key()` works.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let normalized: String = text
+            .trim()
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                other => other,
+            })
+            .collect();
+        let bytes = STANDARD_NO_PAD
+            .decode(normalized)
+            .map_err(|_| KeyError::NotBase64)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The key as url-safe base64 without padding, for storing it.
+    pub fn to_base64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+impl FromStr for SessionKey {
+    type Err = KeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::from_base64(text)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
+struct SealingKey {
+    id: [u8; KEY_ID_LEN],
+    cipher: Aes256Gcm,
+}
+
+impl SealingKey {
+    fn new(key: &SessionKey) -> Self {
+        let mut check = Default::default();
+        Aes256::new(&key.0.into()).encrypt_block(&mut check);
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&check[..KEY_ID_LEN]);
+        Self {
+            id,
+            cipher: Aes256Gcm::new(&key.0.into()),
+        }
+    }
+}
+
+/// Keeps the whole session in the cookie, sealed with AES-256-GCM: the
+/// client can neither read nor change it, and the server refuses it once it
+/// has expired.
+///
+/// Rotation: seal with a new key and keep the old ones for reading with
+/// [`EncryptedCookieStorage::with_old_keys`]; a cookie opened with an old
+/// key is sealed with the current key at its next write.
+///
+/// ```
+/// use typed_sessions::{EncryptedCookieStorage, SessionKey};
+///
+/// let current: SessionKey = "rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=".parse()?;
+/// let previous = SessionKey::from_base64("VgxzAfKtRaZ+lNaWQ8qQvO/1shuNmY0co0TL5QSiitI")?;
+/// let storage = EncryptedCookieStorage::new(current).with_old_keys([previous]);
+/// # Ok::<(), typed_sessions::KeyError>(())
+/// ```
+#[derive(Clone)]
+pub struct EncryptedCookieStorage {
+    /// The sealing key first, then the keys accepted for reading.
+    keys: Arc<[SealingKey]>,
+}
+
+impl EncryptedCookieStorage {
+    /// A storage that seals and opens with `key`.
+    pub fn new(key: SessionKey) -> Self {
+        Self {
+            keys: Arc::new([SealingKey::new(&key)]),
+        }
+    }
+
+    /// Also opens cookies sealed with `old_keys` (never seals with them).
+    #[must_use]
+    pub fn with_old_keys(self, old_keys: impl IntoIterator<Item = SessionKey>) -> Self {
+        let mut keys: Vec<SealingKey> = Vec::with_capacity(self.keys.len() + 1);
+        keys.push(SealingKey {
+            id: self.keys[0].id,
+            cipher: self.keys[0].cipher.clone(),
+        });
+        keys.extend(old_keys.into_iter().map(|key| SealingKey::new(&key)));
+        Self { keys: keys.into() }
+    }
+
+    fn seal(&self, record: &SessionRecord, cookie_name: &str) -> Result<String, StorageError> {
+        let key = &self.keys[0];
+        let mut buffer = Vec::with_capacity(OVERHEAD + 128);
+        buffer.push(FORMAT_VERSION);
+        buffer.extend_from_slice(&key.id);
+        let mut nonce = Nonce::default();
+        rand::fill(&mut nonce[..]);
+        buffer.extend_from_slice(&nonce);
+        serde_json::to_writer(&mut buffer, record).map_err(StorageError::Serialize)?;
+        let aad = associated_data(&buffer[..HEADER_LEN], cookie_name);
+        let tag = key
+            .cipher
+            .encrypt_inout_detached(&nonce, &aad, (&mut buffer[HEADER_LEN + NONCE_LEN..]).into())
+            .map_err(|_| StorageError::TooLarge {
+                size: buffer.len(),
+                limit: MAX_COOKIE_BYTES,
+            })?;
+        buffer.extend_from_slice(&tag);
+        Ok(URL_SAFE_NO_PAD.encode(buffer))
+    }
+
+    fn open(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
+        if value.len() > MAX_COOKIE_BYTES {
+            return None;
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        if bytes.len() < OVERHEAD || bytes[0] != FORMAT_VERSION {
+            return None;
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.id == bytes[1..HEADER_LEN])?;
+        let aad = associated_data(&bytes[..HEADER_LEN], cookie_name);
+        let nonce = Nonce::try_from(&bytes[HEADER_LEN..HEADER_LEN + NONCE_LEN]).ok()?;
+        let tag_start = bytes.len() - TAG_LEN;
+        let tag = Tag::try_from(&bytes[tag_start..]).ok()?;
+        let sealed = &mut bytes[HEADER_LEN + NONCE_LEN..tag_start];
+        key.cipher
+            .decrypt_inout_detached(&nonce, &aad, sealed.into(), &tag)
+            .ok()?;
+        serde_json::from_slice(sealed).ok()
+    }
+}
+
+fn associated_data(header: &[u8], cookie_name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + cookie_name.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(cookie_name.as_bytes());
+    aad
+}
+
+impl fmt::Debug for EncryptedCookieStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedCookieStorage")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStorage for EncryptedCookieStorage {
+    fn load(
+        &self,
+        cookie_value: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
+        let opened = self.open(cookie_value, cx.cookie_name);
+        if opened.is_none() {
+            tracing::warn!(
+                "session cookie does not open (tampered, truncated, another key or cookie name); \
+                 starting a new session"
+            );
+        }
+        ready(Ok(opened.map(|record| Loaded::new(record, None))))
+    }
+
+    fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<String, StorageError>> + Send {
+        ready(self.seal(record, cx.cookie_name))
+    }
+
+    /// The whole record is sealed again, with the current key.
+    fn update(
+        &self,
+        _id: &SessionId,
+        record: &SessionRecord,
+        _changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
+        ready(self.seal(record, cx.cookie_name).map(Some))
+    }
+
+    /// Nothing is kept on the server.
+    fn delete(
+        &self,
+        _id: &SessionId,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> SessionRecord {
+        let mut record = SessionRecord::new(1_000, Some(60));
+        record.data.insert("user".into(), "ann".into());
+        record
+    }
+
+    #[test]
+    fn seals_and_opens() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let sealed = storage.seal(&record(), "session").unwrap();
+        assert!(!sealed.contains("ann"));
+        assert_eq!(storage.open(&sealed, "session"), Some(record()));
+    }
+
+    #[test]
+    fn every_seal_uses_a_new_nonce() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        assert_ne!(
+            storage.seal(&record(), "session").unwrap(),
+            storage.seal(&record(), "session").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_value_moved_to_another_cookie_name_does_not_open() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let sealed = storage.seal(&record(), "session").unwrap();
+        assert_eq!(storage.open(&sealed, "other"), None);
+    }
+
+    #[test]
+    fn old_keys_open_but_never_seal() {
+        let old = SessionKey::generate();
+        let sealed_with_old = EncryptedCookieStorage::new(old.clone())
+            .seal(&record(), "session")
+            .unwrap();
+        let rotated = EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([old.clone()]);
+        assert_eq!(rotated.open(&sealed_with_old, "session"), Some(record()));
+        let resealed = rotated.seal(&record(), "session").unwrap();
+        assert_eq!(EncryptedCookieStorage::new(old).open(&resealed, "session"), None);
+        assert_eq!(
+            EncryptedCookieStorage::new(SessionKey::generate()).open(&sealed_with_old, "session"),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_parse_from_every_base64_flavour() {
+        let key = SessionKey::generate();
+        let bytes = key.0;
+        let flavours = [
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes),
+            base64::engine::general_purpose::URL_SAFE.encode(bytes),
+            URL_SAFE_NO_PAD.encode(bytes),
+        ];
+        for text in flavours {
+            assert_eq!(SessionKey::from_base64(&text).as_ref(), Ok(&key), "{text}");
+        }
+        // A Fernet key as Python's `Fernet.generate_key()` writes it.
+        assert!(SessionKey::from_base64("rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=").is_ok());
+    }
+
+    #[test]
+    fn keys_of_the_wrong_length_are_refused() {
+        assert_eq!(SessionKey::from_bytes(&[0; 16]), Err(KeyError::WrongLength(16)));
+        assert_eq!(SessionKey::from_base64("c2hvcnQ="), Err(KeyError::WrongLength(5)));
+        assert_eq!(SessionKey::from_base64("not base64!"), Err(KeyError::NotBase64));
+        assert!(!format!("{:?}", SessionKey::generate()).contains('='));
+    }
+
+    #[test]
+    fn old_format_versions_are_refused() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(storage.seal(&record(), "session").unwrap())
+            .unwrap();
+        bytes[0] = 0;
+        assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let storage = EncryptedCookieStorage::new(SessionKey::generate());
+            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+            let text = String::from_utf8_lossy(&bytes);
+            prop_assert_eq!(storage.open(&text, "session"), None);
+        }
+
+        #[test]
+        fn arbitrary_bytes_after_a_valid_header_never_open(tail in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let storage = EncryptedCookieStorage::new(SessionKey::generate());
+            let mut bytes = vec![FORMAT_VERSION];
+            bytes.extend_from_slice(&storage.keys[0].id);
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+        }
+
+        #[test]
+        fn flipping_any_bit_of_a_sealed_value_breaks_it(bit in 0usize..4096) {
+            let storage = EncryptedCookieStorage::new(SessionKey::generate());
+            let mut bytes = URL_SAFE_NO_PAD.decode(storage.seal(&record(), "session").unwrap()).unwrap();
+            let bit = bit % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+        }
+
+        #[test]
+        fn flipping_any_character_of_a_sealed_value_breaks_it(index in 0usize..4096, replacement in "[A-Za-z0-9_=+/.-]") {
+            let storage = EncryptedCookieStorage::new(SessionKey::generate());
+            let sealed = storage.seal(&record(), "session").unwrap();
+            let index = index % sealed.len();
+            let mut text = sealed.clone();
+            text.replace_range(index..=index, &replacement);
+            prop_assume!(text != sealed);
+            prop_assert_eq!(storage.open(&text, "session"), None);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Server-side sessions in this process's memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::{Future, ready};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{Loaded, SessionStorage, StorageContext};
+use crate::error::StorageError;
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+/// How long a record of a session without `max_age` lives after its last
+/// write, unless configured: one day.
+const DEFAULT_TTL: u64 = 24 * 3600;
+
+/// Keeps sessions in this process's memory, under random ids: the embedded
+/// default for an app that runs as one process. Sessions are lost on
+/// restart and not shared between processes (use Redis or Memcached then).
+///
+/// Records expire `max_age` after their last write (a session without a max
+/// age after the default TTL) and are purged as time passes, so memory does
+/// not grow with abandoned sessions. With [`MemoryStorage::with_max_records`],
+/// a full store makes room by dropping the records closest to expiry.
+/// Clones share one store. Every operation takes a lock for a few map
+/// operations and never across an `.await`.
+#[derive(Clone)]
+pub struct MemoryStorage {
+    records: Arc<Mutex<Records>>,
+    default_ttl: u64,
+    max_records: Option<usize>,
+}
+
+#[derive(Default)]
+struct Records {
+    by_id: HashMap<SessionId, Entry>,
+    /// `(expires_at, id)` of every record, soonest first.
+    by_expiry: BTreeSet<(u64, SessionId)>,
+}
+
+struct Entry {
+    record: SessionRecord,
+    expires_at: u64,
+}
+
+impl Records {
+    fn purge_expired(&mut self, now: u64) {
+        while let Some((expires_at, _)) = self.by_expiry.first() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, id)) = self.by_expiry.pop_first() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
+
+    fn insert(&mut self, id: SessionId, record: SessionRecord, expires_at: u64) {
+        self.by_expiry.insert((expires_at, id.clone()));
+        self.by_id.insert(id, Entry { record, expires_at });
+    }
+
+    fn remove(&mut self, id: &SessionId) {
+        if let Some(entry) = self.by_id.remove(id) {
+            self.by_expiry.remove(&(entry.expires_at, id.clone()));
+        }
+    }
+
+    fn evict_soonest(&mut self) {
+        if let Some((_, id)) = self.by_expiry.pop_first() {
+            self.by_id.remove(&id);
+        }
+    }
+}
+
+impl MemoryStorage {
+    /// An empty store with the default TTL (one day) and no cap.
+    pub fn new() -> Self {
+        Self {
+            records: Arc::default(),
+            default_ttl: DEFAULT_TTL,
+            max_records: None,
+        }
+    }
+
+    /// How long the record of a session without `max_age` lives after its
+    /// last write. Default: one day. At least one second.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl.as_secs().max(1);
+        self
+    }
+
+    /// The most records kept at once; a new session in a full store drops the
+    /// record closest to expiry. Default: no cap.
+    #[must_use]
+    pub fn with_max_records(mut self, max_records: usize) -> Self {
+        self.max_records = Some(max_records.max(1));
+        self
+    }
+
+    /// How many live records the store holds.
+    pub fn len(&self) -> usize {
+        self.records().by_id.len()
+    }
+
+    /// Whether the store holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn records(&self) -> MutexGuard<'_, Records> {
+        // Every operation leaves the maps consistent before it can panic.
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn expires_at(&self, record: &SessionRecord) -> u64 {
+        record.updated.saturating_add(record.ttl(self.default_ttl))
+    }
+
+    fn load_now(&self, cookie_value: &str, now: u64) -> Option<Loaded> {
+        let id = SessionId::parse(cookie_value)?;
+        let mut records = self.records();
+        records.purge_expired(now);
+        let entry = records.by_id.get(&id)?;
+        Some(Loaded::new(entry.record.clone(), Some(id)))
+    }
+
+    fn create_now(&self, record: &SessionRecord, now: u64) -> String {
+        let expires_at = self.expires_at(record);
+        let mut records = self.records();
+        records.purge_expired(now);
+        if let Some(max) = self.max_records {
+            while records.by_id.len() >= max {
+                records.evict_soonest();
+            }
+        }
+        let id = loop {
+            let id = SessionId::generate();
+            if !records.by_id.contains_key(&id) {
+                break id;
+            }
+        };
+        let value = id.as_str().to_owned();
+        records.insert(id, record.clone(), expires_at);
+        value
+    }
+
+    fn update_now(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        now: u64,
+    ) -> Option<String> {
+        let expires_at = self.expires_at(record);
+        let mut records = self.records();
+        records.purge_expired(now);
+        let entry = records.by_id.get_mut(id)?;
+        let stored = &mut entry.record;
+        if changes.is_full_rewrite() {
+            stored.data.clone_from(&record.data);
+        } else {
+            for key in changes.set_keys() {
+                if let Some(value) = record.data.get(key) {
+                    stored.data.insert(key.to_owned(), value.clone());
+                }
+            }
+            for key in changes.removed_keys() {
+                stored.data.remove(key);
+            }
+        }
+        stored.updated = record.updated;
+        stored.max_age = record.max_age;
+        let previous_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
+        if previous_expiry != expires_at {
+            records.by_expiry.remove(&(previous_expiry, id.clone()));
+            records.by_expiry.insert((expires_at, id.clone()));
+        }
+        Some(id.as_str().to_owned())
+    }
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("records", &self.len())
+            .field("default_ttl", &self.default_ttl)
+            .field("max_records", &self.max_records)
+            .finish()
+    }
+}
+
+impl SessionStorage for MemoryStorage {
+    fn load(
+        &self,
+        cookie_value: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
+        ready(Ok(self.load_now(cookie_value, cx.now)))
+    }
+
+    fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<String, StorageError>> + Send {
+        ready(Ok(self.create_now(record, cx.now)))
+    }
+
+    fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
+        ready(Ok(self.update_now(id, record, changes, cx.now)))
+    }
+
+    fn delete(
+        &self,
+        id: &SessionId,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.records().remove(id);
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(now: u64, max_age: Option<u64>, data: serde_json::Value) -> SessionRecord {
+        let mut record = SessionRecord::new(now, max_age);
+        record.data = data.as_object().cloned().unwrap();
+        record
+    }
+
+    #[test]
+    fn unknown_and_malformed_ids_load_nothing() {
+        let store = MemoryStorage::new();
+        assert!(store.load_now(SessionId::generate().as_str(), 0).is_none());
+        assert!(store.load_now("../../etc/passwd", 0).is_none());
+    }
+
+    #[test]
+    fn records_expire_and_are_purged() {
+        let store = MemoryStorage::new().with_default_ttl(Duration::from_secs(100));
+        let short = store.create_now(&record(0, Some(10), serde_json::json!({"a": 1})), 0);
+        let long = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        assert!(store.load_now(&short, 9).is_some());
+        assert!(store.load_now(&short, 10).is_none());
+        assert_eq!(store.len(), 1, "the expired record is gone, not just hidden");
+        assert!(store.load_now(&long, 99).is_some());
+        assert!(store.load_now(&long, 100).is_none());
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn updates_merge_only_changed_keys() {
+        let store = MemoryStorage::new();
+        let value = store.create_now(&record(0, None, serde_json::json!({"a": 1, "b": 1})), 0);
+        let id = SessionId::parse(&value).unwrap();
+        // Two requests loaded {a:1, b:1}; one sets a, the other removes b.
+        let mut first = Changes::default();
+        first.record_set("a");
+        store.update_now(&id, &record(0, None, serde_json::json!({"a": 2, "b": 1})), &first, 1);
+        let mut second = Changes::default();
+        second.record_removed("b");
+        store.update_now(&id, &record(0, None, serde_json::json!({"a": 1})), &second, 1);
+        let loaded = store.load_now(&value, 2).unwrap();
+        assert_eq!(serde_json::Value::Object(loaded.record.data), serde_json::json!({"a": 2}));
+    }
+
+    #[test]
+    fn a_deleted_record_is_not_brought_back_by_an_update() {
+        let store = MemoryStorage::new();
+        let value = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        let id = SessionId::parse(&value).unwrap();
+        store.records().remove(&id);
+        assert_eq!(store.update_now(&id, &record(0, None, serde_json::json!({"a": 2})), &Changes::default(), 1), None);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn a_full_store_drops_the_record_closest_to_expiry() {
+        let store = MemoryStorage::new().with_max_records(2);
+        let soon = store.create_now(&record(0, Some(10), serde_json::json!({"a": 1})), 0);
+        let later = store.create_now(&record(0, Some(1000), serde_json::json!({"a": 1})), 0);
+        let newest = store.create_now(&record(0, Some(500), serde_json::json!({"a": 1})), 0);
+        assert_eq!(store.len(), 2);
+        assert!(store.load_now(&soon, 1).is_none());
+        assert!(store.load_now(&later, 1).is_some());
+        assert!(store.load_now(&newest, 1).is_some());
+    }
+}

@@ -1,0 +1,117 @@
+//! The session as plain JSON in the cookie: readable and forgeable by the
+//! client, for tests and debugging only.
+
+use std::future::{Future, ready};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use super::{Loaded, SessionStorage, StorageContext};
+use crate::error::StorageError;
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+/// Characters JSON needs that a cookie value cannot carry (quotes, commas,
+/// spaces, backslashes, semicolons) are percent-encoded; the rest stay as
+/// they are, so the cookie still reads as JSON.
+const COOKIE_UNSAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b':')
+    .remove(b'{')
+    .remove(b'}')
+    .remove(b'[')
+    .remove(b']');
+
+/// Keeps the whole session as JSON in the cookie, in clear:
+/// `{"created":…,"updated":…,"max_age":…,"session":{…}}`, percent-encoded
+/// where a cookie needs it.
+///
+/// **Insecure**: the client can read and rewrite every value, including the
+/// times that decide expiry. Use it in tests; in production use
+/// [`EncryptedCookieStorage`](crate::EncryptedCookieStorage) or a
+/// server-side store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimpleCookieStorage;
+
+impl SimpleCookieStorage {
+    /// The storage (it has no settings).
+    pub fn new() -> Self {
+        Self
+    }
+
+    fn encode(record: &SessionRecord) -> Result<String, StorageError> {
+        let json = serde_json::to_string(record).map_err(StorageError::Serialize)?;
+        Ok(utf8_percent_encode(&json, COOKIE_UNSAFE).to_string())
+    }
+
+    fn decode(value: &str) -> Option<SessionRecord> {
+        let json = percent_decode_str(value).decode_utf8().ok()?;
+        serde_json::from_str(&json).ok()
+    }
+}
+
+impl SessionStorage for SimpleCookieStorage {
+    fn load(
+        &self,
+        cookie_value: &str,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
+        let loaded = Self::decode(cookie_value).map(|record| Loaded::new(record, None));
+        if loaded.is_none() {
+            tracing::debug!("simple session cookie is not valid JSON; starting a new session");
+        }
+        ready(Ok(loaded))
+    }
+
+    fn create(
+        &self,
+        record: &SessionRecord,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<String, StorageError>> + Send {
+        ready(Self::encode(record))
+    }
+
+    /// The whole record goes into the cookie again.
+    fn update(
+        &self,
+        _id: &SessionId,
+        record: &SessionRecord,
+        _changes: &Changes,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
+        ready(Self::encode(record).map(Some))
+    }
+
+    /// Nothing is kept on the server.
+    fn delete(
+        &self,
+        _id: &SessionId,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trips_and_stays_readable() {
+        let mut record = SessionRecord::new(10, Some(60));
+        record.data.insert("greeting".into(), "hello, world; \"x\"".into());
+        let value = SimpleCookieStorage::encode(&record).unwrap();
+        assert!(value.starts_with("{%22created%22:10"), "{value}");
+        assert!(!value.contains([' ', ',', ';', '"', '\\']));
+        assert_eq!(SimpleCookieStorage::decode(&value), Some(record));
+    }
+
+    proptest! {
+        #[test]
+        fn any_cookie_value_decodes_or_is_refused_without_panic(value in ".*") {
+            let _ = SimpleCookieStorage::decode(&value);
+        }
+    }
+}
