@@ -16,7 +16,10 @@ use crate::storage::{SessionStorage, StorageContext};
 /// old one is deleted, and the cookie is only sent once everything is
 /// written; on an error no cookie is sent and the client's previous cookie
 /// still names a complete record.
-pub(crate) async fn save(shared: Arc<Shared>, session: Session) -> Result<Option<String>, SaveError> {
+pub(crate) async fn save(
+    shared: Arc<Shared>,
+    session: Session,
+) -> Result<Option<String>, SaveError> {
     let config = &shared.config;
     let storage = &shared.storage;
     let now = shared.clock.now();
@@ -33,10 +36,15 @@ pub(crate) async fn save(shared: Arc<Shared>, session: Session) -> Result<Option
     }
 
     let value = match &pending.identity {
-        Some(id) => match storage.update(id, &pending.record, &pending.changes, &cx).await? {
+        Some(id) => match storage
+            .update(id, &pending.record, &pending.changes, &cx)
+            .await?
+        {
             Some(value) => value,
             None => {
-                tracing::debug!("session record gone (invalidated or expired elsewhere); not recreated");
+                tracing::debug!(
+                    "session record gone (invalidated or expired elsewhere); not recreated"
+                );
                 return Ok(pending.had_cookie.then(|| cookies::removal(config)));
             }
         },

@@ -296,7 +296,10 @@ mod tests {
         ));
         for name in ["", "a b", "a;b", "a=b", "é"] {
             assert!(
-                matches!(check(|c| c.cookie_name = name.into()), Err(ConfigError::CookieName(_))),
+                matches!(
+                    check(|c| c.cookie_name = name.into()),
+                    Err(ConfigError::CookieName(_))
+                ),
                 "{name:?}"
             );
         }

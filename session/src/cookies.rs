@@ -123,7 +123,15 @@ mod tests {
     #[test]
     fn removal_keeps_the_flags() {
         let header = removal(&Config::default());
-        for part in ["session=;", "Max-Age=0", "Expires=Thu, 01 Jan 1970 00:00:00 GMT", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        for part in [
+            "session=;",
+            "Max-Age=0",
+            "Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+        ] {
             assert!(header.contains(part), "{part} missing from {header}");
         }
     }

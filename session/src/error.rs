@@ -94,7 +94,9 @@ pub enum ConfigError {
     #[error("invalid session cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
     CookieName(String),
     /// A cookie attribute has characters a cookie attribute cannot have.
-    #[error("invalid session cookie {attribute} {value:?}: control characters and ';' are not allowed")]
+    #[error(
+        "invalid session cookie {attribute} {value:?}: control characters and ';' are not allowed"
+    )]
     CookieAttribute {
         /// `path` or `domain`.
         attribute: &'static str,
@@ -102,7 +104,9 @@ pub enum ConfigError {
         value: String,
     },
     /// `SameSite=None` without `Secure` is refused by browsers.
-    #[error("SameSite=None requires the Secure attribute: call `.secure(true)` or choose Lax or Strict")]
+    #[error(
+        "SameSite=None requires the Secure attribute: call `.secure(true)` or choose Lax or Strict"
+    )]
     SameSiteNoneWithoutSecure,
     /// A `__Host-` or `__Secure-` cookie name with attributes the prefix forbids.
     #[error("a cookie named {name:?} requires {requirement}")]

@@ -244,5 +244,5 @@ where
 fn add_vary_cookie(response: &mut Response) {
     response
         .headers_mut()
-        .append(VARY, HeaderValue::from_static("cookie"));
+        .append(VARY, HeaderValue::from_static("Cookie"));
 }

@@ -72,7 +72,9 @@ impl Session {
     /// A poisoned lock only means a handler panicked while holding it; the
     /// map itself is still consistent (every method leaves it whole).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The value at `key`, deserialized into `T`.

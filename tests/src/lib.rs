@@ -1,1 +1,248 @@
+//! The harness of the integration tests: serves an app on a loopback port
+//! and speaks plain HTTP to it, one explicit cookie at a time (no cookie
+//! jar, so every test says which cookie it replays).
 
+use std::net::SocketAddr;
+
+use axum::Router;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::{Method, redirect};
+use serde_json::Value;
+use session_examples::conformance::{self, Settings, Store};
+use tokio::task::JoinHandle;
+use typed_sessions::{AnyStorage, ManualClock};
+
+/// The time every test app starts at: Tue, 14 Nov 2023 22:13:20 GMT.
+pub const START: u64 = 1_700_000_000;
+
+/// An app served on a loopback port for one test.
+pub struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    cookie_name: String,
+    /// The clock the app's session layer reads; advance it to expire sessions.
+    pub clock: ManualClock,
+    /// The storage the app runs on, shared with the test.
+    pub storage: AnyStorage,
+    server: JoinHandle<()>,
+}
+
+impl TestApp {
+    /// The conformance app on `settings`, with a manual clock at [`START`].
+    pub async fn conformance(settings: Settings) -> Self {
+        Self::conformance_with(settings, |routes| routes).await
+    }
+
+    /// The conformance app with extra routes added by `extend`.
+    pub async fn conformance_with(
+        settings: Settings,
+        extend: impl FnOnce(Router) -> Router,
+    ) -> Self {
+        let storage = settings.storage();
+        Self::conformance_on(settings, storage, extend).await
+    }
+
+    /// The conformance app on a storage the test made (and can inspect).
+    pub async fn conformance_on(
+        settings: Settings,
+        storage: AnyStorage,
+        extend: impl FnOnce(Router) -> Router,
+    ) -> Self {
+        let clock = ManualClock::new(START);
+        let layer = settings
+            .layer_with(storage.clone(), clock.clone())
+            .expect("valid test configuration");
+        let router = extend(conformance::routes()).layer(layer);
+        let cookie_name = settings
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| "session".to_owned());
+        Self::serve(router, cookie_name, clock, storage).await
+    }
+
+    /// Serves any router; `clock` and `storage` are what its layer uses.
+    pub async fn serve(
+        router: Router,
+        cookie_name: String,
+        clock: ManualClock,
+        storage: AnyStorage,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr: SocketAddr = listener.local_addr().expect("bound address");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .await
+                .expect("test server runs");
+        });
+        let client = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()
+            .expect("http client");
+        Self {
+            base: format!("http://{addr}"),
+            client,
+            cookie_name,
+            clock,
+            storage,
+            server,
+        }
+    }
+
+    /// The name of the session cookie.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// Sends a request, with `cookie` as the session cookie's value and
+    /// `body` as its body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("{}={cookie}", self.cookie_name));
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("the test server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("a body");
+        Reply {
+            status,
+            headers,
+            body,
+            cookie_name: self.cookie_name.clone(),
+        }
+    }
+
+    /// `GET path` with the session cookie `cookie`.
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        self.send(Method::GET, path, cookie, None).await
+    }
+
+    /// `PATCH /session` with `body`.
+    pub async fn patch(&self, cookie: Option<&str>, body: &str) -> Reply {
+        self.send(Method::PATCH, "/session", cookie, Some(body))
+            .await
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, cookie: Option<&str>, body: &str) -> Reply {
+        self.send(Method::POST, path, cookie, Some(body)).await
+    }
+
+    /// Starts a session holding `data` and returns its cookie value.
+    pub async fn session_with(&self, data: &str) -> String {
+        let reply = self.patch(None, data).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.new_cookie()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub body: String,
+    cookie_name: String,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+
+    /// The session view's `data`.
+    pub fn data(&self) -> Value {
+        self.json()["data"].clone()
+    }
+
+    /// Every `Set-Cookie` header.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().expect("ASCII Set-Cookie").to_owned())
+            .collect()
+    }
+
+    /// The one `Set-Cookie` header of the session cookie, if any; more than
+    /// one fails the test.
+    pub fn session_set_cookie(&self) -> Option<String> {
+        let prefix = format!("{}=", self.cookie_name);
+        let mut matching: Vec<String> = self
+            .set_cookies()
+            .into_iter()
+            .filter(|header| header.starts_with(&prefix))
+            .collect();
+        assert!(
+            matching.len() <= 1,
+            "more than one session Set-Cookie: {matching:?}"
+        );
+        matching.pop()
+    }
+
+    /// The value of the session cookie this response sets; fails the test
+    /// if it sets none.
+    pub fn new_cookie(&self) -> String {
+        let header = self.session_set_cookie().unwrap_or_else(|| {
+            panic!(
+                "no session cookie set; status {}, body {}",
+                self.status, self.body
+            )
+        });
+        let pair = header.split(';').next().expect("a name=value pair");
+        pair.split_once('=').expect("name=value").1.to_owned()
+    }
+
+    /// The attributes of the session cookie this response sets.
+    pub fn cookie_attributes(&self) -> Vec<String> {
+        self.session_set_cookie()
+            .expect("a session cookie")
+            .split(';')
+            .skip(1)
+            .map(|attribute| attribute.trim().to_owned())
+            .collect()
+    }
+
+    /// Whether the response has `Vary: Cookie`.
+    pub fn varies_on_cookie(&self) -> bool {
+        self.headers.get_all("vary").iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("cookie"))
+        })
+    }
+}
+
+/// Settings for `store` as the tests use them.
+pub fn settings(store: Store) -> Settings {
+    Settings::new(store)
+}
+
+/// Whether `store` keeps sessions on the server.
+pub fn is_server_side(store: Store) -> bool {
+    matches!(store, Store::Memory)
+}

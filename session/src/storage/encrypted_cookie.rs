@@ -52,7 +52,9 @@ pub enum KeyError {
     )]
     WrongLength(usize),
     /// The text is not base64.
-    #[error("a session key in text must be base64 (standard or url-safe, padded or not) of 32 bytes")]
+    #[error(
+        "a session key in text must be base64 (standard or url-safe, padded or not) of 32 bytes"
+    )]
     NotBase64,
 }
 
@@ -320,10 +322,14 @@ mod tests {
         let sealed_with_old = EncryptedCookieStorage::new(old.clone())
             .seal(&record(), "session")
             .unwrap();
-        let rotated = EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([old.clone()]);
+        let rotated =
+            EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([old.clone()]);
         assert_eq!(rotated.open(&sealed_with_old, "session"), Some(record()));
         let resealed = rotated.seal(&record(), "session").unwrap();
-        assert_eq!(EncryptedCookieStorage::new(old).open(&resealed, "session"), None);
+        assert_eq!(
+            EncryptedCookieStorage::new(old).open(&resealed, "session"),
+            None
+        );
         assert_eq!(
             EncryptedCookieStorage::new(SessionKey::generate()).open(&sealed_with_old, "session"),
             None
@@ -349,9 +355,18 @@ mod tests {
 
     #[test]
     fn keys_of_the_wrong_length_are_refused() {
-        assert_eq!(SessionKey::from_bytes(&[0; 16]), Err(KeyError::WrongLength(16)));
-        assert_eq!(SessionKey::from_base64("c2hvcnQ="), Err(KeyError::WrongLength(5)));
-        assert_eq!(SessionKey::from_base64("not base64!"), Err(KeyError::NotBase64));
+        assert_eq!(
+            SessionKey::from_bytes(&[0; 16]),
+            Err(KeyError::WrongLength(16))
+        );
+        assert_eq!(
+            SessionKey::from_base64("c2hvcnQ="),
+            Err(KeyError::WrongLength(5))
+        );
+        assert_eq!(
+            SessionKey::from_base64("not base64!"),
+            Err(KeyError::NotBase64)
+        );
         assert!(!format!("{:?}", SessionKey::generate()).contains('='));
     }
 
@@ -362,7 +377,10 @@ mod tests {
             .decode(storage.seal(&record(), "session").unwrap())
             .unwrap();
         bytes[0] = 0;
-        assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+        assert_eq!(
+            storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"),
+            None
+        );
     }
 
     proptest! {

@@ -261,7 +261,11 @@ mod tests {
         let long = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
         assert!(store.load_now(&short, 9).is_some());
         assert!(store.load_now(&short, 10).is_none());
-        assert_eq!(store.len(), 1, "the expired record is gone, not just hidden");
+        assert_eq!(
+            store.len(),
+            1,
+            "the expired record is gone, not just hidden"
+        );
         assert!(store.load_now(&long, 99).is_some());
         assert!(store.load_now(&long, 100).is_none());
         assert!(store.is_empty());
@@ -275,12 +279,25 @@ mod tests {
         // Two requests loaded {a:1, b:1}; one sets a, the other removes b.
         let mut first = Changes::default();
         first.record_set("a");
-        store.update_now(&id, &record(0, None, serde_json::json!({"a": 2, "b": 1})), &first, 1);
+        store.update_now(
+            &id,
+            &record(0, None, serde_json::json!({"a": 2, "b": 1})),
+            &first,
+            1,
+        );
         let mut second = Changes::default();
         second.record_removed("b");
-        store.update_now(&id, &record(0, None, serde_json::json!({"a": 1})), &second, 1);
+        store.update_now(
+            &id,
+            &record(0, None, serde_json::json!({"a": 1})),
+            &second,
+            1,
+        );
         let loaded = store.load_now(&value, 2).unwrap();
-        assert_eq!(serde_json::Value::Object(loaded.record.data), serde_json::json!({"a": 2}));
+        assert_eq!(
+            serde_json::Value::Object(loaded.record.data),
+            serde_json::json!({"a": 2})
+        );
     }
 
     #[test]
@@ -289,7 +306,15 @@ mod tests {
         let value = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
         let id = SessionId::parse(&value).unwrap();
         store.records().remove(&id);
-        assert_eq!(store.update_now(&id, &record(0, None, serde_json::json!({"a": 2})), &Changes::default(), 1), None);
+        assert_eq!(
+            store.update_now(
+                &id,
+                &record(0, None, serde_json::json!({"a": 2})),
+                &Changes::default(),
+                1
+            ),
+            None
+        );
         assert!(store.is_empty());
     }
 

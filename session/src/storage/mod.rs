@@ -204,39 +204,35 @@ impl std::fmt::Debug for AnyStorage {
 }
 
 impl SessionStorage for AnyStorage {
-    fn load(
+    // `async fn` names every lifetime of the call, which the boxed future's
+    // single lifetime cannot.
+    async fn load(
         &self,
         cookie_value: &str,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
-        // An async block names the futures' lifetimes, which a boxed
-        // future's single lifetime cannot.
-        async move { self.0.load(cookie_value, cx).await }
+    ) -> Result<Option<Loaded>, StorageError> {
+        self.0.load(cookie_value, cx).await
     }
 
-    fn create(
+    async fn create(
         &self,
         record: &SessionRecord,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<String, StorageError>> + Send {
-        async move { self.0.create(record, cx).await }
+    ) -> Result<String, StorageError> {
+        self.0.create(record, cx).await
     }
 
-    fn update(
+    async fn update(
         &self,
         id: &SessionId,
         record: &SessionRecord,
         changes: &Changes,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
-        async move { self.0.update(id, record, changes, cx).await }
+    ) -> Result<Option<String>, StorageError> {
+        self.0.update(id, record, changes, cx).await
     }
 
-    fn delete(
-        &self,
-        id: &SessionId,
-        cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move { self.0.delete(id, cx).await }
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<(), StorageError> {
+        self.0.delete(id, cx).await
     }
 }

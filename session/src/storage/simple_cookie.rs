@@ -101,7 +101,9 @@ mod tests {
     #[test]
     fn round_trips_and_stays_readable() {
         let mut record = SessionRecord::new(10, Some(60));
-        record.data.insert("greeting".into(), "hello, world; \"x\"".into());
+        record
+            .data
+            .insert("greeting".into(), "hello, world; \"x\"".into());
         let value = SimpleCookieStorage::encode(&record).unwrap();
         assert!(value.starts_with("{%22created%22:10"), "{value}");
         assert!(!value.contains([' ', ',', ';', '"', '\\']));

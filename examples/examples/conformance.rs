@@ -1,0 +1,51 @@
+//! The conformance app of `../shared/conformance.md`: every session
+//! operation over JSON, on the storage named by `SESSION_STORE`.
+//!
+//! ```text
+//! SESSION_STORE=memory cargo run --release --example conformance
+//! ```
+
+use std::process::ExitCode;
+
+use session_examples::conformance::{Settings, app};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("conformance: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let layer = match settings.layer() {
+        Ok(layer) => layer,
+        Err(message) => {
+            eprintln!("conformance: invalid session configuration: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&settings.addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("conformance: cannot bind {}: {error}", settings.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    println!("listening on http://{addr}");
+    if let Err(error) = axum::serve(listener, app(layer)).await {
+        eprintln!("conformance: server failed: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,81 @@
+//! aiohttp_session's first example, in axum: the page shows when you last
+//! visited it, remembered in an encrypted cookie.
+//!
+//! ```text
+//! SESSION_SECRET=$(head -c32 /dev/urandom | base64) cargo run --release --example visits
+//! ```
+//!
+//! Then open <http://localhost:8080/> and reload. Without `SESSION_SECRET` a
+//! key is generated at start, so sessions do not survive a restart. The
+//! cookie is `Secure`, which browsers accept on `http://localhost`; serve
+//! anything else over HTTPS. `VISITS_ADDR` changes the address.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::get;
+use typed_sessions::{EncryptedCookieStorage, Session, SessionKey, SessionLayer};
+
+async fn handler(session: Session) -> String {
+    let last_visit: Option<f64> = session.get("last_visit");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+    session
+        .insert("last_visit", now)
+        .expect("a number serializes");
+    match last_visit {
+        Some(seconds) => format!("Last visited: {seconds:.3} (seconds since the Unix epoch)"),
+        None => "Last visited: never. Reload the page.".to_owned(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let key = match std::env::var("SESSION_SECRET") {
+        Ok(text) => match SessionKey::from_base64(&text) {
+            Ok(key) => key,
+            Err(error) => {
+                eprintln!("visits: SESSION_SECRET: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => {
+            tracing::warn!(
+                "SESSION_SECRET is not set: using a random key, so sessions end when the server stops"
+            );
+            SessionKey::generate()
+        }
+    };
+    let app = Router::new()
+        .route("/", get(handler))
+        .layer(SessionLayer::new(EncryptedCookieStorage::new(key)));
+
+    let addr = std::env::var("VISITS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("visits: cannot bind {addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    println!(
+        "listening on http://{addr} (open http://localhost:{}/)",
+        addr.port()
+    );
+    if let Err(error) = axum::serve(listener, app).await {
+        eprintln!("visits: server failed: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

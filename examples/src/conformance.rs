@@ -1,0 +1,325 @@
+//! The conformance app: every session operation over JSON, so black-box
+//! tests, load tests and benchmarks can drive the library from outside,
+//! against any storage. Built with the library's public API only.
+
+use std::collections::HashMap;
+use std::env;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use typed_sessions::{
+    AnyStorage, Clock, EncryptedCookieStorage, MemoryStorage, SameSite, Session, SessionKey,
+    SessionLayer, SimpleCookieStorage, SystemClock,
+};
+
+/// Which storage the app runs on (`SESSION_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Plain JSON cookie.
+    Simple,
+    /// AES-256-GCM cookie.
+    Encrypted,
+    /// In-process memory.
+    Memory,
+}
+
+impl Store {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "simple" => Ok(Self::Simple),
+            "encrypted" => Ok(Self::Encrypted),
+            "memory" => Ok(Self::Memory),
+            "redis" | "redis-cluster" | "memcached" => Err(format!(
+                "SESSION_STORE={name} is not available yet: the server-side stores land with \
+                 the Redis and Memcached issue; use simple, encrypted or memory"
+            )),
+            other => Err(format!(
+                "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
+                 redis-cluster or memcached"
+            )),
+        }
+    }
+}
+
+/// The app's configuration, read from the environment by
+/// [`Settings::from_env`] or built directly by tests.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `CONFORMANCE_ADDR`.
+    pub addr: String,
+    /// `SESSION_STORE`.
+    pub store: Store,
+    /// `SESSION_SECRET`: `None` means a fresh random key.
+    pub secret: Option<SessionKey>,
+    /// `SESSION_SECRET_OLD`.
+    pub old_secrets: Vec<SessionKey>,
+    /// `SESSION_MAX_AGE` in seconds.
+    pub max_age: Option<u64>,
+    /// `SESSION_COOKIE_NAME`.
+    pub cookie_name: Option<String>,
+    /// `SESSION_COOKIE_PATH`.
+    pub cookie_path: Option<String>,
+    /// `SESSION_COOKIE_DOMAIN`.
+    pub cookie_domain: Option<String>,
+    /// `SESSION_COOKIE_SECURE`.
+    pub secure: Option<bool>,
+    /// `SESSION_COOKIE_HTTPONLY`.
+    pub http_only: Option<bool>,
+    /// `SESSION_COOKIE_SAMESITE`.
+    pub same_site: Option<SameSite>,
+    /// Not in the environment: an absolute session lifetime, for tests.
+    pub absolute_timeout: Option<u64>,
+}
+
+impl Settings {
+    /// The defaults of `conformance.md` for `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            addr: "127.0.0.1:3000".to_owned(),
+            store,
+            secret: None,
+            old_secrets: Vec::new(),
+            max_age: None,
+            cookie_name: None,
+            cookie_path: None,
+            cookie_domain: None,
+            secure: None,
+            http_only: None,
+            same_site: None,
+            absolute_timeout: None,
+        }
+    }
+
+    /// Reads the variables of `conformance.md`; an invalid value is an error
+    /// naming the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| env::var(name).ok().filter(|value| !value.is_empty());
+        let store = Store::parse(var("SESSION_STORE").as_deref().unwrap_or("encrypted"))?;
+        let mut settings = Self::new(store);
+        if let Some(addr) = var("CONFORMANCE_ADDR") {
+            settings.addr = addr;
+        }
+        let key = |name: &str, text: &str| {
+            SessionKey::from_base64(text).map_err(|error| format!("{name}: {error}"))
+        };
+        if let Some(secret) = var("SESSION_SECRET") {
+            settings.secret = Some(key("SESSION_SECRET", &secret)?);
+        }
+        if let Some(old) = var("SESSION_SECRET_OLD") {
+            settings.old_secrets = old
+                .split(',')
+                .filter(|text| !text.trim().is_empty())
+                .map(|text| key("SESSION_SECRET_OLD", text))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(max_age) = var("SESSION_MAX_AGE") {
+            settings.max_age = Some(max_age.parse().map_err(|_| {
+                format!("SESSION_MAX_AGE must be a whole number of seconds, got {max_age:?}")
+            })?);
+        }
+        settings.cookie_name = var("SESSION_COOKIE_NAME");
+        settings.cookie_path = var("SESSION_COOKIE_PATH");
+        settings.cookie_domain = var("SESSION_COOKIE_DOMAIN");
+        let flag = |name: &str| -> Result<Option<bool>, String> {
+            var(name)
+                .map(|value| match value.as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(format!("{name} must be true or false, got {value:?}")),
+                })
+                .transpose()
+        };
+        settings.secure = flag("SESSION_COOKIE_SECURE")?;
+        settings.http_only = flag("SESSION_COOKIE_HTTPONLY")?;
+        settings.same_site = var("SESSION_COOKIE_SAMESITE")
+            .map(|value| value.parse::<SameSite>())
+            .transpose()
+            .map_err(|error| format!("SESSION_COOKIE_SAMESITE: {error}"))?;
+        Ok(settings)
+    }
+
+    /// The storage these settings name.
+    pub fn storage(&self) -> AnyStorage {
+        match self.store {
+            Store::Simple => AnyStorage::new(SimpleCookieStorage::new()),
+            Store::Encrypted => {
+                let key = self.secret.clone().unwrap_or_else(SessionKey::generate);
+                AnyStorage::new(
+                    EncryptedCookieStorage::new(key).with_old_keys(self.old_secrets.clone()),
+                )
+            }
+            Store::Memory => AnyStorage::new(MemoryStorage::new()),
+        }
+    }
+
+    /// The session layer over `storage`, reading time from `clock`.
+    pub fn layer_with(
+        &self,
+        storage: AnyStorage,
+        clock: impl Clock,
+    ) -> Result<SessionLayer, String> {
+        let mut builder = SessionLayer::builder(storage)
+            .max_age(self.max_age.map(Duration::from_secs))
+            .absolute_timeout(self.absolute_timeout.map(Duration::from_secs))
+            .cookie_domain(self.cookie_domain.clone())
+            .clock(clock)
+            .error_responder(json_error);
+        if let Some(name) = &self.cookie_name {
+            builder = builder.cookie_name(name.clone());
+        }
+        if let Some(path) = &self.cookie_path {
+            builder = builder.cookie_path(path.clone());
+        }
+        if let Some(secure) = self.secure {
+            builder = builder.secure(secure);
+        }
+        if let Some(http_only) = self.http_only {
+            builder = builder.http_only(http_only);
+        }
+        if let Some(same_site) = self.same_site {
+            builder = builder.same_site(same_site);
+        }
+        builder.build().map_err(|error| error.to_string())
+    }
+
+    /// The session layer these settings describe, on the system clock.
+    pub fn layer(&self) -> Result<SessionLayer, String> {
+        self.layer_with(self.storage(), SystemClock)
+    }
+}
+
+/// The app's routes, without the session layer.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/session", get(show).patch(change))
+        .route("/session/invalidate", post(invalidate))
+        .route("/session/login", post(login))
+        .route("/session/max_age", post(set_max_age))
+        .route("/session/incr", post(increment))
+        .route("/untouched", get(untouched))
+}
+
+/// The whole app: routes and session layer.
+pub fn app(layer: SessionLayer) -> Router {
+    routes().layer(layer)
+}
+
+/// Errors as `{"error": "..."}`, for the layer and the handlers alike.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The session view of `conformance.md`.
+fn view(session: &Session) -> Json<Value> {
+    Json(json!({
+        "new": session.is_new(),
+        "identity": session.identity().map(|id| id.as_str().to_owned()),
+        "created": session.created(),
+        "max_age": session.max_age().map(|age| age.as_secs()),
+        "empty": session.is_empty(),
+        "data": session.to_map(),
+    }))
+}
+
+/// A request the app refuses with 400 and `{"error": ...}`.
+struct BadRequest(&'static str);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        json_error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, BadRequest> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(BadRequest("the body must be a JSON object")),
+    }
+}
+
+async fn show(session: Session) -> Json<Value> {
+    view(&session)
+}
+
+async fn change(
+    session: Session,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, BadRequest> {
+    let status = match query.get("status") {
+        None => StatusCode::OK,
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or(BadRequest("status must be an HTTP status code"))?,
+    };
+    let changes = json_object(&body)?;
+    for (key, value) in changes {
+        if value.is_null() {
+            session.remove(&key);
+        } else {
+            session.insert_value(&key, value);
+        }
+    }
+    let mut response = (status, view(&session)).into_response();
+    if status == StatusCode::FOUND {
+        response.headers_mut().insert(
+            header::LOCATION,
+            header::HeaderValue::from_static("/session"),
+        );
+    }
+    Ok(response)
+}
+
+async fn invalidate(session: Session) -> Json<Value> {
+    session.invalidate();
+    view(&session)
+}
+
+async fn login(session: Session, body: Bytes) -> Result<Json<Value>, BadRequest> {
+    let data = json_object(&body)?;
+    session.start_new();
+    for (key, value) in data {
+        session.insert_value(&key, value);
+    }
+    Ok(view(&session))
+}
+
+async fn set_max_age(session: Session, body: Bytes) -> Result<Json<Value>, BadRequest> {
+    let object = json_object(&body)?;
+    let max_age = match object.get("max_age") {
+        Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .filter(|age| *age > 0)
+                .ok_or(BadRequest("max_age must be a positive integer or null"))?,
+        ),
+        None => return Err(BadRequest("max_age is required")),
+    };
+    session.set_max_age(max_age.map(Duration::from_secs));
+    Ok(view(&session))
+}
+
+async fn increment(
+    session: Session,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, BadRequest> {
+    let key = query
+        .get("key")
+        .ok_or(BadRequest("the key query parameter is required"))?;
+    let value = session.get::<i64>(key).unwrap_or(0).saturating_add(1);
+    session.insert_value(key, Value::from(value));
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn untouched() -> &'static str {
+    "ok"
+}

@@ -1,0 +1,277 @@
+//! The layer's contract with handlers and storages, whatever the storage:
+//! laziness, one load per request, failures, and the conformance binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+use session_examples::conformance::{Settings, Store};
+use session_tests::TestApp;
+use typed_sessions::{
+    AnyStorage, Changes, Loaded, MemoryStorage, Session, SessionId, SessionRecord, SessionStorage,
+    StorageContext, StorageError,
+};
+
+/// A real memory store behind a switch that makes it fail like a store that
+/// went down, and a counter of the calls that reached it.
+#[derive(Clone, Default)]
+struct Switchable {
+    inner: MemoryStorage,
+    down: Arc<AtomicBool>,
+    writes_down: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Switchable {
+    fn check(&self, write: bool) -> Result<(), StorageError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) || (write && self.writes_down.load(Ordering::SeqCst)) {
+            return Err(StorageError::unavailable("connection refused"));
+        }
+        Ok(())
+    }
+}
+
+impl SessionStorage for Switchable {
+    async fn load(
+        &self,
+        cookie_value: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        self.check(false)?;
+        self.inner.load(cookie_value, cx).await
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<String, StorageError> {
+        self.check(true)?;
+        self.inner.create(record, cx).await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<String>, StorageError> {
+        self.check(true)?;
+        self.inner.update(id, record, changes, cx).await
+    }
+
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<(), StorageError> {
+        self.check(true)?;
+        self.inner.delete(id, cx).await
+    }
+}
+
+async fn twice(first: Session, second: Session) -> String {
+    first.insert("a", 1).unwrap();
+    second.get::<u64>("a").unwrap().to_string()
+}
+
+async fn app_on(storage: &Switchable) -> TestApp {
+    TestApp::conformance_on(
+        Settings::new(Store::Memory),
+        AnyStorage::new(storage.clone()),
+        |routes| routes.route("/twice", get(twice)),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_untouched_request_costs_no_storage_call() {
+    let storage = Switchable::default();
+    let app = app_on(&storage).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let before = storage.calls.load(Ordering::SeqCst);
+    let reply = app.get("/untouched", Some(&cookie)).await;
+    assert_eq!(reply.body, "ok");
+    assert_eq!(storage.calls.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn several_extractions_share_one_load_and_one_map() {
+    let storage = Switchable::default();
+    let app = app_on(&storage).await;
+    let cookie = app.session_with(r#"{"a": 0}"#).await;
+    let before = storage.calls.load(Ordering::SeqCst);
+    let reply = app.get("/twice", Some(&cookie)).await;
+    assert_eq!(
+        reply.body, "1",
+        "a write through one extractor is seen by the other"
+    );
+    assert_eq!(reply.set_cookies().len(), 1);
+    assert_eq!(
+        storage.calls.load(Ordering::SeqCst) - before,
+        2,
+        "one load, one save"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_request_costs_one_load() {
+    let storage = Switchable::default();
+    let app = app_on(&storage).await;
+    let cookie = app.session_with(r#"{"a": 0}"#).await;
+    let before = storage.calls.load(Ordering::SeqCst);
+    app.get("/session", Some(&cookie)).await;
+    assert_eq!(storage.calls.load(Ordering::SeqCst) - before, 1);
+    app.get("/session", None).await;
+    assert_eq!(
+        storage.calls.load(Ordering::SeqCst) - before,
+        1,
+        "no cookie, nothing to look up"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_answers_503_and_the_app_recovers() {
+    let storage = Switchable::default();
+    let app = app_on(&storage).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+
+    storage.down.store(true, Ordering::SeqCst);
+    for reply in [
+        app.get("/session", Some(&cookie)).await,
+        app.patch(Some(&cookie), r#"{"a": 2}"#).await,
+        app.patch(None, r#"{"a": 2}"#).await,
+    ] {
+        assert_eq!(reply.status, 503);
+        assert!(reply.set_cookies().is_empty());
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            !error.contains("connection refused"),
+            "no internals in the body: {error}"
+        );
+    }
+    assert_eq!(app.get("/untouched", Some(&cookie)).await.status, 200);
+
+    storage.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_failed_save_answers_503_sets_no_cookie_and_keeps_the_old_session() {
+    let storage = Switchable::default();
+    let app = app_on(&storage).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+
+    storage.writes_down.store(true, Ordering::SeqCst);
+    for reply in [
+        app.patch(Some(&cookie), r#"{"a": 2}"#).await,
+        app.post("/session/login", Some(&cookie), r#"{"user": "ann"}"#)
+            .await,
+        app.post("/session/invalidate", Some(&cookie), "").await,
+    ] {
+        assert_eq!(reply.status, 503);
+        assert!(reply.set_cookies().is_empty());
+        assert!(reply.varies_on_cookie());
+    }
+    storage.writes_down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1})
+    );
+    assert_eq!(storage.inner.len(), 1, "nothing was written half-way");
+}
+
+#[tokio::test]
+async fn extracting_a_session_without_the_layer_says_how_to_fix_it() {
+    let router = Router::new().route("/", get(|_session: Session| async { "unreachable" }));
+    let app = TestApp::serve(
+        router,
+        "session".into(),
+        typed_sessions::ManualClock::new(0),
+        AnyStorage::new(MemoryStorage::new()),
+    )
+    .await;
+    let reply = app.get("/", None).await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.body.contains("add `SessionLayer`"), "{}", reply.body);
+}
+
+/// The conformance example as built by `cargo test` (which builds every
+/// example of the workspace before running tests).
+fn conformance_binary() -> std::path::PathBuf {
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop(); // deps/
+    path.pop();
+    path.push("examples");
+    path.push(format!("conformance{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn the_conformance_binary_announces_its_address_and_serves() {
+    let mut child = Command::new(conformance_binary())
+        .env("SESSION_STORE", "memory")
+        .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the conformance app");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_owned();
+    let client = reqwest::Client::new();
+    let reply = client
+        .patch(format!("{base}/session"))
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert!(reply.headers().contains_key("set-cookie"));
+    let untouched = client
+        .get(format!("{base}/untouched"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untouched.text().await.unwrap(), "ok");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
+    for (variable, value) in [
+        ("SESSION_STORE", "postgres"),
+        ("SESSION_SECRET", "too-short"),
+        ("SESSION_COOKIE_SAMESITE", "sometimes"),
+        ("SESSION_MAX_AGE", "soon"),
+    ] {
+        let output = Command::new(conformance_binary())
+            .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+            .env(variable, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} accepted");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(variable), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -1,0 +1,138 @@
+//! What only the in-memory store does: records, merges and purges.
+
+use std::sync::Arc;
+
+use axum::routing::post;
+use serde_json::json;
+use session_examples::conformance::{Settings, Store};
+use session_tests::TestApp;
+use tokio::sync::Notify;
+use typed_sessions::{AnyStorage, MemoryStorage, Session};
+
+async fn app_on(store: &MemoryStorage, max_age: Option<u64>) -> TestApp {
+    let mut settings = Settings::new(Store::Memory);
+    settings.max_age = max_age;
+    TestApp::conformance_on(settings, AnyStorage::new(store.clone()), |routes| routes).await
+}
+
+#[tokio::test]
+async fn one_record_per_live_session_and_none_after_invalidate() {
+    let store = MemoryStorage::new();
+    let app = app_on(&store, None).await;
+    let first = app.session_with(r#"{"a": 1}"#).await;
+    let _second = app.session_with(r#"{"a": 2}"#).await;
+    assert_eq!(store.len(), 2);
+    app.get("/session", None).await;
+    assert_eq!(store.len(), 2, "an empty new session is not stored");
+    app.post("/session/invalidate", Some(&first), "").await;
+    assert_eq!(store.len(), 1);
+    let login = app
+        .post("/session/login", Some(&_second), r#"{"user": "ann"}"#)
+        .await;
+    assert_eq!(login.status, 200);
+    assert_eq!(
+        store.len(),
+        1,
+        "login replaces the record, it does not add one"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_id_leaves_no_record() {
+    let store = MemoryStorage::new();
+    let app = app_on(&store, None).await;
+    let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    app.get("/session", Some(forged)).await;
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn expired_records_are_purged() {
+    let store = MemoryStorage::new();
+    let app = app_on(&store, Some(60)).await;
+    app.session_with(r#"{"a": 1}"#).await;
+    app.session_with(r#"{"a": 2}"#).await;
+    app.clock.advance(60);
+    app.session_with(r#"{"a": 3}"#).await;
+    assert_eq!(store.len(), 1, "the two expired records are gone");
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_different_keys_of_one_session_are_all_kept() {
+    let store = MemoryStorage::new();
+    let app = Arc::new(app_on(&store, None).await);
+    let cookie = app.session_with(r#"{"start": true}"#).await;
+    let writers = (0..20).map(|i| {
+        let app = app.clone();
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            let reply = app
+                .patch(Some(&cookie), &format!(r#"{{"key{i}": {i}}}"#))
+                .await;
+            assert_eq!(reply.status, 200);
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    let data = app.get("/session", Some(&cookie)).await.data();
+    assert_eq!(data["start"], true);
+    for i in 0..20 {
+        assert_eq!(data[format!("key{i}")], json!(i), "key{i} lost: {data}");
+    }
+}
+
+#[tokio::test]
+async fn a_write_racing_an_invalidate_does_not_bring_the_session_back() {
+    let store = MemoryStorage::new();
+    let loaded = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let (loaded_in_handler, go_in_handler) = (loaded.clone(), go.clone());
+    let slow_write = move |session: Session| async move {
+        loaded_in_handler.notify_one();
+        go_in_handler.notified().await;
+        session.insert("late", true).unwrap();
+        "written"
+    };
+    let app = Arc::new(
+        TestApp::conformance_on(
+            Settings::new(Store::Memory),
+            AnyStorage::new(store.clone()),
+            |routes| routes.route("/slow-write", post(slow_write)),
+        )
+        .await,
+    );
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let slow = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { app.post("/slow-write", Some(&cookie), "").await })
+    };
+    loaded.notified().await;
+    app.post("/session/invalidate", Some(&cookie), "").await;
+    go.notify_one();
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.new_cookie(),
+        "",
+        "the late write removes the dead cookie"
+    );
+    assert!(store.is_empty(), "no record came back");
+    assert_eq!(app.get("/session", Some(&cookie)).await.json()["new"], true);
+}
+
+#[tokio::test]
+async fn an_invalidated_session_is_not_brought_back_by_a_late_write() {
+    let store = MemoryStorage::new();
+    let app = app_on(&store, None).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // Another tab logs out; this tab's request, sent with the old cookie,
+    // writes afterwards.
+    app.post("/session/invalidate", Some(&cookie), "").await;
+    let late = app.patch(Some(&cookie), r#"{"b": 2}"#).await;
+    assert_eq!(late.status, 200);
+    assert_eq!(late.json()["new"], true, "the old id no longer loads");
+    let fresh = late.new_cookie();
+    assert_ne!(fresh, cookie);
+    assert_eq!(app.get("/session", Some(&cookie)).await.json()["new"], true);
+}
