@@ -15,8 +15,19 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, MemoryStorage, SameSite, Session, SessionKey,
-    SessionLayer, SimpleCookieStorage, SystemClock,
+    SessionLayer, SimpleCookieStorage, SystemClock, TypedSession,
 };
+
+/// The typed view of `/typed`: the keys `user` and `visits` of the same
+/// session map the dynamic routes change.
+#[derive(Session)]
+pub struct Profile {
+    /// The signed-in user, if any.
+    pub user: Option<String>,
+    /// How many times `/typed/visit` was called.
+    #[session(default)]
+    pub visits: u64,
+}
 
 /// Which storage the app runs on (`SESSION_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +214,8 @@ pub fn routes() -> Router {
         .route("/session/max_age", post(set_max_age))
         .route("/session/incr", post(increment))
         .route("/untouched", get(untouched))
+        .route("/typed", get(typed))
+        .route("/typed/visit", post(typed_visit))
 }
 
 /// The whole app: routes and session layer.
@@ -318,6 +331,19 @@ async fn increment(
     let value = session.get::<i64>(key).unwrap_or(0).saturating_add(1);
     session.insert_value(key, Value::from(value));
     Ok(Json(json!({ "value": value })))
+}
+
+fn profile_view(profile: &TypedSession<Profile>) -> Json<Value> {
+    Json(json!({ "user": profile.user(), "visits": profile.visits() }))
+}
+
+async fn typed(profile: TypedSession<Profile>) -> Json<Value> {
+    profile_view(&profile)
+}
+
+async fn typed_visit(profile: TypedSession<Profile>) -> Json<Value> {
+    *profile.visits_mut() += 1;
+    profile_view(&profile)
 }
 
 async fn untouched() -> &'static str {

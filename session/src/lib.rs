@@ -81,6 +81,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// The derive names this crate `::typed_sessions`; this lets its own tests
+// use the derive too.
+extern crate self as typed_sessions;
+
 mod clock;
 mod commit;
 mod config;
@@ -93,6 +97,7 @@ mod record;
 mod session;
 mod slot;
 mod storage;
+mod typed;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ErrorResponder, SameSite, SessionLayerBuilder};
@@ -106,3 +111,9 @@ pub use storage::{
     AnyStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage, SessionKey,
     SessionStorage, SimpleCookieStorage, StorageContext,
 };
+pub use typed::{
+    FieldKey, FieldMut, Fields, MissingField, SessionData, SessionField, SessionView, TypedSession,
+};
+/// Derives typed, change-tracked access to keys of the session map; see
+/// [`TypedSession`] and the crate documentation.
+pub use typed_sessions_derive::Session;

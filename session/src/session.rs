@@ -54,6 +54,9 @@ pub(crate) struct State {
     /// The request's time, for `start_new`.
     pub(crate) now: u64,
     pub(crate) default_max_age: Option<u64>,
+    /// The smallest max age a typed struct that wrote in this request asked
+    /// for.
+    pub(crate) typed_max_age: Option<u64>,
 }
 
 impl State {
@@ -205,6 +208,20 @@ impl Session {
         state.must_save = true;
     }
 
+    /// A typed struct with `#[session(max_age = …)]` wrote: the session's
+    /// max age becomes the smallest such value written in this request.
+    pub(crate) fn apply_typed_max_age(&self, max_age: u64) {
+        let mut state = self.lock();
+        let smallest = state
+            .typed_max_age
+            .map_or(max_age, |other| other.min(max_age));
+        state.typed_max_age = Some(smallest);
+        if state.record.max_age != Some(smallest) {
+            state.record.max_age = Some(smallest);
+            state.must_save = true;
+        }
+    }
+
     /// Whether the session will be written after the handler.
     pub fn is_changed(&self) -> bool {
         self.lock().is_changed()
@@ -303,7 +320,7 @@ impl fmt::Debug for Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn session_with(identity: Option<SessionId>, data: Value) -> Session {
@@ -319,6 +336,7 @@ mod tests {
             had_cookie: true,
             now: 200,
             default_max_age: Some(30),
+            typed_max_age: None,
         })
     }
 

@@ -105,6 +105,7 @@ impl State {
             had_cookie,
             now,
             default_max_age,
+            typed_max_age: None,
         }
     }
 }

@@ -8,9 +8,28 @@ use axum::Router;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::{Method, redirect};
 use serde_json::Value;
-use session_examples::conformance::{self, Settings, Store};
+use session_examples::conformance::{self, Settings};
 use tokio::task::JoinHandle;
 use typed_sessions::{AnyStorage, ManualClock};
+
+pub use session_examples::conformance::Store;
+
+/// Runs each named `async fn case(store: Store)` of the calling module as a
+/// test against every storage, in one module per storage.
+#[macro_export]
+macro_rules! for_every_storage {
+    ($($case:ident),* $(,)?) => {
+        mod simple {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Simple).await })*
+        }
+        mod encrypted {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Encrypted).await })*
+        }
+        mod memory {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memory).await })*
+        }
+    };
+}
 
 /// The time every test app starts at: Tue, 14 Nov 2023 22:13:20 GMT.
 pub const START: u64 = 1_700_000_000;

@@ -7,22 +7,8 @@ use axum::routing::post;
 use reqwest::Method;
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
-use session_tests::{START, TestApp, is_server_side, settings};
+use session_tests::{START, TestApp, for_every_storage, is_server_side, settings};
 use typed_sessions::Session;
-
-macro_rules! for_every_storage {
-    ($($case:ident),* $(,)?) => {
-        mod simple {
-            $(#[tokio::test] async fn $case() { super::$case(super::Store::Simple).await })*
-        }
-        mod encrypted {
-            $(#[tokio::test] async fn $case() { super::$case(super::Store::Encrypted).await })*
-        }
-        mod memory {
-            $(#[tokio::test] async fn $case() { super::$case(super::Store::Memory).await })*
-        }
-    };
-}
 
 for_every_storage!(
     new_session_without_cookie,

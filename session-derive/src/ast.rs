@@ -1,0 +1,130 @@
+//! The derive's input as this crate's own model: a struct with named
+//! fields, each with its session key and default.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, Type, Visibility};
+
+use crate::attr::{self, ContainerAttrs, DefaultAttr, FieldAttrs};
+
+pub struct Input<'a> {
+    pub ident: &'a Ident,
+    pub vis: &'a Visibility,
+    pub generics: &'a syn::Generics,
+    pub attrs: ContainerAttrs,
+    pub fields: Vec<Field<'a>>,
+}
+
+pub struct Field<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+    pub attrs: FieldAttrs,
+    /// `Option<T>` as written: a missing key reads as `None` without
+    /// `#[session(default)]`.
+    pub is_option: bool,
+}
+
+/// How a field reads when its key has no value.
+pub enum Missing<'a> {
+    Default(&'a DefaultAttr),
+    None,
+    Required,
+}
+
+impl Field<'_> {
+    /// The session key: the field's name or its `rename`.
+    pub fn key(&self) -> String {
+        match &self.attrs.rename {
+            Some(rename) => rename.value(),
+            None => self.ident.to_string(),
+        }
+    }
+
+    /// Where the key is written: the `rename` literal, or the field name.
+    pub fn key_span(&self) -> Span {
+        match &self.attrs.rename {
+            Some(rename) => rename.span(),
+            None => self.ident.span(),
+        }
+    }
+
+    pub fn missing(&self) -> Missing<'_> {
+        match (&self.attrs.default, self.is_option) {
+            (Some(default), _) => Missing::Default(default),
+            (None, true) => Missing::None,
+            (None, false) => Missing::Required,
+        }
+    }
+}
+
+impl<'a> Input<'a> {
+    /// The model of `node`, or the error that the derive does not apply to
+    /// it. Attribute mistakes are pushed to `errors` and parsing goes on, so
+    /// every one of them is reported.
+    pub fn from_syn(node: &'a DeriveInput, errors: &mut Vec<syn::Error>) -> syn::Result<Self> {
+        const SHAPE: &str = "#[derive(Session)] needs a struct with named fields, \
+                             one per session key: `struct Visit { count: u64 }`";
+        let fields = match &node.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(named) => named,
+                Fields::Unnamed(unnamed) => {
+                    return Err(syn::Error::new(
+                        unnamed.span(),
+                        format!("{SHAPE}; a tuple struct's fields have no names to use as keys"),
+                    ));
+                }
+                Fields::Unit => {
+                    return Err(syn::Error::new(
+                        node.ident.span(),
+                        format!("{SHAPE}; a unit struct has no fields"),
+                    ));
+                }
+            },
+            Data::Enum(data) => {
+                return Err(syn::Error::new(
+                    data.enum_token.span(),
+                    format!("{SHAPE}; an enum cannot be a session"),
+                ));
+            }
+            Data::Union(data) => {
+                return Err(syn::Error::new(
+                    data.union_token.span(),
+                    format!("{SHAPE}; a union cannot be a session"),
+                ));
+            }
+        };
+        let attrs = attr::container(&node.attrs, errors);
+        let fields = fields
+            .named
+            .iter()
+            .map(|field| Field {
+                ident: field.ident.as_ref().expect("named fields have names"),
+                ty: &field.ty,
+                attrs: attr::field(&field.attrs, errors),
+                is_option: is_option(&field.ty),
+            })
+            .collect();
+        Ok(Self {
+            ident: &node.ident,
+            vis: &node.vis,
+            generics: &node.generics,
+            attrs,
+            fields,
+        })
+    }
+}
+
+fn is_option(ty: &Type) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Option"
+        && arguments.args.len() == 1
+        && matches!(arguments.args.first(), Some(GenericArgument::Type(_)))
+}

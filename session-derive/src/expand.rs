@@ -1,0 +1,224 @@
+//! The code `#[derive(Session)]` writes: an implementation of
+//! `SessionData` and a view type holding the typed accessors that
+//! `TypedSession<Self>` dereferences to.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, parse_quote};
+
+use crate::ast::{Field, Input, Missing};
+use crate::attr::DefaultAttr;
+
+pub fn derive(node: &DeriveInput) -> syn::Result<TokenStream> {
+    let mut errors = Vec::new();
+    let input = Input::from_syn(node, &mut errors)?;
+    input.validate(&mut errors);
+    if let Some(combined) = errors.into_iter().reduce(|mut all, error| {
+        all.combine(error);
+        all
+    }) {
+        return Err(combined);
+    }
+    Ok(expand(&input))
+}
+
+fn expand(input: &Input<'_>) -> TokenStream {
+    let ident = input.ident;
+    let vis = input.vis;
+    let krate: syn::Path = input
+        .attrs
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::typed_sessions));
+    let view = format_ident!("{}Accessors", ident);
+    let max_age = match input.attrs.max_age {
+        Some((seconds, _)) => quote!(::core::option::Option::Some(#seconds)),
+        None => quote!(::core::option::Option::None),
+    };
+    let keys: Vec<String> = input.fields.iter().map(Field::key).collect();
+    let accessors = input
+        .fields
+        .iter()
+        .map(|field| accessors(field, ident, &krate));
+    let key_types = input
+        .fields
+        .iter()
+        .map(|field| key_type(field, ident, vis, &krate));
+    let reads = input.fields.iter().map(|field| {
+        let name = field.ident;
+        let key = key_ident(ident, field);
+        let read = match field.missing() {
+            Missing::Required => quote!(fields.require::<#key>()?),
+            missing => {
+                let default = default_fn(&missing);
+                quote!(fields.get_or_else::<#key>(#default))
+            }
+        };
+        quote!(#name: #read)
+    });
+    let writes = input.fields.iter().map(|field| {
+        let name = field.ident;
+        let key = key_ident(ident, field);
+        quote!(fields.set_if_changed::<#key>(&self.#name);)
+    });
+    let view_doc = format!(
+        "The typed accessors of [`{ident}`]'s session keys, reached through \
+         `TypedSession<{ident}>`."
+    );
+
+    quote! {
+        const _: () = {
+            #[doc = #view_doc]
+            #vis struct #view(#krate::Fields<#ident>);
+
+            impl #krate::SessionView<#ident> for #view {
+                fn from_fields(fields: #krate::Fields<#ident>) -> Self {
+                    Self(fields)
+                }
+
+                fn fields(&self) -> &#krate::Fields<#ident> {
+                    &self.0
+                }
+            }
+
+            #(#key_types)*
+
+            impl #view {
+                #(#accessors)*
+            }
+
+            impl #krate::SessionData for #ident {
+                const MAX_AGE: ::core::option::Option<u64> = #max_age;
+                const KEYS: &'static [&'static str] = &[#(#keys),*];
+                type View = #view;
+
+                fn read(
+                    fields: &#krate::Fields<Self>,
+                ) -> ::core::result::Result<Self, #krate::MissingField> {
+                    ::core::result::Result::Ok(Self { #(#reads,)* })
+                }
+
+                fn write(&self, fields: &#krate::Fields<Self>) {
+                    #(#writes)*
+                }
+            }
+        };
+    }
+}
+
+/// The name of the type that stands for `field`'s key. It lives in the
+/// derive's anonymous `const` block, so it cannot clash with user names.
+fn key_ident(data: &syn::Ident, field: &Field<'_>) -> syn::Ident {
+    let name = field.ident.to_string();
+    format_ident!("__{}Key_{}", data, name.strip_prefix("r#").unwrap_or(&name))
+}
+
+/// The type standing for `field`'s key. Its `Value` is spanned on the
+/// field's type, so a type that cannot be stored in a session is reported
+/// there, once.
+fn key_type(
+    field: &Field<'_>,
+    data: &syn::Ident,
+    vis: &syn::Visibility,
+    krate: &syn::Path,
+) -> TokenStream {
+    let key_type = key_ident(data, field);
+    let key = field.key();
+    let ty = field.ty;
+    let value = quote_spanned!(ty.span()=> type Value = #ty;);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #key_type;
+
+        impl #krate::FieldKey for #key_type {
+            type Data = #data;
+            #value
+            const KEY: &'static str = #key;
+        }
+    }
+}
+
+/// The closure that gives a missing field its value.
+fn default_fn(missing: &Missing<'_>) -> TokenStream {
+    match missing {
+        Missing::Default(DefaultAttr::Trait) => quote!(::core::default::Default::default),
+        Missing::Default(DefaultAttr::Function(path)) => quote!(#path),
+        Missing::None => quote!(|| ::core::option::Option::None),
+        Missing::Required => unreachable!("required fields have no default"),
+    }
+}
+
+/// A getter, a setter and a mutable accessor for `field`.
+fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
+    let ty = field.ty;
+    let name = field.ident;
+    let plain = name.to_string();
+    let plain = plain.strip_prefix("r#").unwrap_or(&plain);
+    let setter = format_ident!("set_{}", plain);
+    let mutable = format_ident!("{}_mut", plain);
+    let key_type = key_ident(data, field);
+    let key = field.key();
+    let set_doc =
+        format!("Sets `{plain}` (session key `\"{key}\"`), marking only that key changed.");
+    let mut_doc = format!(
+        "`{plain}` (session key `\"{key}\"`) for changing in place; stored back, marking only \
+         that key changed, when the guard is dropped."
+    );
+    let (getter, mutable_accessor) = match field.missing() {
+        Missing::Required => {
+            let get_doc = format!(
+                "`{plain}` (session key `\"{key}\"`); an error when the key has no value, \
+                 or a value that no longer fits the type."
+            );
+            (
+                quote! {
+                    #[doc = #get_doc]
+                    pub fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
+                        self.0.require::<#key_type>()
+                    }
+                },
+                quote! {
+                    #[doc = #mut_doc]
+                    pub fn #mutable(
+                        &self,
+                    ) -> ::core::result::Result<#krate::FieldMut<'_, #key_type>, #krate::MissingField> {
+                        ::core::result::Result::Ok(self.0.field_mut::<#key_type>(self.#name()?))
+                    }
+                },
+            )
+        }
+        missing => {
+            let default = default_fn(&missing);
+            let get_doc = format!(
+                "`{plain}` (session key `\"{key}\"`); its default when the key has no value, \
+                 or a value that no longer fits the type."
+            );
+            (
+                quote! {
+                    #[doc = #get_doc]
+                    pub fn #name(&self) -> #ty {
+                        self.0.get_or_else::<#key_type>(#default)
+                    }
+                },
+                quote! {
+                    #[doc = #mut_doc]
+                    pub fn #mutable(&self) -> #krate::FieldMut<'_, #key_type> {
+                        self.0.field_mut::<#key_type>(self.#name())
+                    }
+                },
+            )
+        }
+    };
+    quote! {
+        #getter
+
+        #[doc = #set_doc]
+        pub fn #setter(&self, value: #ty) {
+            self.0.set::<#key_type>(&value);
+        }
+
+        #mutable_accessor
+    }
+}

@@ -1,0 +1,94 @@
+//! Every mistake in a well-parsed input, found before any code is
+//! generated, each spanned on the token to fix.
+
+use std::collections::HashMap;
+
+use syn::spanned::Spanned;
+
+use crate::ast::Input;
+
+/// Methods of `TypedSession` itself: a getter of the same name would be
+/// hidden behind them.
+const TYPED_SESSION_METHODS: &[&str] = &[
+    "get",
+    "set",
+    "session",
+    "invalidate",
+    "renew",
+    "start_new",
+    "from_session",
+];
+
+impl Input<'_> {
+    pub fn validate(&self, errors: &mut Vec<syn::Error>) {
+        if !self.generics.params.is_empty() {
+            errors.push(syn::Error::new(
+                self.generics.params.span(),
+                "#[derive(Session)] does not support generic structs: a session's keys and \
+                 types are fixed; use concrete field types",
+            ));
+        }
+        if let Some((0, span)) = self.attrs.max_age {
+            errors.push(syn::Error::new(
+                span,
+                "`max_age` must be at least one second: a session that expires at once \
+                 cannot hold anything",
+            ));
+        }
+        let mut keys: HashMap<String, &syn::Ident> = HashMap::new();
+        let mut methods: HashMap<String, &syn::Ident> = HashMap::new();
+        for field in &self.fields {
+            let key = field.key();
+            if let Some(rename) = &field.attrs.rename
+                && key.is_empty()
+            {
+                errors.push(syn::Error::new(
+                    rename.span(),
+                    "`rename` needs a non-empty session key",
+                ));
+                continue;
+            }
+            if let Some(first) = keys.get(&key) {
+                errors.push(syn::Error::new(
+                    field.key_span(),
+                    format!(
+                        "two fields map to the session key \"{key}\": `{first}` and `{}`; \
+                         give one of them another key with `#[session(rename = \"...\")]`",
+                        field.ident
+                    ),
+                ));
+            } else {
+                keys.insert(key, field.ident);
+            }
+            let name = field.ident.to_string();
+            let name = name.strip_prefix("r#").unwrap_or(&name);
+            if TYPED_SESSION_METHODS.contains(&name) {
+                errors.push(syn::Error::new(
+                    field.ident.span(),
+                    format!(
+                        "a field named `{name}` would be hidden by `TypedSession::{name}`; \
+                         rename the field and keep the key with `#[session(rename = \"{name}\")]`"
+                    ),
+                ));
+            }
+            for method in [
+                name.to_owned(),
+                format!("set_{name}"),
+                format!("{name}_mut"),
+            ] {
+                if let Some(first) = methods.get(&method) {
+                    errors.push(syn::Error::new(
+                        field.ident.span(),
+                        format!(
+                            "the accessor `{method}` of field `{}` clashes with one generated \
+                             for field `{first}`; rename one of the fields",
+                            field.ident
+                        ),
+                    ));
+                } else {
+                    methods.insert(method, field.ident);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Typed views of the session map: what `#[derive(Session)]` builds on.
+//!
+//! A struct that derives [`Session`](derive@crate::Session) describes some
+//! keys of the session map: each named field is one key. Handlers extract
+//! [`TypedSession<T>`] and get a getter, a setter and a mutable accessor per
+//! field, over the same map the dynamic [`Session`] sees.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::extract::SessionRejection;
+use crate::session::Session;
+
+/// A struct whose fields are keys of the session map. Implemented by
+/// `#[derive(Session)]`; not meant to be implemented by hand.
+pub trait SessionData: Sized + 'static {
+    /// The struct's `#[session(max_age = …)]` in seconds: when a typed
+    /// accessor of this struct writes, the session's max age becomes this.
+    const MAX_AGE: Option<u64>;
+    /// The session keys of the fields, in declaration order.
+    const KEYS: &'static [&'static str];
+    /// The generated accessors, reached through `TypedSession<Self>`.
+    type View: SessionView<Self>;
+
+    /// Reads every field: a missing key gives the field's default, and a
+    /// field without one is an error.
+    fn read(fields: &Fields<Self>) -> Result<Self, MissingField>;
+
+    /// Writes every field whose value differs from the stored one.
+    fn write(&self, fields: &Fields<Self>);
+}
+
+/// The accessors `#[derive(Session)]` generates for a struct.
+pub trait SessionView<T: SessionData> {
+    /// Wraps the typed handle.
+    fn from_fields(fields: Fields<T>) -> Self;
+    /// The typed handle.
+    fn fields(&self) -> &Fields<T>;
+}
+
+/// Marks the types a session field can have: any
+/// `Serialize + DeserializeOwned` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a session field: it is not `Serialize + DeserializeOwned`",
+    label = "this field's type must implement `serde::Serialize` and `serde::Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait SessionField: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> SessionField for T {}
+
+/// One field of a [`SessionData`] struct: its key and its type.
+/// `#[derive(Session)]` makes one type per field implementing this, so a
+/// field type that cannot be stored is reported once, at the field.
+pub trait FieldKey: 'static {
+    /// The struct the field belongs to.
+    type Data: SessionData;
+    /// The field's type.
+    type Value: SessionField;
+    /// The field's session key.
+    const KEY: &'static str;
+}
+
+/// A field without a default whose key has no value in the session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the session has no value for key `{key}` (field of `{data}` without a default)")]
+pub struct MissingField {
+    /// The session key.
+    pub key: &'static str,
+    /// The typed struct.
+    pub data: &'static str,
+}
+
+/// The typed handle over the session map that generated accessors call: it
+/// reads and writes single keys as `T`'s fields and applies `T`'s max age.
+pub struct Fields<T> {
+    session: Session,
+    data: PhantomData<fn() -> T>,
+}
+
+impl<T: SessionData> Fields<T> {
+    /// A typed handle over `session`.
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            data: PhantomData,
+        }
+    }
+
+    /// The underlying session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The field's value, or `default()` when its key is missing or holds a
+    /// value that is no longer of the field's type (data from an older
+    /// deploy; logged as a warning).
+    pub fn get_or_else<K: FieldKey<Data = T>>(
+        &self,
+        default: impl FnOnce() -> K::Value,
+    ) -> K::Value {
+        self.get::<K>().unwrap_or_else(default)
+    }
+
+    /// The field's value, or [`MissingField`] when its key is missing or
+    /// holds a value that is no longer of the field's type.
+    pub fn require<K: FieldKey<Data = T>>(&self) -> Result<K::Value, MissingField> {
+        self.get::<K>().ok_or(MissingField {
+            key: K::KEY,
+            data: std::any::type_name::<T>(),
+        })
+    }
+
+    fn get<K: FieldKey<Data = T>>(&self) -> Option<K::Value> {
+        match self.session.try_get(K::KEY) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::warn!(
+                    key = K::KEY,
+                    data = std::any::type_name::<T>(),
+                    %error,
+                    "stored session value does not fit the field's type; treated as missing"
+                );
+                None
+            }
+        }
+    }
+
+    /// Stores the field, marking only its key changed. A value that
+    /// serializes to `null` (an `Option` field set to `None`) removes the
+    /// key, which reads back as the field's default.
+    pub fn set<K: FieldKey<Data = T>>(&self, value: &K::Value) {
+        if let Some(json) = Self::to_json::<K>(value) {
+            self.store(K::KEY, json);
+        }
+    }
+
+    /// Stores the field only if it differs from the stored value; returns
+    /// whether it did.
+    pub fn set_if_changed<K: FieldKey<Data = T>>(&self, value: &K::Value) -> bool {
+        let Some(json) = Self::to_json::<K>(value) else {
+            return false;
+        };
+        let unchanged = match self.session.get_value(K::KEY) {
+            None => json.is_null(),
+            Some(stored) => stored == json,
+        };
+        if !unchanged {
+            self.store(K::KEY, json);
+        }
+        !unchanged
+    }
+
+    /// A guard that dereferences to `value` and stores it as the field when
+    /// dropped.
+    pub fn field_mut<K: FieldKey<Data = T>>(&self, value: K::Value) -> FieldMut<'_, K> {
+        FieldMut {
+            fields: self,
+            value,
+        }
+    }
+
+    fn to_json<K: FieldKey<Data = T>>(value: &K::Value) -> Option<Value> {
+        serde_json::to_value(value)
+            .inspect_err(|error| {
+                tracing::error!(
+                    key = K::KEY,
+                    data = std::any::type_name::<T>(),
+                    %error,
+                    "session field cannot be serialized to JSON; the key is left unchanged"
+                );
+            })
+            .ok()
+    }
+
+    fn store(&self, key: &str, json: Value) {
+        if json.is_null() {
+            self.session.remove(key);
+        } else {
+            self.session.insert_value(key, json);
+        }
+        if let Some(max_age) = T::MAX_AGE {
+            self.session.apply_typed_max_age(max_age);
+        }
+    }
+}
+
+impl<T> Clone for Fields<T> {
+    fn clone(&self) -> Self {
+        Self {
+            session: self.session.clone(),
+            data: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Fields<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fields")
+            .field("data", &std::any::type_name::<T>())
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+/// A field's value, borrowed for changing in place; stored back into the
+/// session (marking only its key changed) when dropped.
+///
+/// ```
+/// # use typed_sessions::{Session, TypedSession};
+/// # #[derive(Session)]
+/// # struct Visit { #[session(default)] count: u64 }
+/// async fn handler(visit: TypedSession<Visit>) {
+///     *visit.count_mut() += 1;
+/// }
+/// ```
+pub struct FieldMut<'a, K: FieldKey> {
+    fields: &'a Fields<K::Data>,
+    value: K::Value,
+}
+
+impl<K: FieldKey> Deref for FieldMut<'_, K> {
+    type Target = K::Value;
+
+    fn deref(&self) -> &K::Value {
+        &self.value
+    }
+}
+
+impl<K: FieldKey> DerefMut for FieldMut<'_, K> {
+    fn deref_mut(&mut self) -> &mut K::Value {
+        &mut self.value
+    }
+}
+
+impl<K: FieldKey> Drop for FieldMut<'_, K> {
+    fn drop(&mut self) {
+        self.fields.set::<K>(&self.value);
+    }
+}
+
+impl<K: FieldKey> fmt::Debug for FieldMut<'_, K>
+where
+    K::Value: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldMut")
+            .field("key", &K::KEY)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+/// The session seen through the struct `T`: an axum extractor.
+///
+/// It dereferences to `T`'s generated accessors (`field()`,
+/// `set_field(value)`, `field_mut()`), and offers the whole struct
+/// ([`TypedSession::get`], [`TypedSession::set`]) and the session's life
+/// cycle. Several typed sessions and the dynamic [`Session`] may be used in
+/// one request: they share one map, loaded once, and see each other's
+/// changes.
+///
+/// ```
+/// use typed_sessions::{Session, TypedSession};
+///
+/// #[derive(Session)]
+/// #[session(max_age = "30m")]
+/// struct Visit {
+///     last_visit: Option<f64>,
+///     #[session(rename = "n", default)]
+///     count: u64,
+/// }
+///
+/// async fn handler(visit: TypedSession<Visit>) -> String {
+///     let last = visit.last_visit();          // Option<f64>
+///     visit.set_last_visit(Some(1_764_000_000.0)); // marks only "last_visit" changed
+///     *visit.count_mut() += 1;                // marks only "n" changed
+///     format!("Last visited: {last:?}")
+/// }
+/// ```
+pub struct TypedSession<T: SessionData> {
+    view: T::View,
+}
+
+impl<T: SessionData> TypedSession<T> {
+    /// `session` seen through `T`.
+    pub fn from_session(session: Session) -> Self {
+        Self {
+            view: T::View::from_fields(Fields::new(session)),
+        }
+    }
+
+    /// The dynamic session underneath, the same map.
+    pub fn session(&self) -> &Session {
+        self.view.fields().session()
+    }
+
+    /// Every field of `T` read at once.
+    pub fn get(&self) -> Result<T, MissingField> {
+        T::read(self.view.fields())
+    }
+
+    /// Writes every field of `value`, marking changed only the keys whose
+    /// values differ from the stored ones.
+    pub fn set(&self, value: &T) {
+        value.write(self.view.fields());
+    }
+
+    /// See [`Session::invalidate`].
+    pub fn invalidate(&self) {
+        self.session().invalidate();
+    }
+
+    /// See [`Session::renew`].
+    pub fn renew(&self) {
+        self.session().renew();
+    }
+
+    /// See [`Session::start_new`].
+    pub fn start_new(&self) {
+        self.session().start_new();
+    }
+}
+
+impl<T: SessionData> Deref for TypedSession<T> {
+    type Target = T::View;
+
+    fn deref(&self) -> &T::View {
+        &self.view
+    }
+}
+
+impl<T: SessionData> fmt::Debug for TypedSession<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.view.fields(), f)
+    }
+}
+
+impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Session::from_request_parts(parts, state)
+            .await
+            .map(Self::from_session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::session::tests::session_with;
+
+    fn guest() -> String {
+        "guest".to_owned()
+    }
+
+    #[derive(crate::Session)]
+    #[session(max_age = 900)]
+    struct Account {
+        user_id: u64,
+        #[session(rename = "name", default = "guest")]
+        display_name: String,
+        nickname: Option<String>,
+        #[session(default)]
+        logins: u32,
+    }
+
+    fn marked(session: &Session) -> (Vec<String>, Vec<String>) {
+        let state = session.lock();
+        (
+            state.changes.set_keys().map(str::to_owned).collect(),
+            state.changes.removed_keys().map(str::to_owned).collect(),
+        )
+    }
+
+    #[test]
+    fn getters_read_defaults_and_mark_nothing() {
+        let session = session_with(None, json!({"logins": 3}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        assert_eq!(account.display_name(), "guest");
+        assert_eq!(account.nickname(), None);
+        assert_eq!(account.logins(), 3);
+        assert_eq!(
+            account.user_id(),
+            Err(MissingField {
+                key: "user_id",
+                data: std::any::type_name::<Account>()
+            })
+        );
+        assert!(account.get().is_err(), "a required field is missing");
+        assert!(!session.is_changed());
+    }
+
+    #[test]
+    fn setters_and_mutable_accessors_mark_only_their_key() {
+        let session = session_with(None, json!({"user_id": 7, "logins": 1, "other": true}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        *account.logins_mut() += 1;
+        assert_eq!(marked(&session), (vec!["logins".to_owned()], vec![]));
+        account.set_display_name("ann".to_owned());
+        assert_eq!(session.get::<String>("name").as_deref(), Some("ann"));
+        assert_eq!(marked(&session).0, ["logins", "name"]);
+        *account.user_id_mut().unwrap() += 1;
+        assert_eq!(session.get::<u64>("user_id"), Some(8));
+    }
+
+    #[test]
+    fn setting_none_removes_the_key() {
+        let session = session_with(None, json!({"nickname": "a"}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        account.set_nickname(None);
+        assert!(!session.contains_key("nickname"));
+        assert_eq!(marked(&session), (vec![], vec!["nickname".to_owned()]));
+    }
+
+    #[test]
+    fn replacing_the_struct_marks_only_the_keys_that_differ() {
+        let session = session_with(None, json!({"user_id": 7, "name": "ann", "logins": 2}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        let mut whole = account.get().unwrap();
+        assert_eq!(whole.display_name, "ann");
+        whole.logins = 3;
+        account.set(&whole);
+        assert_eq!(marked(&session), (vec!["logins".to_owned()], vec![]));
+    }
+
+    #[test]
+    fn writes_apply_the_struct_max_age_and_reads_do_not() {
+        let session = session_with(None, json!({"user_id": 7}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        let _ = account.user_id();
+        assert_eq!(session.max_age(), Some(std::time::Duration::from_secs(60)));
+        account.set_logins(1);
+        assert_eq!(session.max_age(), Some(std::time::Duration::from_secs(900)));
+        assert_eq!(
+            <Account as SessionData>::KEYS,
+            ["user_id", "name", "nickname", "logins"]
+        );
+    }
+
+    #[test]
+    fn stale_values_read_as_missing() {
+        let session = session_with(None, json!({"user_id": "seven", "logins": -1}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        assert!(account.user_id().is_err());
+        assert_eq!(account.logins(), 0);
+        assert!(!session.is_changed());
+    }
+}

@@ -1,0 +1,6 @@
+use typed_sessions::Session;
+
+#[derive(Session)]
+struct Visit;
+
+fn main() {}
