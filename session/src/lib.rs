@@ -35,6 +35,66 @@
 //!    removed and its server-side record deleted. Sessions are saved on 2xx,
 //!    3xx and 4xx answers, not on 5xx.
 //!
+//! # Typed sessions
+//!
+//! Declare the shape of some session keys once, as a struct, and get typed,
+//! change-tracked accessors over the same map:
+//!
+//! ```
+//! use typed_sessions::{Session, TypedSession};
+//!
+//! #[derive(Session)]
+//! #[session(max_age = 1800)]
+//! struct Visit {
+//!     last_visit: Option<f64>,
+//!     #[session(rename = "n", default)]
+//!     count: u64,
+//! }
+//!
+//! async fn handler(visit: TypedSession<Visit>) -> String {
+//!     let last = visit.last_visit();               // Option<f64>
+//!     visit.set_last_visit(Some(1_764_000_000.0)); // marks only "last_visit" changed
+//!     *visit.count_mut() += 1;                     // marks only "n" changed
+//!     format!("Last visited: {last:?}")
+//! }
+//! ```
+//!
+//! Each named field is one key of the session map. For a field `name` the
+//! derive generates, on `TypedSession<T>`:
+//!
+//! | accessor | what it does |
+//! |---|---|
+//! | `name()` | reads the field; marks nothing |
+//! | `set_name(value)` | stores it, marking only its key changed (`None` removes the key) |
+//! | `name_mut()` | a guard to change it in place, stored back (marking only its key) when dropped |
+//!
+//! [`TypedSession::get`] reads the whole struct, [`TypedSession::set`]
+//! writes it back marking only the keys whose values differ, and
+//! [`TypedSession::session`] is the dynamic map underneath.
+//!
+//! Missing keys: a field with `#[session(default)]` (or
+//! `#[session(default = "path::to::fn")]`) reads as that default, and an
+//! `Option<T>` field as `None`; the getter of any other field returns
+//! `Result<T, MissingField>` (and its `_mut` accessor a `Result` too). A
+//! stored value that no longer deserializes into the field's type (data
+//! from an older deploy) reads as missing and logs a warning; it never fails
+//! the request.
+//!
+//! Attributes:
+//!
+//! | attribute | on | meaning |
+//! |---|---|---|
+//! | `#[session(rename = "key")]` | field | the session key (default: the field's name) |
+//! | `#[session(default)]`, `#[session(default = "path")]` | field | the value of a missing key: `Default::default()` or `path()` |
+//! | `#[session(max_age = 1800)]`, `#[session(max_age = "30m")]` | struct | seconds, or a duration in `s`, `m`, `h`, `d` (`"1h30m"`): when a typed accessor writes, the session's max age becomes this; if several typed structs write in one request, the smallest wins. Exposed as [`SessionData::MAX_AGE`] |
+//! | `#[session(crate = "path")]` | struct | where this crate is, if you renamed it |
+//!
+//! Structs must have named fields and no generic parameters; field types
+//! must be `Serialize + DeserializeOwned`. Mistakes are compile errors that
+//! point at the token to fix. A field may not be named like a method of
+//! `TypedSession` (`get`, `set`, `session`, `invalidate`, `renew`,
+//! `start_new`, `from_session`): rename it and keep the key with `rename`.
+//!
 //! # Expiry
 //!
 //! A session's `max_age` is an idle timeout counted from its last write and
