@@ -167,10 +167,14 @@ pub use id::SessionId;
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{Changes, SessionRecord};
 pub use session::Session;
+#[cfg(feature = "memcached")]
+pub use storage::MemcachedStorage;
 pub use storage::{
     AnyStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage, SessionKey,
     SessionStorage, SimpleCookieStorage, StorageContext,
 };
+#[cfg(feature = "redis")]
+pub use storage::{RedisConnection, RedisStorage};
 pub use typed::{
     FieldKey, FieldMut, Fields, MissingField, SessionData, SessionField, SessionView, TypedSession,
 };

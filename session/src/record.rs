@@ -51,6 +51,27 @@ impl SessionRecord {
         idle || absolute
     }
 
+    /// Merges a request's changes into this stored record: the keys it set
+    /// (with their values in `from`) and removed, or the whole map after a
+    /// full rewrite; `updated` and `max_age` come from `from`, `created`
+    /// stays.
+    pub fn merge(&mut self, from: &SessionRecord, changes: &Changes) {
+        if changes.is_full_rewrite() {
+            self.data.clone_from(&from.data);
+        } else {
+            for key in changes.set_keys() {
+                if let Some(value) = from.data.get(key) {
+                    self.data.insert(key.to_owned(), value.clone());
+                }
+            }
+            for key in changes.removed_keys() {
+                self.data.remove(key);
+            }
+        }
+        self.updated = from.updated;
+        self.max_age = from.max_age;
+    }
+
     /// Seconds from `updated` until a server-side record of this session may
     /// be dropped: its `max_age`, or `default_ttl` for a session without one.
     pub fn ttl(&self, default_ttl: u64) -> u64 {

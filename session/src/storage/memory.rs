@@ -160,21 +160,7 @@ impl MemoryStorage {
         let mut records = self.records();
         records.purge_expired(now);
         let entry = records.by_id.get_mut(id)?;
-        let stored = &mut entry.record;
-        if changes.is_full_rewrite() {
-            stored.data.clone_from(&record.data);
-        } else {
-            for key in changes.set_keys() {
-                if let Some(value) = record.data.get(key) {
-                    stored.data.insert(key.to_owned(), value.clone());
-                }
-            }
-            for key in changes.removed_keys() {
-                stored.data.remove(key);
-            }
-        }
-        stored.updated = record.updated;
-        stored.max_age = record.max_age;
+        entry.record.merge(record, changes);
         let previous_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
         if previous_expiry != expires_at {
             records.by_expiry.remove(&(previous_expiry, id.clone()));

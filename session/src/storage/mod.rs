@@ -15,11 +15,21 @@ use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 
 mod encrypted_cookie;
+#[cfg(feature = "memcached")]
+mod memcached;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod simple_cookie;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod store_key;
 
 pub use encrypted_cookie::{EncryptedCookieStorage, KeyError, SessionKey};
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedStorage;
 pub use memory::MemoryStorage;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConnection, RedisStorage};
 pub use simple_cookie::SimpleCookieStorage;
 
 /// What a storage is told about the request it serves.

@@ -1,0 +1,303 @@
+//! Sessions in Memcached, over one or several servers.
+//!
+//! Built on the `memcache` crate's asynchronous meta-protocol client
+//! (`memcache::exp::AsyncMetaClient`): non-blocking on tokio, pooled
+//! connections per server, keys spread over the servers by rendezvous
+//! hashing (a consistent hashing: adding or removing a server moves only
+//! that server's share of the keys), and one deadline per exchange.
+//!
+//! # Record layout
+//!
+//! One item per session under `prefix + base64url(SHA-256(id))`, holding
+//! the record as JSON: `{"created":…,"updated":…,"max_age":…,"session":{…}}`.
+//! New records are written with `add` (insert-if-absent); saves merge the
+//! request's changes into the stored record through a `gets`/`cas` loop of
+//! at most five tries, so concurrent changes to different keys are both
+//! kept and a deleted record is never written again.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
+
+use super::store_key::store_key;
+use super::{Loaded, SessionStorage, StorageContext};
+use crate::error::StorageError;
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+const DEFAULT_PREFIX: &str = "session:";
+const DEFAULT_TTL: u64 = 24 * 3600;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Memcached's default item size limit (`-I 1m`), less room for the item
+/// header.
+const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
+const CAS_TRIES: usize = 5;
+
+/// Keeps sessions in Memcached under random ids; the cookie holds only the
+/// id. Several servers share the keys by consistent hashing.
+///
+/// Memcached may evict items under memory pressure: a session can end
+/// early when the servers are full. Size them for your sessions, or use
+/// Redis where sessions must not be lost.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), typed_sessions::StorageError> {
+/// use typed_sessions::{MemcachedStorage, SessionLayer};
+///
+/// let storage = MemcachedStorage::connect(["10.0.0.1:11211", "10.0.0.2:11211"]).await?;
+/// let layer = SessionLayer::new(storage);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MemcachedStorage {
+    client: Arc<AsyncMetaClient>,
+    prefix: String,
+    default_ttl: u64,
+    max_item_bytes: usize,
+    command_timeout: Duration,
+}
+
+impl MemcachedStorage {
+    /// Connects to the servers `HOST:PORT` and checks that each answers,
+    /// within two seconds; commands time out after one second.
+    pub async fn connect<A: AsRef<str>>(
+        servers: impl IntoIterator<Item = A>,
+    ) -> Result<Self, StorageError> {
+        let servers: Vec<String> = servers.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        if servers.is_empty() {
+            return Err(StorageError::unavailable("no Memcached server given"));
+        }
+        let connect = async {
+            let client = AsyncMetaClient::builder()
+                .connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
+                .io_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+                .connect_multiple_async(servers.iter().map(String::as_str))
+                .await?;
+            // Connections are dialed lazily; ask every server once so an
+            // unreachable one fails here, at start-up.
+            for server in &servers {
+                memcache::exp::AsyncMetaClient::builder()
+                    .connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
+                    .io_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+                    .connect_async(server.as_str())
+                    .await?
+                    .noop()
+                    .await?;
+            }
+            Ok::<_, memcache::exp::Error>(client)
+        };
+        let client = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT * 2, connect)
+            .await
+            .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT * 2))?
+            .map_err(StorageError::unavailable)?;
+        Ok(Self::from_client(client))
+    }
+
+    /// A storage over a client the app already has.
+    pub fn from_client(client: AsyncMetaClient) -> Self {
+        Self {
+            client: Arc::new(client),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            default_ttl: DEFAULT_TTL,
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The prefix of item keys, at most 200 bytes of printable ASCII so keys
+    /// stay within Memcached's 250-byte limit. Default: `session:`.
+    ///
+    /// # Panics
+    ///
+    /// On a prefix that could not be part of a Memcached key: a
+    /// configuration error, found at start-up.
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        assert!(
+            prefix.len() <= 200 && prefix.bytes().all(|b| b.is_ascii_graphic()),
+            "a Memcached key prefix must be at most 200 bytes of printable ASCII without spaces"
+        );
+        self.prefix = prefix;
+        self
+    }
+
+    /// How long the item of a session without `max_age` lives after its
+    /// last write. Default: one day. At least one second.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl.as_secs().max(1);
+        self
+    }
+
+    /// The largest record sent to the servers, in bytes; a larger session
+    /// fails to save with a clear error before anything is sent. Default:
+    /// just under 1 MiB, Memcached's default item size (`-I`).
+    #[must_use]
+    pub fn with_max_item_bytes(mut self, bytes: usize) -> Self {
+        self.max_item_bytes = bytes;
+        self
+    }
+
+    /// How long one command may take before the request gets a 503.
+    /// Default: one second.
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    async fn run<T>(
+        &self,
+        command: impl Future<Output = memcache::exp::Result<T>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.command_timeout, command)
+            .await
+            .map_err(|_| StorageError::Timeout(self.command_timeout))?
+            .map_err(StorageError::unavailable)
+    }
+
+    /// Memcached's expiry: relative seconds up to 30 days, an absolute time
+    /// beyond (the client converts), never 0 ("never expires").
+    fn ttl(&self, record: &SessionRecord) -> Ttl {
+        let seconds = record.ttl(self.default_ttl).clamp(1, u64::from(u32::MAX));
+        Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
+    }
+
+    fn encode(&self, record: &SessionRecord) -> Result<Vec<u8>, StorageError> {
+        let bytes = serde_json::to_vec(record).map_err(StorageError::Serialize)?;
+        if bytes.len() > self.max_item_bytes {
+            return Err(StorageError::TooLarge {
+                size: bytes.len(),
+                limit: self.max_item_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The stored record and its CAS, or `None` when there is none.
+    async fn fetch(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Option<SessionRecord>, Option<u64>)>, StorageError> {
+        let result = self
+            .run(self.client.get(key).meta(Meta::NONE.cas()).send())
+            .await?;
+        if !result.hit() {
+            return Ok(None);
+        }
+        let record = result
+            .value
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice(bytes).ok());
+        Ok(Some((record, result.item.cas)))
+    }
+}
+
+impl fmt::Debug for MemcachedStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemcachedStorage")
+            .field("prefix", &self.prefix)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_item_bytes", &self.max_item_bytes)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStorage for MemcachedStorage {
+    async fn load(
+        &self,
+        cookie_value: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        let Some(id) = SessionId::parse(cookie_value) else {
+            return Ok(None);
+        };
+        let key = store_key(&self.prefix, &id);
+        let result = self.run(self.client.get(&key).send()).await?;
+        if !result.hit() {
+            return Ok(None);
+        }
+        let record = result
+            .value
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<SessionRecord>(bytes).ok());
+        if record.is_none() {
+            tracing::warn!("malformed session record in Memcached; starting a new session");
+        }
+        Ok(record.map(|record| Loaded::new(record, Some(id))))
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        _cx: &StorageContext<'_>,
+    ) -> Result<String, StorageError> {
+        let bytes = self.encode(record)?;
+        let ttl = self.ttl(record);
+        for _ in 0..3 {
+            let id = SessionId::generate();
+            let key = store_key(&self.prefix, &id);
+            let result = self
+                .run(self.client.set(&key, &bytes).ttl(ttl).add().send())
+                .await?;
+            if result.applied() {
+                return Ok(id.as_str().to_owned());
+            }
+            tracing::warn!("session id collision in Memcached; drawing another id");
+        }
+        Err(StorageError::unavailable(
+            "Memcached refused three new session ids as existing",
+        ))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Option<String>, StorageError> {
+        let key = store_key(&self.prefix, id);
+        let ttl = self.ttl(record);
+        for _ in 0..CAS_TRIES {
+            let Some((stored, cas)) = self.fetch(&key).await? else {
+                return Ok(None);
+            };
+            let merged = match stored {
+                Some(mut stored) => {
+                    stored.merge(record, changes);
+                    stored
+                }
+                // A record that no longer decodes is replaced whole.
+                None => record.clone(),
+            };
+            let bytes = self.encode(&merged)?;
+            let mut request = self.client.set(&key, &bytes).ttl(ttl);
+            request = match cas {
+                Some(cas) => request.compare_cas(cas),
+                None => request.replace(),
+            };
+            let result = self.run(request.send()).await?;
+            match result.status {
+                MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
+                MutationStatus::NotFound => return Ok(None),
+                _ => tracing::debug!("concurrent write to a session in Memcached; merging again"),
+            }
+        }
+        Err(StorageError::unavailable(format!(
+            "session record changed under {CAS_TRIES} merge attempts in a row"
+        )))
+    }
+
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<(), StorageError> {
+        let key = store_key(&self.prefix, id);
+        self.run(self.client.delete(&key).send()).await?;
+        Ok(())
+    }
+}
