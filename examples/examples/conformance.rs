@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -25,10 +25,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let layer = match settings.layer() {
+    let layer = match settings.layer().await {
         Ok(layer) => layer,
         Err(message) => {
-            eprintln!("conformance: invalid session configuration: {message}");
+            eprintln!("conformance: {message}");
             return ExitCode::FAILURE;
         }
     };

@@ -13,6 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+#[cfg(feature = "memcached")]
+use typed_sessions::MemcachedStorage;
+#[cfg(feature = "redis")]
+use typed_sessions::RedisStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, MemoryStorage, SameSite, Session, SessionKey,
     SessionLayer, SimpleCookieStorage, SystemClock, TypedSession,
@@ -38,6 +42,12 @@ pub enum Store {
     Encrypted,
     /// In-process memory.
     Memory,
+    /// Redis, standalone (`REDIS_URL`).
+    Redis,
+    /// Redis Cluster (`REDIS_URL`: comma-separated seed nodes).
+    RedisCluster,
+    /// Memcached (`MEMCACHED_URL`: comma-separated servers).
+    Memcached,
 }
 
 impl Store {
@@ -46,10 +56,9 @@ impl Store {
             "simple" => Ok(Self::Simple),
             "encrypted" => Ok(Self::Encrypted),
             "memory" => Ok(Self::Memory),
-            "redis" | "redis-cluster" | "memcached" => Err(format!(
-                "SESSION_STORE={name} is not available yet: the server-side stores land with \
-                 the Redis and Memcached issue; use simple, encrypted or memory"
-            )),
+            "redis" => Ok(Self::Redis),
+            "redis-cluster" => Ok(Self::RedisCluster),
+            "memcached" => Ok(Self::Memcached),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
                  redis-cluster or memcached"
@@ -84,8 +93,15 @@ pub struct Settings {
     pub http_only: Option<bool>,
     /// `SESSION_COOKIE_SAMESITE`.
     pub same_site: Option<SameSite>,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `MEMCACHED_URL`, split at commas.
+    pub memcached_servers: Vec<String>,
     /// Not in the environment: an absolute session lifetime, for tests.
     pub absolute_timeout: Option<u64>,
+    /// Not in the environment: the key prefix of server-side records, so
+    /// tests can find their own.
+    pub key_prefix: Option<String>,
 }
 
 impl Settings {
@@ -103,7 +119,10 @@ impl Settings {
             secure: None,
             http_only: None,
             same_site: None,
+            redis_url: "redis://127.0.0.1:6379/0".to_owned(),
+            memcached_servers: vec!["127.0.0.1:11211".to_owned()],
             absolute_timeout: None,
+            key_prefix: None,
         }
     }
 
@@ -134,6 +153,16 @@ impl Settings {
                 format!("SESSION_MAX_AGE must be a whole number of seconds, got {max_age:?}")
             })?);
         }
+        if let Some(url) = var("REDIS_URL") {
+            settings.redis_url = url;
+        }
+        if let Some(servers) = var("MEMCACHED_URL") {
+            settings.memcached_servers = servers
+                .split(',')
+                .map(|server| server.trim().to_owned())
+                .filter(|server| !server.is_empty())
+                .collect();
+        }
         settings.cookie_name = var("SESSION_COOKIE_NAME");
         settings.cookie_path = var("SESSION_COOKIE_PATH");
         settings.cookie_domain = var("SESSION_COOKIE_DOMAIN");
@@ -155,9 +184,10 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The storage these settings name.
-    pub fn storage(&self) -> AnyStorage {
-        match self.store {
+    /// The storage these settings name, connected; an unreachable server
+    /// is an error naming the variable to fix.
+    pub async fn storage(&self) -> Result<AnyStorage, String> {
+        Ok(match self.store {
             Store::Simple => AnyStorage::new(SimpleCookieStorage::new()),
             Store::Encrypted => {
                 let key = self.secret.clone().unwrap_or_else(SessionKey::generate);
@@ -166,7 +196,59 @@ impl Settings {
                 )
             }
             Store::Memory => AnyStorage::new(MemoryStorage::new()),
+            Store::Redis | Store::RedisCluster => self.redis().await?,
+            Store::Memcached => self.memcached().await?,
+        })
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis(&self) -> Result<AnyStorage, String> {
+        let storage = if self.store == Store::RedisCluster {
+            RedisStorage::connect_cluster(self.redis_url.split(',').map(str::trim)).await
+        } else {
+            RedisStorage::connect(&self.redis_url).await
+        };
+        let mut storage = storage.map_err(|error| {
+            format!(
+                "REDIS_URL {}: {}",
+                self.redis_url,
+                typed_sessions_error_chain(&error)
+            )
+        })?;
+        if let Some(prefix) = &self.key_prefix {
+            storage = storage.with_key_prefix(prefix.clone());
         }
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn redis(&self) -> Result<AnyStorage, String> {
+        Err("SESSION_STORE=redis needs the examples built with the `redis` feature".to_owned())
+    }
+
+    #[cfg(feature = "memcached")]
+    async fn memcached(&self) -> Result<AnyStorage, String> {
+        let mut storage = MemcachedStorage::connect(&self.memcached_servers)
+            .await
+            .map_err(|error| {
+                format!(
+                    "MEMCACHED_URL {}: {}",
+                    self.memcached_servers.join(","),
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        if let Some(prefix) = &self.key_prefix {
+            storage = storage.with_key_prefix(prefix.clone());
+        }
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(not(feature = "memcached"))]
+    async fn memcached(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=memcached needs the examples built with the `memcached` feature"
+                .to_owned(),
+        )
     }
 
     /// The session layer over `storage`, reading time from `clock`.
@@ -196,13 +278,28 @@ impl Settings {
         if let Some(same_site) = self.same_site {
             builder = builder.same_site(same_site);
         }
-        builder.build().map_err(|error| error.to_string())
+        builder
+            .build()
+            .map_err(|error| format!("invalid session configuration: {error}"))
     }
 
     /// The session layer these settings describe, on the system clock.
-    pub fn layer(&self) -> Result<SessionLayer, String> {
-        self.layer_with(self.storage(), SystemClock)
+    pub async fn layer(&self) -> Result<SessionLayer, String> {
+        self.layer_with(self.storage().await?, SystemClock)
     }
+}
+
+/// `error: cause: cause`, on one line.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string().replace('\n', " "));
+        source = cause.source();
+    }
+    text
 }
 
 /// The app's routes, without the session layer.

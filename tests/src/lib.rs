@@ -2,6 +2,8 @@
 //! and speaks plain HTTP to it, one explicit cookie at a time (no cookie
 //! jar, so every test says which cookie it replays).
 
+pub mod servers;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -27,6 +29,15 @@ macro_rules! for_every_storage {
         }
         mod memory {
             $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memory).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Redis).await })*
+        }
+        mod redis_cluster {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::RedisCluster).await })*
+        }
+        mod memcached {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memcached).await })*
         }
     };
 }
@@ -57,7 +68,7 @@ impl TestApp {
         settings: Settings,
         extend: impl FnOnce(Router) -> Router,
     ) -> Self {
-        let storage = settings.storage();
+        let storage = settings.storage().await.expect("the test storage connects");
         Self::conformance_on(settings, storage, extend).await
     }
 
@@ -256,12 +267,37 @@ impl Reply {
     }
 }
 
-/// Settings for `store` as the tests use them.
+/// Settings for `store` as the tests use them: server-side stores point at
+/// the servers this test binary shares.
 pub fn settings(store: Store) -> Settings {
-    Settings::new(store)
+    let mut settings = Settings::new(store);
+    match store {
+        Store::Redis => settings.redis_url = servers::shared_redis().url(),
+        Store::RedisCluster => settings.redis_url = servers::shared_redis_cluster().url(),
+        Store::Memcached => {
+            settings.memcached_servers = servers::shared_memcached()
+                .iter()
+                .map(|m| m.addr())
+                .collect();
+        }
+        Store::Simple | Store::Encrypted | Store::Memory => {}
+    }
+    settings
+}
+
+/// The store key of the record a session cookie names, as documented:
+/// the prefix and the url-safe base64 of SHA-256 of the id.
+pub fn record_key(prefix: &str, cookie: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(cookie.as_bytes());
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
 }
 
 /// Whether `store` keeps sessions on the server.
 pub fn is_server_side(store: Store) -> bool {
-    matches!(store, Store::Memory)
+    !matches!(store, Store::Simple | Store::Encrypted)
 }

@@ -256,14 +256,21 @@ async fn the_conformance_binary_announces_its_address_and_serves() {
 
 #[test]
 fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
-    for (variable, value) in [
-        ("SESSION_STORE", "postgres"),
-        ("SESSION_SECRET", "too-short"),
-        ("SESSION_COOKIE_SAMESITE", "sometimes"),
-        ("SESSION_MAX_AGE", "soon"),
+    let unused = session_tests::servers::free_port(0);
+    let nowhere_redis = format!("redis://127.0.0.1:{unused}/0");
+    let nowhere_memcached = format!("127.0.0.1:{unused}");
+    for (store, variable, value) in [
+        ("encrypted", "SESSION_STORE", "postgres"),
+        ("encrypted", "SESSION_SECRET", "too-short"),
+        ("encrypted", "SESSION_COOKIE_SAMESITE", "sometimes"),
+        ("encrypted", "SESSION_MAX_AGE", "soon"),
+        ("redis", "REDIS_URL", nowhere_redis.as_str()),
+        ("redis", "REDIS_URL", "not a url"),
+        ("memcached", "MEMCACHED_URL", nowhere_memcached.as_str()),
     ] {
         let output = Command::new(conformance_binary())
             .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+            .env("SESSION_STORE", store)
             .env(variable, value)
             .stdin(Stdio::null())
             .output()

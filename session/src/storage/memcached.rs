@@ -12,7 +12,7 @@
 //! the record as JSON: `{"created":…,"updated":…,"max_age":…,"session":{…}}`.
 //! New records are written with `add` (insert-if-absent); saves merge the
 //! request's changes into the stored record through a `gets`/`cas` loop of
-//! at most five tries, so concurrent changes to different keys are both
+//! at most sixteen tries with a short random pause between them, so concurrent changes to different keys are both
 //! kept and a deleted record is never written again.
 
 use std::fmt;
@@ -35,7 +35,9 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memcached's default item size limit (`-I 1m`), less room for the item
 /// header.
 const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
-const CAS_TRIES: usize = 5;
+/// Merge attempts before a save gives up with a 503; between attempts a
+/// short random pause spreads competing writers apart.
+const CAS_TRIES: u32 = 16;
 
 /// Keeps sessions in Memcached under random ids; the cookie holds only the
 /// id. Several servers share the keys by consistent hashing.
@@ -265,7 +267,11 @@ impl SessionStorage for MemcachedStorage {
     ) -> Result<Option<String>, StorageError> {
         let key = store_key(&self.prefix, id);
         let ttl = self.ttl(record);
-        for _ in 0..CAS_TRIES {
+        for attempt in 0..CAS_TRIES {
+            if attempt > 0 {
+                let pause = rand::random_range(0..=attempt.min(8) * 2);
+                tokio::time::sleep(Duration::from_millis(u64::from(pause))).await;
+            }
             let Some((stored, cas)) = self.fetch(&key).await? else {
                 return Ok(None);
             };

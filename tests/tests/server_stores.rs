@@ -1,0 +1,364 @@
+//! What only server-side stores on real servers do: records deleted, TTLs,
+//! forged ids, merges of concurrent writes, key spreading, and recovery
+//! from a server that dies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use session_examples::conformance::Settings;
+use session_tests::servers::{
+    Memcached, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
+};
+use session_tests::{Store, TestApp, record_key, settings};
+use typed_sessions::{AnyStorage, RedisStorage};
+
+/// A prefix of keys of its own for each test, so tests sharing a server
+/// never see each other's records.
+fn unique_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Looks at the records of one store as the server itself sees them.
+struct Probe {
+    store: Store,
+    prefix: String,
+}
+
+impl Probe {
+    fn settings(store: Store) -> (Settings, Self) {
+        let mut settings = settings(store);
+        let prefix = unique_prefix();
+        settings.key_prefix = Some(prefix.clone());
+        (settings, Self { store, prefix })
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        match self.store {
+            Store::Redis => vec![shared_redis().port],
+            Store::RedisCluster => shared_redis_cluster().ports.clone(),
+            Store::Memcached => shared_memcached().iter().map(|m| m.port).collect(),
+            other => panic!("{other:?} has no server"),
+        }
+    }
+
+    /// The record's remaining TTL in seconds, `None` if there is no record.
+    fn ttl(&self, cookie: &str) -> Option<u64> {
+        let key = record_key(&self.prefix, cookie);
+        self.ports().into_iter().find_map(|port| {
+            if self.store == Store::Memcached {
+                let answer = ask_all(port, &format!("mg {key} t"));
+                let line = answer.lines().next()?;
+                line.strip_prefix("HD t")?.trim().parse().ok()
+            } else {
+                // On a cluster only the node that owns the key answers with
+                // a number; the others redirect.
+                let answer = ask_all(port, &format!("TTL {key}"));
+                let ttl: i64 = answer.lines().next()?.strip_prefix(':')?.parse().ok()?;
+                u64::try_from(ttl).ok()
+            }
+        })
+    }
+
+    fn exists(&self, cookie: &str) -> bool {
+        self.ttl(cookie).is_some()
+    }
+}
+
+macro_rules! for_every_server_store {
+    ($($case:ident),* $(,)?) => {
+        mod redis {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::Redis).await })*
+        }
+        mod redis_cluster {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::RedisCluster).await })*
+        }
+        mod memcached {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::Memcached).await })*
+        }
+    };
+}
+
+for_every_server_store!(
+    records_are_deleted_on_invalidate_and_login,
+    ttl_matches_max_age,
+    forged_ids_leave_no_record,
+    concurrent_requests_on_different_keys_all_keep_their_key,
+);
+
+async fn records_are_deleted_on_invalidate_and_login(store: Store) {
+    let (settings, probe) = Probe::settings(store);
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    assert!(
+        probe.exists(&cookie),
+        "the record is stored under the documented key"
+    );
+    app.post("/session/invalidate", Some(&cookie), "").await;
+    assert!(!probe.exists(&cookie), "invalidate deletes the record");
+
+    let old = app.session_with(r#"{"a": 1}"#).await;
+    let new = app
+        .post("/session/login", Some(&old), r#"{"user": "ann"}"#)
+        .await
+        .new_cookie();
+    assert!(!probe.exists(&old), "login deletes the old record");
+    assert!(probe.exists(&new));
+    let emptied = app.patch(Some(&new), r#"{"user": null}"#).await;
+    assert_eq!(emptied.new_cookie(), "");
+    assert!(!probe.exists(&new), "an emptied session leaves no record");
+}
+
+async fn ttl_matches_max_age(store: Store) {
+    let (mut settings, probe) = Probe::settings(store);
+    settings.max_age = Some(120);
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let ttl = probe.ttl(&cookie).expect("a record");
+    assert!((119..=120).contains(&ttl), "TTL {ttl} for max_age 120");
+
+    let cookie = app
+        .post("/session/max_age", Some(&cookie), r#"{"max_age": 30}"#)
+        .await
+        .new_cookie();
+    let ttl = probe.ttl(&cookie).expect("a record");
+    assert!(
+        (29..=30).contains(&ttl),
+        "TTL {ttl} for a per-session max_age of 30"
+    );
+
+    let cookie = app
+        .post("/session/max_age", Some(&cookie), r#"{"max_age": null}"#)
+        .await
+        .new_cookie();
+    let ttl = probe.ttl(&cookie).expect("a record");
+    assert!(
+        (86_399..=86_400).contains(&ttl),
+        "TTL {ttl}: the default TTL, never forever"
+    );
+}
+
+async fn forged_ids_leave_no_record(store: Store) {
+    let (settings, probe) = Probe::settings(store);
+    let app = TestApp::conformance(settings).await;
+    let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    app.get("/session", Some(forged)).await;
+    let reply = app.patch(Some(forged), r#"{"a": 1}"#).await;
+    let issued = reply.new_cookie();
+    assert_ne!(issued, forged);
+    assert!(!probe.exists(forged), "no record under the forged id");
+    assert!(probe.exists(&issued));
+}
+
+async fn concurrent_requests_on_different_keys_all_keep_their_key(store: Store) {
+    let app = Arc::new(TestApp::conformance(settings(store)).await);
+    let cookie = app.session_with(r#"{"start": true}"#).await;
+    let writers = (0..12).map(|i| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move {
+            let reply = app
+                .patch(Some(&cookie), &format!(r#"{{"key{i}": {i}}}"#))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    let data = app.get("/session", Some(&cookie)).await.data();
+    assert_eq!(data["start"], true);
+    for i in 0..12 {
+        assert_eq!(data[format!("key{i}")], json!(i), "key{i} lost: {data}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_ids_never_reach_redis() {
+    // A server of its own: other tests' commands would count too.
+    let server = RedisServer::start();
+    let mut settings = settings(Store::Redis);
+    settings.redis_url = server.url();
+    let app = TestApp::conformance(settings).await;
+    let calls = || {
+        let stats = server.command("INFO commandstats");
+        stats
+            .lines()
+            .filter_map(|line| {
+                line.split_once("calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>()
+    };
+    // What asking costs by itself (the INFO and QUIT of one probe).
+    let probe_cost = calls().abs_diff(calls());
+    let before = calls();
+    for bad in [
+        "short",
+        "../../etc/passwd",
+        "AAAA*AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "%00",
+    ] {
+        let reply = app.get("/session", Some(bad)).await;
+        assert_eq!(reply.json()["new"], true);
+    }
+    assert_eq!(
+        calls() - before,
+        probe_cost,
+        "a malformed cookie reached Redis"
+    );
+}
+
+#[tokio::test]
+async fn keys_spread_over_both_memcached_servers() {
+    let (settings, _probe) = Probe::settings(Store::Memcached);
+    let app = TestApp::conformance(settings).await;
+    let items = |server: &Memcached| -> u64 {
+        server
+            .stats()
+            .lines()
+            .find_map(|line| line.strip_prefix("STAT total_items "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = shared_memcached().iter().map(items).collect();
+    for _ in 0..40 {
+        app.session_with(r#"{"a": 1}"#).await;
+    }
+    for (server, before) in shared_memcached().iter().zip(before) {
+        assert!(
+            items(server) > before,
+            "server {} got no session of 40",
+            server.port
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_redis_database_of_the_url_is_used() {
+    let server = shared_redis();
+    let mut settings = settings(Store::Redis);
+    settings.redis_url = format!("redis://127.0.0.1:{}/3", server.port);
+    let prefix = unique_prefix();
+    settings.key_prefix = Some(prefix.clone());
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let key = record_key(&prefix, &cookie);
+    assert!(
+        server
+            .command(&format!("SELECT 3\r\nEXISTS {key}"))
+            .contains(":1")
+    );
+    assert!(
+        server.command(&format!("EXISTS {key}")).starts_with(":0"),
+        "not in database 0"
+    );
+}
+
+#[tokio::test]
+async fn ttl_refresh_on_read_extends_the_record_without_a_write() {
+    let server = shared_redis();
+    let prefix = unique_prefix();
+    let storage = RedisStorage::connect(&server.url())
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone())
+        .with_ttl_refresh_on_read(true);
+    let mut settings = settings(Store::Redis);
+    settings.max_age = Some(100);
+    let app = TestApp::conformance_on(settings, AnyStorage::new(storage), |routes| routes).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let key = record_key(&prefix, &cookie);
+    // As if 60 seconds had passed.
+    server.command(&format!("EXPIRE {key} 40"));
+    app.clock.advance(60);
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"a": 1}));
+    assert!(reply.set_cookies().is_empty(), "a read sets no cookie");
+    let ttl: u64 = server
+        .command(&format!("TTL {key}"))
+        .trim_start_matches(':')
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((99..=100).contains(&ttl), "TTL {ttl} after a read");
+    app.clock.advance(60);
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1}),
+        "the read counted as activity for the idle timeout too"
+    );
+}
+
+async fn recovers_after_restart(app: &TestApp, stop: impl FnOnce(), restart: impl FnOnce()) {
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    stop();
+    for reply in [
+        app.get("/session", Some(&cookie)).await,
+        app.patch(Some(&cookie), r#"{"a": 2}"#).await,
+        app.patch(None, r#"{"b": 1}"#).await,
+    ] {
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(reply.set_cookies().is_empty());
+        assert!(reply.json()["error"].is_string());
+    }
+    restart();
+    let mut recovered = None;
+    for _ in 0..100 {
+        let reply = app.patch(None, r#"{"back": true}"#).await;
+        if reply.status == 200 {
+            recovered = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = recovered.expect("the app recovers by itself within 10 s");
+    let cookie = reply.new_cookie();
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"back": true})
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_dies_gives_503s_and_the_app_recovers_when_it_returns() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let mut settings = settings(Store::Redis);
+    settings.redis_url = server.url();
+    let app = TestApp::conformance(settings).await;
+    let mut replacement = None;
+    recovers_after_restart(
+        &app,
+        || server.stop(),
+        || replacement = Some(RedisServer::start_on(port)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_memcached_that_dies_gives_503s_and_the_app_recovers_when_it_returns() {
+    let mut server = Memcached::start();
+    let port = server.port;
+    let mut settings = settings(Store::Memcached);
+    settings.memcached_servers = vec![server.addr()];
+    let app = TestApp::conformance(settings).await;
+    let mut replacement = None;
+    recovers_after_restart(
+        &app,
+        || server.stop(),
+        || replacement = Some(Memcached::start_on(port)),
+    )
+    .await;
+}
