@@ -22,7 +22,7 @@
 //! 1. [`SessionLayer`] puts a lazy handle into every request. Nothing is
 //!    read yet: a handler that never asks for the session costs no storage
 //!    I/O and gets no `Set-Cookie`.
-//! 2. The first [`Session`] extractor of the request reads the cookie and
+//! 2. The first [`Session`](struct@Session) extractor of the request reads the cookie and
 //!    loads the session from the storage, once; further extractors in the
 //!    same request share it. A missing, tampered, malformed, oversized or
 //!    expired cookie gives a new empty session, never an error.

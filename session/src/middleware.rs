@@ -32,7 +32,7 @@ pub(crate) struct Shared {
 
 /// Adds sessions to an axum router.
 ///
-/// Handlers then extract [`Session`](crate::Session). A request whose handler
+/// Handlers then extract [`Session`](struct@crate::Session). A request whose handler
 /// never extracts it costs no storage I/O and gets no `Set-Cookie`. After
 /// the handler, a session that changed is saved and the response carries
 /// exactly one `Set-Cookie`; an unchanged one writes nothing. Saves happen
