@@ -37,7 +37,12 @@ pub(crate) async fn save(
 
     let value = match &pending.identity {
         Some(id) => match storage
-            .update(id, &pending.record, &pending.changes, &cx)
+            .update(
+                id,
+                &pending.record,
+                &pending.changes,
+                &cx.with_version(pending.version),
+            )
             .await?
         {
             Some(value) => value,

@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub(crate) record: SessionRecord,
     /// The stored record this session lives in, if any.
     pub(crate) identity: Option<SessionId>,
+    /// The store's version of that record when it was loaded.
+    pub(crate) version: Option<u64>,
     pub(crate) is_new: bool,
     pub(crate) changes: Changes,
     /// The max age changed, or a lifecycle call asked for a save.
@@ -274,6 +276,7 @@ impl Session {
 pub(crate) struct Pending {
     pub(crate) record: SessionRecord,
     pub(crate) identity: Option<SessionId>,
+    pub(crate) version: Option<u64>,
     pub(crate) changes: Changes,
     pub(crate) discard: Option<SessionId>,
     pub(crate) had_cookie: bool,
@@ -288,6 +291,7 @@ impl Session {
         Pending {
             record: std::mem::replace(&mut state.record, empty),
             identity: state.identity.clone(),
+            version: state.version,
             changes: std::mem::take(&mut state.changes),
             discard: state.discard.take(),
             had_cookie: state.had_cookie,
@@ -329,6 +333,7 @@ pub(crate) mod tests {
         Session::from_state(State {
             record,
             identity,
+            version: None,
             is_new: false,
             changes: Changes::default(),
             must_save: false,

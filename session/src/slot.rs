@@ -83,6 +83,7 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
             State {
                 record: loaded.record,
                 identity: loaded.identity,
+                version: loaded.version,
                 is_new: false,
                 ..State::new(now, config.max_age, cookie.is_some())
             }
@@ -98,6 +99,7 @@ impl State {
         Self {
             record: SessionRecord::new(now, default_max_age),
             identity: None,
+            version: None,
             is_new: true,
             changes: Changes::default(),
             must_save: false,

@@ -10,10 +10,13 @@
 //!
 //! One item per session under `prefix + base64url(SHA-256(id))`, holding
 //! the record as JSON: `{"created":…,"updated":…,"max_age":…,"session":{…}}`.
-//! New records are written with `add` (insert-if-absent); saves merge the
-//! request's changes into the stored record through a `gets`/`cas` loop of
-//! at most sixteen tries with a short random pause between them, so concurrent changes to different keys are both
-//! kept and a deleted record is never written again.
+//! New records are written with `add` (insert-if-absent). A load keeps the
+//! item's CAS; a save then writes with that CAS in one round trip when
+//! nothing was written since the load (the usual case), and otherwise
+//! merges the request's changes into the stored record through a
+//! `gets`/`cas` loop (at most sixteen tries, with a short random pause
+//! between them), so concurrent changes to different keys are both kept
+//! and a deleted record is never written again.
 
 use std::fmt;
 use std::future::Future;
@@ -221,18 +224,13 @@ impl SessionStorage for MemcachedStorage {
             return Ok(None);
         };
         let key = store_key(&self.prefix, &id);
-        let result = self.run(self.client.get(&key).send()).await?;
-        if !result.hit() {
+        let Some((record, cas)) = self.fetch(&key).await? else {
             return Ok(None);
-        }
-        let record = result
-            .value
-            .as_deref()
-            .and_then(|bytes| serde_json::from_slice::<SessionRecord>(bytes).ok());
+        };
         if record.is_none() {
             tracing::warn!("malformed session record in Memcached; starting a new session");
         }
-        Ok(record.map(|record| Loaded::new(record, Some(id))))
+        Ok(record.map(|record| Loaded::new(record, Some(id)).with_version(cas)))
     }
 
     async fn create(
@@ -263,10 +261,22 @@ impl SessionStorage for MemcachedStorage {
         id: &SessionId,
         record: &SessionRecord,
         changes: &Changes,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<Option<String>, StorageError> {
         let key = store_key(&self.prefix, id);
         let ttl = self.ttl(record);
+        // Nothing written since this request loaded the session: its record
+        // is the stored one plus this request's changes, written in one
+        // round trip.
+        if let Some(cas) = cx.version {
+            let bytes = self.encode(record)?;
+            let request = self.client.set(&key, &bytes).ttl(ttl).compare_cas(cas);
+            match self.run(request.send()).await?.status {
+                MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
+                MutationStatus::NotFound => return Ok(None),
+                _ => tracing::debug!("session changed in Memcached since it was loaded; merging"),
+            }
+        }
         for attempt in 0..CAS_TRIES {
             if attempt > 0 {
                 let pause = rand::random_range(0..=attempt.min(8) * 2);

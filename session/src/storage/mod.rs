@@ -40,12 +40,27 @@ pub struct StorageContext<'a> {
     pub cookie_name: &'a str,
     /// The request's time, in seconds since the Unix epoch.
     pub now: u64,
+    /// On `update`: the version the store gave with [`Loaded`] when this
+    /// request loaded the session, so it can write in one round trip if
+    /// nothing changed in between.
+    pub version: Option<u64>,
 }
 
 impl<'a> StorageContext<'a> {
     /// A context for a request at `now` with the given cookie name.
     pub fn new(cookie_name: &'a str, now: u64) -> Self {
-        Self { cookie_name, now }
+        Self {
+            cookie_name,
+            now,
+            version: None,
+        }
+    }
+
+    /// The same context, carrying the version the session was loaded at.
+    #[must_use]
+    pub fn with_version(mut self, version: Option<u64>) -> Self {
+        self.version = version;
+        self
     }
 }
 
@@ -57,12 +72,26 @@ pub struct Loaded {
     pub record: SessionRecord,
     /// Its server-side id; `None` for cookie storages.
     pub identity: Option<SessionId>,
+    /// An opaque version of the stored record (Memcached's CAS), handed
+    /// back in [`StorageContext::version`] when the session is updated.
+    pub version: Option<u64>,
 }
 
 impl Loaded {
     /// A session found under `identity` (`None` for cookie storages).
     pub fn new(record: SessionRecord, identity: Option<SessionId>) -> Self {
-        Self { record, identity }
+        Self {
+            record,
+            identity,
+            version: None,
+        }
+    }
+
+    /// The same session, with the store's version of its record.
+    #[must_use]
+    pub fn with_version(mut self, version: Option<u64>) -> Self {
+        self.version = version;
+        self
     }
 }
 
