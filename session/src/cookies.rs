@@ -1,7 +1,7 @@
 //! Reading the session cookie from a request and writing `Set-Cookie`.
 
-use cookie::time::OffsetDateTime;
-use cookie::{Cookie, Expiration};
+use std::time::{Duration, UNIX_EPOCH};
+
 use http::HeaderMap;
 use http::header::COOKIE;
 
@@ -25,57 +25,68 @@ pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
-fn base<'c>(config: &'c Config, value: &'c str) -> cookie::CookieBuilder<'c> {
-    let same_site = match config.same_site {
-        SameSite::Strict => cookie::SameSite::Strict,
-        SameSite::Lax => cookie::SameSite::Lax,
-        SameSite::None => cookie::SameSite::None,
-    };
-    let mut builder = Cookie::build((config.cookie_name.as_str(), value))
-        .path(config.cookie_path.as_str())
-        .secure(config.secure)
-        .http_only(config.http_only)
-        .same_site(same_site);
+/// `name=value; Path=…; Domain=…; Max-Age=…; Expires=…; Secure; HttpOnly; SameSite=…`,
+/// written straight into one string: this runs on every saving request.
+fn write(config: &Config, value: &str, expiry: Option<(u64, u64)>) -> String {
+    use std::fmt::Write as _;
+
+    let mut header = String::with_capacity(
+        config.cookie_name.len() + value.len() + config.cookie_path.len() + 120,
+    );
+    header.push_str(&config.cookie_name);
+    header.push('=');
+    header.push_str(value);
+    header.push_str("; Path=");
+    header.push_str(&config.cookie_path);
     if let Some(domain) = &config.cookie_domain {
-        builder = builder.domain(domain.as_str());
+        header.push_str("; Domain=");
+        header.push_str(domain);
     }
-    builder
+    if let Some((max_age, expires)) = expiry {
+        let _ = write!(
+            header,
+            "; Max-Age={max_age}; Expires={}",
+            http_date(expires)
+        );
+    }
+    if config.secure {
+        header.push_str("; Secure");
+    }
+    if config.http_only {
+        header.push_str("; HttpOnly");
+    }
+    header.push_str(match config.same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    header
 }
 
 /// The `Set-Cookie` value carrying `value`; with a max age, `Max-Age` and an
 /// `Expires` that says the same for older browsers.
 pub(crate) fn set_cookie(config: &Config, value: &str, max_age: Option<u64>, now: u64) -> String {
-    let mut builder = base(config, value);
-    if let Some(max_age) = max_age {
-        let seconds = i64::try_from(max_age).unwrap_or(i64::MAX);
-        builder = builder
-            .max_age(cookie::time::Duration::seconds(seconds))
-            .expires(expiration(now.saturating_add(max_age)));
-    }
-    builder.build().to_string()
+    write(
+        config,
+        value,
+        max_age.map(|max_age| (max_age, now.saturating_add(max_age))),
+    )
 }
 
 /// The `Set-Cookie` value that makes the browser drop the session cookie:
 /// the same name, path, domain and flags, `Max-Age=0` and an `Expires` in
 /// 1970.
 pub(crate) fn removal(config: &Config) -> String {
-    base(config, "")
-        .max_age(cookie::time::Duration::ZERO)
-        .expires(expiration(0))
-        .build()
-        .to_string()
+    write(config, "", Some((0, 0)))
 }
 
 /// 9999-12-31T23:59:59Z, the last date a cookie can carry.
-const LAST_COOKIE_DATE: i64 = 253_402_300_799;
+const LAST_COOKIE_DATE: u64 = 253_402_300_799;
 
-fn expiration(unix_seconds: u64) -> Expiration {
-    let seconds = i64::try_from(unix_seconds)
-        .unwrap_or(i64::MAX)
-        .min(LAST_COOKIE_DATE);
-    Expiration::DateTime(
-        OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    )
+/// An IMF-fixdate (`Thu, 01 Jan 1970 00:00:00 GMT`).
+fn http_date(unix_seconds: u64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.min(LAST_COOKIE_DATE));
+    httpdate::fmt_http_date(time)
 }
 
 #[cfg(test)]
@@ -118,6 +129,15 @@ mod tests {
     fn browser_session_cookie_has_no_expiry() {
         let header = set_cookie(&Config::default(), "v", None, 0);
         assert!(!header.contains("Max-Age") && !header.contains("Expires"));
+    }
+
+    #[test]
+    fn far_expiry_is_clamped_to_the_last_writable_date() {
+        let header = set_cookie(&Config::default(), "v", Some(u64::MAX), 1);
+        assert!(
+            header.contains("Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
+            "{header}"
+        );
     }
 
     #[test]

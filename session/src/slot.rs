@@ -2,10 +2,9 @@
 //! extractor loads the session through it, and the layer reads it back
 //! after the handler to save what changed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
-use tokio::sync::OnceCell;
 
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
@@ -19,14 +18,14 @@ pub(crate) struct SessionSlot(Arc<SlotInner>);
 
 struct SlotInner {
     shared: Arc<Shared>,
-    session: OnceCell<Session>,
+    session: OnceLock<Session>,
 }
 
 impl SessionSlot {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self(Arc::new(SlotInner {
             shared,
-            session: OnceCell::new(),
+            session: OnceLock::new(),
         }))
     }
 
@@ -36,12 +35,15 @@ impl SessionSlot {
 
     /// The request's session, loaded on first use. A failed load is not
     /// kept, so a later extraction in the same request tries again.
+    /// Extractors of one request run one after another, so a second load
+    /// racing the first cannot happen in practice; if it did, the first
+    /// session stored wins and both extractors share it.
     pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Session, LoadError> {
-        self.0
-            .session
-            .get_or_try_init(|| load(&self.0.shared, headers))
-            .await
-            .cloned()
+        if let Some(session) = self.0.session.get() {
+            return Ok(session.clone());
+        }
+        let session = load(&self.0.shared, headers).await?;
+        Ok(self.0.session.get_or_init(|| session).clone())
     }
 
     /// The session, if a handler loaded it.

@@ -185,14 +185,15 @@ impl EncryptedCookieStorage {
         rand::fill(&mut nonce[..]);
         buffer.extend_from_slice(&nonce);
         serde_json::to_writer(&mut buffer, record).map_err(StorageError::Serialize)?;
-        let aad = associated_data(&buffer[..HEADER_LEN], cookie_name);
-        let tag = key
-            .cipher
-            .encrypt_inout_detached(&nonce, &aad, (&mut buffer[HEADER_LEN + NONCE_LEN..]).into())
-            .map_err(|_| StorageError::TooLarge {
-                size: buffer.len(),
-                limit: MAX_COOKIE_BYTES,
-            })?;
+        let (header, sealed) = buffer.split_at_mut(HEADER_LEN + NONCE_LEN);
+        let tag = with_associated_data(&header[..HEADER_LEN], cookie_name, |aad| {
+            key.cipher
+                .encrypt_inout_detached(&nonce, aad, sealed.into())
+        })
+        .map_err(|_| StorageError::TooLarge {
+            size: buffer.len(),
+            limit: MAX_COOKIE_BYTES,
+        })?;
         buffer.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(buffer))
     }
@@ -209,23 +210,36 @@ impl EncryptedCookieStorage {
             .keys
             .iter()
             .find(|key| key.id == bytes[1..HEADER_LEN])?;
-        let aad = associated_data(&bytes[..HEADER_LEN], cookie_name);
         let nonce = Nonce::try_from(&bytes[HEADER_LEN..HEADER_LEN + NONCE_LEN]).ok()?;
         let tag_start = bytes.len() - TAG_LEN;
         let tag = Tag::try_from(&bytes[tag_start..]).ok()?;
-        let sealed = &mut bytes[HEADER_LEN + NONCE_LEN..tag_start];
-        key.cipher
-            .decrypt_inout_detached(&nonce, &aad, sealed.into(), &tag)
-            .ok()?;
+        let (header, rest) = bytes.split_at_mut(HEADER_LEN + NONCE_LEN);
+        let sealed = &mut rest[..tag_start - HEADER_LEN - NONCE_LEN];
+        with_associated_data(&header[..HEADER_LEN], cookie_name, |aad| {
+            key.cipher
+                .decrypt_inout_detached(&nonce, aad, (&mut *sealed).into(), &tag)
+        })
+        .ok()?;
         serde_json::from_slice(sealed).ok()
     }
 }
 
-fn associated_data(header: &[u8], cookie_name: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(header.len() + cookie_name.len());
-    aad.extend_from_slice(header);
-    aad.extend_from_slice(cookie_name.as_bytes());
-    aad
+/// Calls `f` with the associated data, `header | cookie name`: on the stack
+/// for the usual short names, since this runs on every seal and open.
+fn with_associated_data<T>(header: &[u8], cookie_name: &str, f: impl FnOnce(&[u8]) -> T) -> T {
+    const STACK: usize = 64;
+    let len = header.len() + cookie_name.len();
+    if len <= STACK {
+        let mut aad = [0u8; STACK];
+        aad[..header.len()].copy_from_slice(header);
+        aad[header.len()..len].copy_from_slice(cookie_name.as_bytes());
+        f(&aad[..len])
+    } else {
+        let mut aad = Vec::with_capacity(len);
+        aad.extend_from_slice(header);
+        aad.extend_from_slice(cookie_name.as_bytes());
+        f(&aad)
+    }
 }
 
 impl fmt::Debug for EncryptedCookieStorage {
@@ -298,6 +312,15 @@ mod tests {
         let sealed = storage.seal(&record(), "session").unwrap();
         assert!(!sealed.contains("ann"));
         assert_eq!(storage.open(&sealed, "session"), Some(record()));
+    }
+
+    #[test]
+    fn long_cookie_names_are_bound_too() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let long = "n".repeat(100);
+        let sealed = storage.seal(&record(), &long).unwrap();
+        assert_eq!(storage.open(&sealed, &long), Some(record()));
+        assert_eq!(storage.open(&sealed, &"n".repeat(99)), None);
     }
 
     #[test]

@@ -1,0 +1,108 @@
+//! The encrypted cookie codec against its floor (raw AES-256-GCM and JSON on
+//! the same bytes), id generation, and the session map.
+
+mod support;
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use support::ready;
+use typed_sessions::{
+    EncryptedCookieStorage, Session, SessionId, SessionKey, SessionRecord, SessionStorage,
+    StorageContext, TypedSession,
+};
+
+fn record(bytes: usize) -> SessionRecord {
+    let mut record = SessionRecord::new(1_764_000_000, Some(3600));
+    record.data.insert("user".into(), "ann".into());
+    let filler = bytes.saturating_sub(serde_json::to_vec(&record).expect("serializes").len() + 10);
+    record.data.insert("blob".into(), "x".repeat(filler).into());
+    record
+}
+
+fn cookie_codec(c: &mut Criterion) {
+    let storage = EncryptedCookieStorage::new(SessionKey::generate());
+    let cipher = Aes256Gcm::new(&[7u8; 32].into());
+    let cx = StorageContext::new("session", 1_764_000_000);
+    let mut group = c.benchmark_group("seal+open");
+    for (label, size) in [("100B", 100), ("1KiB", 1024), ("3KiB", 3 * 1024)] {
+        let record = record(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("encrypted cookie", label),
+            &record,
+            |b, record| {
+                b.iter(|| {
+                    let value = ready(storage.create(record, &cx)).expect("seals");
+                    let opened = ready(storage.load(&value, &cx))
+                        .expect("no I/O")
+                        .expect("opens");
+                    black_box(opened);
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("floor: AES-256-GCM + JSON", label),
+            &record,
+            |b, record| {
+                b.iter(|| {
+                    let mut buffer = serde_json::to_vec(record).expect("serializes");
+                    let mut nonce = Nonce::default();
+                    rand::fill(&mut nonce[..]);
+                    let tag = cipher
+                        .encrypt_inout_detached(&nonce, b"session", buffer.as_mut_slice().into())
+                        .expect("encrypts");
+                    cipher
+                        .decrypt_inout_detached(
+                            &nonce,
+                            b"session",
+                            buffer.as_mut_slice().into(),
+                            &tag,
+                        )
+                        .expect("decrypts");
+                    let opened: SessionRecord = serde_json::from_slice(&buffer).expect("parses");
+                    black_box(opened);
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn ids(c: &mut Criterion) {
+    c.bench_function("SessionId::generate", |b| {
+        b.iter(|| black_box(SessionId::generate()))
+    });
+}
+
+#[derive(typed_sessions::Session)]
+struct Visit {
+    #[session(rename = "key3", default)]
+    count: i64,
+}
+
+fn map(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let session: Session = runtime.block_on(support::loaded_session());
+    let typed = TypedSession::<Visit>::from_session(session.clone());
+    let mut group = c.benchmark_group("session map");
+    group.bench_function("get::<i64>", |b| {
+        b.iter(|| black_box(session.get::<i64>(black_box("key3"))))
+    });
+    group.bench_function("typed getter", |b| b.iter(|| black_box(typed.count())));
+    group.bench_function("insert", |b| {
+        b.iter(|| {
+            session
+                .insert(black_box("key3"), black_box(5))
+                .expect("serializes")
+        })
+    });
+    group.bench_function("typed setter", |b| b.iter(|| typed.set_count(black_box(5))));
+    group.finish();
+}
+
+criterion_group!(benches, cookie_codec, ids, map);
+criterion_main!(benches);
