@@ -109,10 +109,8 @@ pub async fn loaded_session() -> Session {
         )
         .layer(SessionLayer::new(MemoryStorage::new()));
     call(&router, request("GET", "/", None)).await;
-    let session = slot
-        .lock()
+    slot.lock()
         .expect("not poisoned")
         .take()
-        .expect("the handler ran");
-    session
+        .expect("the handler ran")
 }
