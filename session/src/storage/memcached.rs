@@ -41,6 +41,8 @@ const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
 /// Merge attempts before a save gives up with a 503; between attempts a
 /// short random pause spreads competing writers apart.
 const CAS_TRIES: u32 = 16;
+/// Idle connections kept per server.
+const IDLE_CONNECTIONS_PER_SERVER: usize = 64;
 
 /// Keeps sessions in Memcached under random ids; the cookie holds only the
 /// id. Several servers share the keys by consistent hashing.
@@ -68,7 +70,8 @@ pub struct MemcachedStorage {
 
 impl MemcachedStorage {
     /// Connects to the servers `HOST:PORT` and checks that each answers,
-    /// within two seconds; commands time out after one second.
+    /// within two seconds; commands time out after one second. Keeps up to
+    /// 64 idle connections per server.
     pub async fn connect<A: AsRef<str>>(
         servers: impl IntoIterator<Item = A>,
     ) -> Result<Self, StorageError> {
@@ -80,6 +83,10 @@ impl MemcachedStorage {
             let client = AsyncMetaClient::builder()
                 .connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
                 .io_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+                // Keep enough idle connections for a busy server's
+                // concurrency: beyond the client's default of 8, every
+                // extra request dialed a connection and closed it after.
+                .max_idle(IDLE_CONNECTIONS_PER_SERVER)
                 .connect_multiple_async(servers.iter().map(String::as_str))
                 .await?;
             // Connections are dialed lazily; ask every server once so an
