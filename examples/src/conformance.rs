@@ -325,16 +325,27 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The session view of `conformance.md`.
-fn view(session: &Session) -> Json<Value> {
-    Json(json!({
-        "new": session.is_new(),
-        "identity": session.identity().map(|id| id.as_str().to_owned()),
-        "created": session.created(),
-        "max_age": session.max_age().map(|age| age.as_secs()),
-        "empty": session.is_empty(),
-        "data": session.to_map(),
-    }))
+/// The session view of `conformance.md`, serialized straight into the
+/// response (the data map is not copied).
+#[derive(serde::Serialize)]
+struct View<'a> {
+    new: bool,
+    identity: Option<String>,
+    created: u64,
+    max_age: Option<u64>,
+    empty: bool,
+    data: &'a Session,
+}
+
+fn view(session: &Session) -> Json<View<'_>> {
+    Json(View {
+        new: session.is_new(),
+        identity: session.identity().map(|id| id.as_str().to_owned()),
+        created: session.created(),
+        max_age: session.max_age().map(|age| age.as_secs()),
+        empty: session.is_empty(),
+        data: session,
+    })
 }
 
 /// A request the app refuses with 400 and `{"error": ...}`.
@@ -353,8 +364,8 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, BadRequest> {
     }
 }
 
-async fn show(session: Session) -> Json<Value> {
-    view(&session)
+async fn show(session: Session) -> Response {
+    view(&session).into_response()
 }
 
 async fn change(
@@ -388,21 +399,21 @@ async fn change(
     Ok(response)
 }
 
-async fn invalidate(session: Session) -> Json<Value> {
+async fn invalidate(session: Session) -> Response {
     session.invalidate();
-    view(&session)
+    view(&session).into_response()
 }
 
-async fn login(session: Session, body: Bytes) -> Result<Json<Value>, BadRequest> {
+async fn login(session: Session, body: Bytes) -> Result<Response, BadRequest> {
     let data = json_object(&body)?;
     session.start_new();
     for (key, value) in data {
         session.insert_value(&key, value);
     }
-    Ok(view(&session))
+    Ok(view(&session).into_response())
 }
 
-async fn set_max_age(session: Session, body: Bytes) -> Result<Json<Value>, BadRequest> {
+async fn set_max_age(session: Session, body: Bytes) -> Result<Response, BadRequest> {
     let object = json_object(&body)?;
     let max_age = match object.get("max_age") {
         Some(Value::Null) => None,
@@ -415,7 +426,7 @@ async fn set_max_age(session: Session, body: Bytes) -> Result<Json<Value>, BadRe
         None => return Err(BadRequest("max_age is required")),
     };
     session.set_max_age(max_age.map(Duration::from_secs));
-    Ok(view(&session))
+    Ok(view(&session).into_response())
 }
 
 async fn increment(

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::id::SessionId;
@@ -309,6 +309,14 @@ impl State {
     }
 }
 
+/// Serializes the session's data map (not its metadata), without copying
+/// it: `Json(json!({ "data": &session }))` answers with the map.
+impl Serialize for Session {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.lock().record.data.serialize(serializer)
+    }
+}
+
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
@@ -402,6 +410,15 @@ pub(crate) mod tests {
         assert!(session.is_empty());
         assert_eq!(session.created(), 200);
         assert_eq!(session.max_age(), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn serializes_as_its_data() {
+        let session = session_with(None, serde_json::json!({"a": 1, "b": [true]}));
+        assert_eq!(
+            serde_json::to_value(&session).unwrap(),
+            serde_json::json!({"a": 1, "b": [true]})
+        );
     }
 
     #[test]

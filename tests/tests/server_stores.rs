@@ -362,3 +362,56 @@ async fn a_memcached_that_dies_gives_503s_and_the_app_recovers_when_it_returns()
     )
     .await;
 }
+
+#[tokio::test]
+async fn memcached_sessions_longer_than_30_days_still_expire_when_they_should() {
+    let (mut settings, probe) = Probe::settings(Store::Memcached);
+    settings.max_age = Some(40 * 86_400);
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // Over 30 days memcached reads a relative TTL as a date in 1970; the
+    // store sends an absolute time, which the server reports back as the
+    // remaining seconds.
+    let ttl = probe
+        .ttl(&cookie)
+        .expect("a record that did not expire at once");
+    assert!((40 * 86_400 - 5..=40 * 86_400).contains(&ttl), "TTL {ttl}");
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_session_over_the_memcached_item_size_fails_before_anything_is_sent() {
+    let servers = shared_memcached();
+    let storage = typed_sessions::MemcachedStorage::connect(servers.iter().map(Memcached::addr))
+        .await
+        .unwrap()
+        .with_key_prefix(unique_prefix())
+        .with_max_item_bytes(2_000);
+    let app = TestApp::conformance_on(
+        settings(Store::Memcached),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let reply = app
+        .patch(
+            Some(&cookie),
+            &json!({ "big": "x".repeat(3_000) }).to_string(),
+        )
+        .await;
+    assert_eq!(
+        reply.status, 500,
+        "too large is not a passing outage: {}",
+        reply.body
+    );
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1}),
+        "the old session stays whole"
+    );
+}
