@@ -19,13 +19,12 @@
 //! and a deleted record is never written again.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
 
-use super::store_key::store_key;
+use super::server::{store_key, timed};
 use super::{Loaded, SessionStorage, StorageContext};
 use crate::error::StorageError;
 use crate::id::SessionId;
@@ -163,16 +162,6 @@ impl MemcachedStorage {
         self
     }
 
-    async fn run<T>(
-        &self,
-        command: impl Future<Output = memcache::exp::Result<T>>,
-    ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.command_timeout, command)
-            .await
-            .map_err(|_| StorageError::Timeout(self.command_timeout))?
-            .map_err(StorageError::unavailable)
-    }
-
     /// Memcached's expiry: relative seconds up to 30 days, an absolute time
     /// beyond (the client converts), never 0 ("never expires").
     fn ttl(&self, record: &SessionRecord) -> Ttl {
@@ -196,9 +185,11 @@ impl MemcachedStorage {
         &self,
         key: &str,
     ) -> Result<Option<(Option<SessionRecord>, Option<u64>)>, StorageError> {
-        let result = self
-            .run(self.client.get(key).meta(Meta::NONE.cas()).send())
-            .await?;
+        let result = timed(
+            self.command_timeout,
+            self.client.get(key).meta(Meta::NONE.cas()).send(),
+        )
+        .await?;
         if !result.hit() {
             return Ok(None);
         }
@@ -250,9 +241,11 @@ impl SessionStorage for MemcachedStorage {
         for _ in 0..3 {
             let id = SessionId::generate();
             let key = store_key(&self.prefix, &id);
-            let result = self
-                .run(self.client.set(&key, &bytes).ttl(ttl).add().send())
-                .await?;
+            let result = timed(
+                self.command_timeout,
+                self.client.set(&key, &bytes).ttl(ttl).add().send(),
+            )
+            .await?;
             if result.applied() {
                 return Ok(id.as_str().to_owned());
             }
@@ -278,7 +271,7 @@ impl SessionStorage for MemcachedStorage {
         if let Some(cas) = cx.version {
             let bytes = self.encode(record)?;
             let request = self.client.set(&key, &bytes).ttl(ttl).compare_cas(cas);
-            match self.run(request.send()).await?.status {
+            match timed(self.command_timeout, request.send()).await?.status {
                 MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
                 MutationStatus::NotFound => return Ok(None),
                 _ => tracing::debug!("session changed in Memcached since it was loaded; merging"),
@@ -306,7 +299,7 @@ impl SessionStorage for MemcachedStorage {
                 Some(cas) => request.compare_cas(cas),
                 None => request.replace(),
             };
-            let result = self.run(request.send()).await?;
+            let result = timed(self.command_timeout, request.send()).await?;
             match result.status {
                 MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
                 MutationStatus::NotFound => return Ok(None),
@@ -320,7 +313,7 @@ impl SessionStorage for MemcachedStorage {
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<(), StorageError> {
         let key = store_key(&self.prefix, id);
-        self.run(self.client.delete(&key).send()).await?;
+        timed(self.command_timeout, self.client.delete(&key).send()).await?;
         Ok(())
     }
 }

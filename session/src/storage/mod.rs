@@ -20,9 +20,9 @@ mod memcached;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-mod simple_cookie;
 #[cfg(any(feature = "redis", feature = "memcached"))]
-mod store_key;
+mod server;
+mod simple_cookie;
 
 pub use encrypted_cookie::{EncryptedCookieStorage, KeyError, SessionKey};
 #[cfg(feature = "memcached")]

@@ -19,7 +19,6 @@
 //! ones and sets the expiry, atomically.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::store_key::store_key;
+use super::server::{store_key, timed};
 use super::{Loaded, SessionStorage, StorageContext};
 use crate::error::StorageError;
 use crate::id::SessionId;
@@ -251,26 +250,23 @@ impl RedisStorage {
         self
     }
 
-    async fn run<T>(
-        &self,
-        command: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.command_timeout, command)
-            .await
-            .map_err(|_| StorageError::Timeout(self.command_timeout))?
-            .map_err(StorageError::unavailable)
-    }
-
     async fn load_record(&self, id: SessionId, now: u64) -> Result<Option<Loaded>, StorageError> {
         let key = store_key(&self.prefix, &id);
         let mut connection = self.connection.clone();
         let fields: Vec<(String, String)> = if self.refresh_ttl_on_read {
             let mut invocation = self.scripts.load_and_refresh.key(&key);
             invocation.arg(now);
-            self.run(invocation.invoke_async(&mut connection)).await?
+            timed(
+                self.command_timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?
         } else {
-            self.run(redis::cmd("HGETALL").arg(&key).query_async(&mut connection))
-                .await?
+            timed(
+                self.command_timeout,
+                redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
+            )
+            .await?
         };
         if fields.is_empty() {
             return Ok(None);
@@ -396,7 +392,11 @@ impl SessionStorage for RedisStorage {
             let id = SessionId::generate();
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
             invocation.arg(ttl).arg(&fields);
-            let created: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+            let created: i64 = timed(
+                self.command_timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
             if created == 1 {
                 return Ok(id.as_str().to_owned());
             }
@@ -440,19 +440,23 @@ impl SessionStorage for RedisStorage {
             .arg(&fields)
             .arg(&removed);
         let mut connection = self.connection.clone();
-        let updated: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+        let updated: i64 = timed(
+            self.command_timeout,
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
         Ok((updated == 1).then(|| id.as_str().to_owned()))
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<(), StorageError> {
         let mut connection = self.connection.clone();
-        let _: i64 = self
-            .run(
-                redis::cmd("DEL")
-                    .arg(store_key(&self.prefix, id))
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let _: i64 = timed(
+            self.command_timeout,
+            redis::cmd("DEL")
+                .arg(store_key(&self.prefix, id))
+                .query_async(&mut connection),
+        )
+        .await?;
         Ok(())
     }
 }

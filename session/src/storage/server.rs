@@ -1,12 +1,31 @@
-//! Keys of server-side records in shared stores: a prefix and a hash of the
-//! session id, so a dump of the store does not hand out usable cookies.
+//! What the shared server-side stores (Redis, Memcached) have in common:
+//! the key format and the command timeout.
+
+use std::future::Future;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use crate::error::{BoxError, StorageError};
 use crate::id::SessionId;
 
+/// Runs a client command, failing it with [`StorageError::Timeout`] after
+/// `timeout` and with [`StorageError::Unavailable`] on the client's error.
+pub(crate) async fn timed<T, E: Into<BoxError>>(
+    timeout: Duration,
+    command: impl Future<Output = Result<T, E>>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(timeout, command)
+        .await
+        .map_err(|_| StorageError::Timeout(timeout))?
+        .map_err(StorageError::unavailable)
+}
+
+/// Keys of records: a prefix and a hash of the session id, so a dump of the
+/// store does not hand out usable cookies.
+///
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
 pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
