@@ -36,7 +36,11 @@ impl Field<'_> {
     pub fn key(&self) -> String {
         match &self.attrs.rename {
             Some(rename) => rename.value(),
-            None => self.ident.to_string(),
+            // `r#type` is stored under "type", as serde names it.
+            None => {
+                let name = self.ident.to_string();
+                name.strip_prefix("r#").map_or(name.clone(), str::to_owned)
+            }
         }
     }
 

@@ -25,6 +25,13 @@ pub(crate) async fn save(
     let now = shared.clock.now();
     let cx = StorageContext::new(&config.cookie_name, now);
     let mut pending = session.take_for_save();
+    if !pending.changed {
+        // Only the cookie's expiry moved (the store extended the session on
+        // this read): send it again, write nothing.
+        return Ok(pending
+            .identity
+            .map(|id| cookies::set_cookie(config, id.as_str(), pending.record.max_age, now)));
+    }
     pending.record.updated = now;
 
     if pending.record.data.is_empty() {
@@ -47,10 +54,13 @@ pub(crate) async fn save(
         {
             Some(value) => value,
             None => {
+                // The cookie names a dead id, which never loads again; removing
+                // it could race a response of the same client that just set a
+                // new one (a login in another tab), so it is left alone.
                 tracing::debug!(
                     "session record gone (invalidated or expired elsewhere); not recreated"
                 );
-                return Ok(pending.had_cookie.then(|| cookies::removal(config)));
+                return Ok(None);
             }
         },
         None => storage.create(&pending.record, &cx).await?,

@@ -193,7 +193,7 @@ where
                     let status = response.status();
                     let save_allowed =
                         !status.is_server_error() || shared.config.save_on_server_error;
-                    if !save_allowed || !session.is_changed() {
+                    if !save_allowed || !session.lock().needs_commit() {
                         return Poll::Ready(Ok(response));
                     }
                     let save = Box::pin(commit::save(shared.clone(), session.clone()));

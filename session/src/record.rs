@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The longest TTL given to a stored record: ten years.
+pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
+
 /// The persisted state of one session: its data and the times that decide
 /// when it expires.
 ///
@@ -73,9 +76,11 @@ impl SessionRecord {
     }
 
     /// Seconds from `updated` until a server-side record of this session may
-    /// be dropped: its `max_age`, or `default_ttl` for a session without one.
+    /// be dropped: its `max_age`, or `default_ttl` for a session without one,
+    /// at least one second and at most ten years (the longest expiry every
+    /// store accepts; Memcached's absolute times end in 2106).
     pub fn ttl(&self, default_ttl: u64) -> u64 {
-        self.max_age.unwrap_or(default_ttl)
+        self.max_age.unwrap_or(default_ttl).clamp(1, MAX_STORE_TTL)
     }
 }
 
@@ -160,6 +165,12 @@ mod tests {
         let record = SessionRecord::new(1_000, None);
         assert!(!record.is_expired(u64::MAX, None));
         assert_eq!(record.ttl(86_400), 86_400);
+        let forever = SessionRecord::new(1_000, Some(u64::MAX));
+        assert_eq!(
+            forever.ttl(86_400),
+            MAX_STORE_TTL,
+            "stores get an expiry they accept"
+        );
     }
 
     #[test]

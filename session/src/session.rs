@@ -53,6 +53,9 @@ pub(crate) struct State {
     /// The request carried a session cookie, which an empty session must
     /// remove.
     pub(crate) had_cookie: bool,
+    /// The store extended the session on this read: its cookie goes out
+    /// again with the new expiry, even if nothing changed.
+    pub(crate) resend_cookie: bool,
     /// The request's time, for `start_new`.
     pub(crate) now: u64,
     pub(crate) default_max_age: Option<u64>,
@@ -64,6 +67,12 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn is_changed(&self) -> bool {
         self.must_save || self.discard.is_some() || !self.changes.is_empty()
+    }
+
+    /// Whether the layer has anything to do after the handler: write the
+    /// session, or send its cookie again.
+    pub(crate) fn needs_commit(&self) -> bool {
+        self.is_changed() || (self.resend_cookie && self.identity.is_some())
     }
 }
 
@@ -238,14 +247,12 @@ impl Session {
     }
 
     /// Ends the session: the data is cleared, the server-side record is
-    /// deleted and the cookie removed when the response is sent. Keys set
-    /// after this start a new session with a new identity.
+    /// deleted and the cookie removed when the response is sent. The
+    /// session is new from here on: keys set after this (a flash message
+    /// after logout) start a brand-new session, with a new identity, a new
+    /// creation time and the default max age.
     pub fn invalidate(&self) {
-        let mut state = self.lock();
-        state.discard_identity();
-        state.record.data.clear();
-        state.changes.rewrite_all();
-        state.must_save = true;
+        self.lock().reset_to_new();
     }
 
     /// Keeps the data under a new identity and deletes the old server-side
@@ -261,19 +268,17 @@ impl Session {
 
     /// Replaces the session with a brand-new empty one (new creation time,
     /// the default max age), discarding the old one and its server-side
-    /// record: aiohttp_session's `new_session`, for login handlers.
+    /// record: aiohttp_session's `new_session`, for login handlers. It does
+    /// what [`Session::invalidate`] does; the name says why you call it.
     pub fn start_new(&self) {
-        let mut state = self.lock();
-        state.discard_identity();
-        state.record = SessionRecord::new(state.now, state.default_max_age);
-        state.is_new = true;
-        state.changes.rewrite_all();
-        state.must_save = true;
+        self.lock().reset_to_new();
     }
 }
 
 /// What the layer writes after the handler, taken out of the session.
 pub(crate) struct Pending {
+    /// Whether anything must be written, or only the cookie resent.
+    pub(crate) changed: bool,
     pub(crate) record: SessionRecord,
     pub(crate) identity: Option<SessionId>,
     pub(crate) version: Option<u64>,
@@ -289,6 +294,7 @@ impl Session {
         let mut state = self.lock();
         let empty = SessionRecord::new(state.now, state.default_max_age);
         Pending {
+            changed: state.is_changed(),
             record: std::mem::replace(&mut state.record, empty),
             identity: state.identity.clone(),
             version: state.version,
@@ -300,6 +306,15 @@ impl Session {
 }
 
 impl State {
+    fn reset_to_new(&mut self) {
+        self.discard_identity();
+        self.record = SessionRecord::new(self.now, self.default_max_age);
+        self.typed_max_age = None;
+        self.is_new = true;
+        self.changes.rewrite_all();
+        self.must_save = true;
+    }
+
     fn discard_identity(&mut self) {
         if let Some(old) = self.identity.take() {
             // After a second lifecycle call in one request the first
@@ -347,6 +362,7 @@ pub(crate) mod tests {
             must_save: false,
             discard: None,
             had_cookie: true,
+            resend_cookie: false,
             now: 200,
             default_max_age: Some(30),
             typed_max_age: None,
@@ -400,6 +416,16 @@ pub(crate) mod tests {
         session.renew();
         assert!(session.is_empty());
         assert_eq!(session.lock().discard, Some(id));
+    }
+
+    #[test]
+    fn invalidate_starts_over_like_start_new() {
+        let session = session_with(Some(SessionId::generate()), serde_json::json!({"a": 1}));
+        session.set_max_age(Some(Duration::from_secs(5)));
+        session.invalidate();
+        assert!(session.is_new() && session.is_empty());
+        assert_eq!(session.created(), 200);
+        assert_eq!(session.max_age(), Some(Duration::from_secs(30)));
     }
 
     #[test]

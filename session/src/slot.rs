@@ -82,7 +82,9 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
     let state = match loaded {
         Some(loaded) => {
             tracing::debug!(keys = loaded.record.data.len(), "session loaded");
+            let resend_cookie = loaded.extended && loaded.record.max_age.is_some();
             State {
+                resend_cookie,
                 record: loaded.record,
                 identity: loaded.identity,
                 version: loaded.version,
@@ -107,6 +109,7 @@ impl State {
             must_save: false,
             discard: None,
             had_cookie,
+            resend_cookie: false,
             now,
             default_max_age,
             typed_max_age: None,

@@ -158,12 +158,14 @@ impl<T: SessionData> Fields<T> {
         !unchanged
     }
 
-    /// A guard that dereferences to `value` and stores it as the field when
-    /// dropped.
+    /// A guard that dereferences to `value` and, when dropped, stores it as
+    /// the field if it changed.
     pub fn field_mut<K: FieldKey<Data = T>>(&self, value: K::Value) -> FieldMut<'_, K> {
+        let original = serde_json::to_value(&value).ok();
         FieldMut {
             fields: self,
             value,
+            original,
         }
     }
 
@@ -211,7 +213,8 @@ impl<T> fmt::Debug for Fields<T> {
 }
 
 /// A field's value, borrowed for changing in place; stored back into the
-/// session (marking only its key changed) when dropped.
+/// session (marking only its key changed) when dropped, if it changed: a
+/// guard only read from writes nothing.
 ///
 /// ```
 /// # use typed_sessions::{Session, TypedSession};
@@ -224,6 +227,8 @@ impl<T> fmt::Debug for Fields<T> {
 pub struct FieldMut<'a, K: FieldKey> {
     fields: &'a Fields<K::Data>,
     value: K::Value,
+    /// The value as it was handed out, to tell a change from a read.
+    original: Option<Value>,
 }
 
 impl<K: FieldKey> Deref for FieldMut<'_, K> {
@@ -242,7 +247,11 @@ impl<K: FieldKey> DerefMut for FieldMut<'_, K> {
 
 impl<K: FieldKey> Drop for FieldMut<'_, K> {
     fn drop(&mut self) {
-        self.fields.set::<K>(&self.value);
+        let unchanged =
+            self.original.is_some() && serde_json::to_value(&self.value).ok() == self.original;
+        if !unchanged {
+            self.fields.set::<K>(&self.value);
+        }
     }
 }
 
@@ -412,6 +421,20 @@ mod tests {
         assert_eq!(marked(&session).0, ["logins", "name"]);
         *account.user_id_mut().unwrap() += 1;
         assert_eq!(session.get::<u64>("user_id"), Some(8));
+    }
+
+    #[test]
+    fn a_mutable_accessor_only_read_writes_nothing() {
+        let session = session_with(None, json!({}));
+        let account = TypedSession::<Account>::from_session(session.clone());
+        let logins = *account.logins_mut();
+        assert_eq!(logins, 0);
+        assert!(
+            !session.is_changed(),
+            "an anonymous visitor gets no session from a read"
+        );
+        *account.logins_mut() += 1;
+        assert_eq!(marked(&session).0, ["logins"]);
     }
 
     #[test]

@@ -283,7 +283,13 @@ async fn ttl_refresh_on_read_extends_the_record_without_a_write() {
     app.clock.advance(60);
     let reply = app.get("/session", Some(&cookie)).await;
     assert_eq!(reply.data(), json!({"a": 1}));
-    assert!(reply.set_cookies().is_empty(), "a read sets no cookie");
+    assert_eq!(reply.new_cookie(), cookie, "the same id, sent again");
+    let attributes = reply.cookie_attributes();
+    assert!(
+        attributes.contains(&"Max-Age=100".to_owned())
+            && attributes.contains(&"Expires=Tue, 14 Nov 2023 22:16:00 GMT".to_owned()),
+        "the browser's expiry moves with the read: {attributes:?}"
+    );
     let ttl: u64 = server
         .command(&format!("TTL {key}"))
         .trim_start_matches(':')

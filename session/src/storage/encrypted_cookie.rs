@@ -165,13 +165,17 @@ impl EncryptedCookieStorage {
     }
 
     /// Also opens cookies sealed with `old_keys` (never seals with them).
+    /// Calls add up: keys given earlier stay.
     #[must_use]
     pub fn with_old_keys(self, old_keys: impl IntoIterator<Item = SessionKey>) -> Self {
-        let mut keys: Vec<SealingKey> = Vec::with_capacity(self.keys.len() + 1);
-        keys.push(SealingKey {
-            id: self.keys[0].id,
-            cipher: self.keys[0].cipher.clone(),
-        });
+        let mut keys: Vec<SealingKey> = self
+            .keys
+            .iter()
+            .map(|key| SealingKey {
+                id: key.id,
+                cipher: key.cipher.clone(),
+            })
+            .collect();
         keys.extend(old_keys.into_iter().map(|key| SealingKey::new(&key)));
         Self { keys: keys.into() }
     }
@@ -357,6 +361,22 @@ mod tests {
             EncryptedCookieStorage::new(SessionKey::generate()).open(&sealed_with_old, "session"),
             None
         );
+    }
+
+    #[test]
+    fn old_keys_given_in_several_calls_all_stay() {
+        let (k1, k2) = (SessionKey::generate(), SessionKey::generate());
+        let by_k2 = EncryptedCookieStorage::new(k2.clone())
+            .seal(&record(), "session")
+            .unwrap();
+        let by_k1 = EncryptedCookieStorage::new(k1.clone())
+            .seal(&record(), "session")
+            .unwrap();
+        let storage = EncryptedCookieStorage::new(SessionKey::generate())
+            .with_old_keys([k2])
+            .with_old_keys([k1]);
+        assert_eq!(storage.open(&by_k2, "session"), Some(record()));
+        assert_eq!(storage.open(&by_k1, "session"), Some(record()));
     }
 
     #[test]

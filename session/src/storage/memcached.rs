@@ -165,7 +165,7 @@ impl MemcachedStorage {
     /// Memcached's expiry: relative seconds up to 30 days, an absolute time
     /// beyond (the client converts), never 0 ("never expires").
     fn ttl(&self, record: &SessionRecord) -> Ttl {
-        let seconds = record.ttl(self.default_ttl).clamp(1, u64::from(u32::MAX));
+        let seconds = record.ttl(self.default_ttl);
         Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
     }
 

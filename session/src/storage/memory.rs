@@ -3,6 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::{Future, ready};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +17,33 @@ use crate::record::{Changes, SessionRecord};
 /// write, unless configured: one day.
 const DEFAULT_TTL: u64 = 24 * 3600;
 
+/// Independent parts of the store, each behind its own lock, so requests of
+/// different sessions rarely wait for each other and no single map grows
+/// (and pauses to rehash) with every session.
+const SHARDS: usize = 16;
+
+/// Hashes a session id by its first eight bytes. Ids are 256 random bits
+/// drawn by the server, and only server-made ids are ever inserted, so a
+/// client cannot aim many keys at one bucket; a keyed hash would only cost
+/// time on every request.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.0 == 0 {
+            let mut first = [0u8; 8];
+            let n = bytes.len().min(8);
+            first[..n].copy_from_slice(&bytes[..n]);
+            self.0 = u64::from_le_bytes(first) | 1;
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Keeps sessions in this process's memory, under random ids: the embedded
 /// default for an app that runs as one process. Sessions are lost on
 /// restart and not shared between processes (use Redis or Memcached then).
@@ -23,18 +52,22 @@ const DEFAULT_TTL: u64 = 24 * 3600;
 /// age after the default TTL) and are purged as time passes, so memory does
 /// not grow with abandoned sessions. With [`MemoryStorage::with_max_records`],
 /// a full store makes room by dropping the records closest to expiry.
-/// Clones share one store. Every operation takes a lock for a few map
-/// operations and never across an `.await`.
+/// Clones share one store. The store is split in 16 parts by id, each behind
+/// its own lock, taken for a few map operations and never across an
+/// `.await`.
 #[derive(Clone)]
 pub struct MemoryStorage {
-    records: Arc<Mutex<Records>>,
+    shards: Arc<[Mutex<Records>]>,
+    /// The part whose expired records the next new session sweeps, so every
+    /// part is purged even when its own sessions are not used.
+    sweep: Arc<AtomicUsize>,
     default_ttl: u64,
     max_records: Option<usize>,
 }
 
 #[derive(Default)]
 struct Records {
-    by_id: HashMap<SessionId, Entry>,
+    by_id: HashMap<SessionId, Entry, BuildHasherDefault<IdHasher>>,
     /// `(expires_at, id)` of every record, soonest first.
     by_expiry: BTreeSet<(u64, SessionId)>,
 }
@@ -78,7 +111,8 @@ impl MemoryStorage {
     /// An empty store with the default TTL (one day) and no cap.
     pub fn new() -> Self {
         Self {
-            records: Arc::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            sweep: Arc::default(),
             default_ttl: DEFAULT_TTL,
             max_records: None,
         }
@@ -92,8 +126,10 @@ impl MemoryStorage {
         self
     }
 
-    /// The most records kept at once; a new session in a full store drops the
-    /// record closest to expiry. Default: no cap.
+    /// The most records kept at once, counted per sixteenth of the store
+    /// (each part holds at most `max_records / 16`, rounded up); a new
+    /// session in a full part drops that part's record closest to expiry.
+    /// Default: no cap.
     #[must_use]
     pub fn with_max_records(mut self, max_records: usize) -> Self {
         self.max_records = Some(max_records.max(1));
@@ -102,7 +138,7 @@ impl MemoryStorage {
 
     /// How many live records the store holds.
     pub fn len(&self) -> usize {
-        self.records().by_id.len()
+        (0..SHARDS).map(|shard| self.lock(shard).by_id.len()).sum()
     }
 
     /// Whether the store holds no records.
@@ -110,11 +146,21 @@ impl MemoryStorage {
         self.len() == 0
     }
 
-    fn records(&self) -> MutexGuard<'_, Records> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Records> {
         // Every operation leaves the maps consistent before it can panic.
-        self.records
+        self.shards[shard]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The part of the store that holds `id`.
+    fn records(&self, id: &SessionId) -> MutexGuard<'_, Records> {
+        let first = id.as_str().as_bytes().first().copied().unwrap_or(0);
+        self.lock(usize::from(first) % SHARDS)
+    }
+
+    fn shard_cap(&self) -> Option<usize> {
+        self.max_records.map(|max| max.div_ceil(SHARDS))
     }
 
     fn expires_at(&self, record: &SessionRecord) -> u64 {
@@ -123,7 +169,7 @@ impl MemoryStorage {
 
     fn load_now(&self, cookie_value: &str, now: u64) -> Option<Loaded> {
         let id = SessionId::parse(cookie_value)?;
-        let mut records = self.records();
+        let mut records = self.records(&id);
         records.purge_expired(now);
         let entry = records.by_id.get(&id)?;
         Some(Loaded::new(entry.record.clone(), Some(id)))
@@ -131,22 +177,25 @@ impl MemoryStorage {
 
     fn create_now(&self, record: &SessionRecord, now: u64) -> String {
         let expires_at = self.expires_at(record);
-        let mut records = self.records();
-        records.purge_expired(now);
-        if let Some(max) = self.max_records {
-            while records.by_id.len() >= max {
-                records.evict_soonest();
-            }
-        }
-        let id = loop {
+        loop {
             let id = SessionId::generate();
-            if !records.by_id.contains_key(&id) {
-                break id;
+            let mut records = self.records(&id);
+            if records.by_id.contains_key(&id) {
+                continue;
             }
-        };
-        let value = id.as_str().to_owned();
-        records.insert(id, record.clone(), expires_at);
-        value
+            records.purge_expired(now);
+            if let Some(max) = self.shard_cap() {
+                while records.by_id.len() >= max {
+                    records.evict_soonest();
+                }
+            }
+            let value = id.as_str().to_owned();
+            records.insert(id, record.clone(), expires_at);
+            drop(records);
+            let next = self.sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            self.lock(next).purge_expired(now);
+            return value;
+        }
     }
 
     fn update_now(
@@ -157,7 +206,7 @@ impl MemoryStorage {
         now: u64,
     ) -> Option<String> {
         let expires_at = self.expires_at(record);
-        let mut records = self.records();
+        let mut records = self.records(id);
         records.purge_expired(now);
         let entry = records.by_id.get_mut(id)?;
         entry.record.merge(record, changes);
@@ -218,7 +267,7 @@ impl SessionStorage for MemoryStorage {
         id: &SessionId,
         _cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        self.records().remove(id);
+        self.records(id).remove(id);
         ready(Ok(()))
     }
 }
@@ -291,7 +340,7 @@ mod tests {
         let store = MemoryStorage::new();
         let value = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
         let id = SessionId::parse(&value).unwrap();
-        store.records().remove(&id);
+        store.records(&id).remove(&id);
         assert_eq!(
             store.update_now(
                 &id,
@@ -305,14 +354,35 @@ mod tests {
     }
 
     #[test]
-    fn a_full_store_drops_the_record_closest_to_expiry() {
-        let store = MemoryStorage::new().with_max_records(2);
-        let soon = store.create_now(&record(0, Some(10), serde_json::json!({"a": 1})), 0);
-        let later = store.create_now(&record(0, Some(1000), serde_json::json!({"a": 1})), 0);
-        let newest = store.create_now(&record(0, Some(500), serde_json::json!({"a": 1})), 0);
-        assert_eq!(store.len(), 2);
-        assert!(store.load_now(&soon, 1).is_none());
-        assert!(store.load_now(&later, 1).is_some());
-        assert!(store.load_now(&newest, 1).is_some());
+    fn a_full_store_drops_the_records_closest_to_expiry() {
+        let store = MemoryStorage::new().with_max_records(SHARDS);
+        // Far more sessions than the cap, the first ones expiring soonest.
+        let values: Vec<String> = (0..200)
+            .map(|i| store.create_now(&record(0, Some(10 + i), serde_json::json!({"a": 1})), 0))
+            .collect();
+        assert!(store.len() <= SHARDS, "{} records kept", store.len());
+        let newest = values.last().unwrap();
+        assert!(
+            store.load_now(newest, 1).is_some(),
+            "the newest session is kept"
+        );
+        assert!(
+            store.load_now(&values[0], 1).is_none(),
+            "the soonest to expire went first"
+        );
+    }
+
+    #[test]
+    fn ids_spread_over_every_part_of_the_store() {
+        let store = MemoryStorage::new();
+        for _ in 0..400 {
+            store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        }
+        for shard in 0..SHARDS {
+            assert!(
+                !store.lock(shard).by_id.is_empty(),
+                "part {shard} got none of 400 sessions"
+            );
+        }
     }
 }

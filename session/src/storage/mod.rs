@@ -75,6 +75,10 @@ pub struct Loaded {
     /// An opaque version of the stored record (Memcached's CAS), handed
     /// back in [`StorageContext::version`] when the session is updated.
     pub version: Option<u64>,
+    /// The store extended the record's life on this read (Redis with TTL
+    /// refresh on read): the layer sends the cookie again with its new
+    /// expiry, without writing the session.
+    pub extended: bool,
 }
 
 impl Loaded {
@@ -84,7 +88,15 @@ impl Loaded {
             record,
             identity,
             version: None,
+            extended: false,
         }
+    }
+
+    /// The same session, marked as extended by this read.
+    #[must_use]
+    pub fn extended(mut self) -> Self {
+        self.extended = true;
+        self
     }
 
     /// The same session, with the store's version of its record.

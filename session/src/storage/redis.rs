@@ -48,14 +48,20 @@ return 1
 
 /// `KEYS[1]` the record; `ARGV[1]` the TTL, `ARGV[2]` '1' to replace the
 /// whole record, `ARGV[3]` how many field/value arguments follow, then
-/// those, then the fields to delete.
+/// those, then the fields to delete. For a merge, `EXPIRE` both checks that
+/// the record exists (it answers 0 otherwise) and sets the new TTL, which
+/// `HSET` keeps.
 const UPDATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = tonumber(ARGV[3])
-if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
+if ARGV[2] == '1' then
+  if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  return 1
+end
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
 if #ARGV > 3 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + n)) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
@@ -234,8 +240,9 @@ impl RedisStorage {
 
     /// Whether a read counts as activity: the record's TTL starts again and
     /// its last-activity time moves, without rewriting the data, for sliding
-    /// expiry in read-mostly apps. Costs a script instead of a plain
-    /// `HGETALL` on each load. Default: `false`.
+    /// expiry in read-mostly apps; a session with a max age also gets its
+    /// cookie again, with the new `Max-Age` and `Expires`. Costs a script
+    /// instead of a plain `HGETALL` on each load. Default: `false`.
     #[must_use]
     pub fn with_ttl_refresh_on_read(mut self, refresh: bool) -> Self {
         self.refresh_ttl_on_read = refresh;
@@ -275,14 +282,17 @@ impl RedisStorage {
             tracing::warn!("malformed session record in Redis; starting a new session");
             return Ok(None);
         };
-        if self.refresh_ttl_on_read {
+        let loaded = if self.refresh_ttl_on_read {
             record.updated = now;
-        }
-        Ok(Some(Loaded::new(record, Some(id))))
+            Loaded::new(record, Some(id)).extended()
+        } else {
+            Loaded::new(record, Some(id))
+        };
+        Ok(Some(loaded))
     }
 
     fn ttl(&self, record: &SessionRecord) -> u64 {
-        record.ttl(self.default_ttl).max(1)
+        record.ttl(self.default_ttl)
     }
 }
 
