@@ -132,6 +132,15 @@ impl RedisServer {
 
     /// Starts a server on `port` (to restart one that was stopped).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts a server that accepts `DEBUG SLEEP`, to play a slow store.
+    pub fn start_debuggable() -> Self {
+        Self::start_with(free_port(0), &["--enable-debug-command", "yes"])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Self {
         let dir = scratch_dir(&format!("redis-{port}"));
         let args: Vec<String> = [
             "--port",
@@ -146,6 +155,7 @@ impl RedisServer {
             dir.to_str().expect("UTF-8 temp dir"),
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         let process = Process::spawn("redis-server", "redis-server", &args);

@@ -421,3 +421,37 @@ async fn a_session_over_the_memcached_item_size_fails_before_anything_is_sent() 
         "the old session stays whole"
     );
 }
+
+#[tokio::test]
+async fn a_redis_slower_than_the_command_timeout_gives_503s_then_recovers() {
+    let server = RedisServer::start_debuggable();
+    let mut settings = settings(Store::Redis);
+    settings.redis_url = server.url();
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // Redis answers nothing for 3 s, three times the command timeout.
+    let port = server.port;
+    let sleeper = std::thread::spawn(move || ask_all(port, "DEBUG SLEEP 3"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = app.patch(Some(&cookie), r#"{"a": 2}"#).await;
+    assert_eq!(
+        reply.status, 503,
+        "a slow store fails the request instead of holding it"
+    );
+    assert!(reply.set_cookies().is_empty());
+    sleeper.join().unwrap();
+    let mut data = None;
+    for _ in 0..100 {
+        let reply = app.get("/session", Some(&cookie)).await;
+        if reply.status == 200 {
+            data = Some(reply.data());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        data,
+        Some(json!({"a": 1})),
+        "recovered, and the timed-out write was not applied"
+    );
+}
