@@ -381,7 +381,10 @@ async fn memcached_sessions_longer_than_30_days_still_expire_when_they_should() 
     let ttl = probe
         .ttl(&cookie)
         .expect("a record that did not expire at once");
-    assert!((40 * 86_400 - 5..=40 * 86_400).contains(&ttl), "TTL {ttl}");
+    assert!(
+        (40 * 86_400 - 5..=40 * 86_400 + 2).contains(&ttl),
+        "TTL {ttl}"
+    );
     assert_eq!(
         app.get("/session", Some(&cookie)).await.data(),
         json!({"a": 1})
