@@ -28,6 +28,7 @@ use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
+use super::opened_cookies::OpenedCookies;
 use super::{Loaded, SessionStorage, StorageContext};
 use crate::cookies::MAX_COOKIE_BYTES;
 use crate::error::StorageError;
@@ -154,14 +155,32 @@ impl SealingKey {
 pub struct EncryptedCookieStorage {
     /// The sealing key first, then the keys accepted for reading.
     keys: Arc<[SealingKey]>,
+    /// Cookies opened lately, and what they open to.
+    opened: Option<Arc<OpenedCookies>>,
 }
+
+/// Cookies remembered by default: about 2 MB for sessions of a few hundred
+/// bytes.
+const DEFAULT_CACHED_COOKIES: usize = 4096;
 
 impl EncryptedCookieStorage {
     /// A storage that seals and opens with `key`.
     pub fn new(key: SessionKey) -> Self {
         Self {
             keys: Arc::new([SealingKey::new(&key)]),
+            opened: OpenedCookies::new(DEFAULT_CACHED_COOKIES).map(Arc::new),
         }
+    }
+
+    /// How many recently opened cookies to remember, so a cookie sent again
+    /// (every request between two writes) is not decrypted and parsed
+    /// again. Only the exact same value under the same cookie name
+    /// is found, and expiry is still checked on every request; the cost is
+    /// the decrypted sessions held in memory. Default: 4096; 0 turns it off.
+    #[must_use]
+    pub fn with_cache_capacity(mut self, cookies: usize) -> Self {
+        self.opened = OpenedCookies::new(cookies).map(Arc::new);
+        self
     }
 
     /// Also opens cookies sealed with `old_keys` (never seals with them).
@@ -177,7 +196,10 @@ impl EncryptedCookieStorage {
             })
             .collect();
         keys.extend(old_keys.into_iter().map(|key| SealingKey::new(&key)));
-        Self { keys: keys.into() }
+        Self {
+            keys: keys.into(),
+            opened: self.opened,
+        }
     }
 
     fn seal(&self, record: &SessionRecord, cookie_name: &str) -> Result<String, StorageError> {
@@ -200,6 +222,19 @@ impl EncryptedCookieStorage {
         })?;
         buffer.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(buffer))
+    }
+
+    /// [`Self::open`], through the cache of opened cookies.
+    fn open_cached(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
+        let Some(opened) = &self.opened else {
+            return self.open(value, cookie_name);
+        };
+        if let Some(record) = opened.get(cookie_name, value) {
+            return Some(record);
+        }
+        let record = self.open(value, cookie_name)?;
+        opened.put(cookie_name, value, &record);
+        Some(record)
     }
 
     fn open(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
@@ -250,6 +285,10 @@ impl fmt::Debug for EncryptedCookieStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptedCookieStorage")
             .field("keys", &self.keys.len())
+            .field(
+                "cached_cookies",
+                &self.opened.as_ref().map(|opened| opened.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -260,7 +299,7 @@ impl SessionStorage for EncryptedCookieStorage {
         cookie_value: &str,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
-        let opened = self.open(cookie_value, cx.cookie_name);
+        let opened = self.open_cached(cookie_value, cx.cookie_name);
         if opened.is_none() {
             tracing::warn!(
                 "session cookie does not open (tampered, truncated, another key or cookie name); \
@@ -325,6 +364,23 @@ mod tests {
         let sealed = storage.seal(&record(), &long).unwrap();
         assert_eq!(storage.open(&sealed, &long), Some(record()));
         assert_eq!(storage.open(&sealed, &"n".repeat(99)), None);
+    }
+
+    #[test]
+    fn the_cache_answers_only_for_the_exact_cookie() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let sealed = storage.seal(&record(), "session").unwrap();
+        assert_eq!(storage.open_cached(&sealed, "session"), Some(record()));
+        assert_eq!(
+            storage.open_cached(&sealed, "other"),
+            None,
+            "bound to the name"
+        );
+        let mut tampered = sealed.clone();
+        tampered.replace_range(20..21, if &sealed[20..21] == "A" { "B" } else { "A" });
+        assert_eq!(storage.open_cached(&tampered, "session"), None);
+        let uncached = storage.clone().with_cache_capacity(0);
+        assert_eq!(uncached.open_cached(&sealed, "session"), Some(record()));
     }
 
     #[test]

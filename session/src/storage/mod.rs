@@ -18,6 +18,7 @@ mod encrypted_cookie;
 #[cfg(feature = "memcached")]
 mod memcached;
 mod memory;
+mod opened_cookies;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "redis", feature = "memcached"))]
