@@ -435,7 +435,20 @@ async fn a_redis_slower_than_the_command_timeout_gives_503s_then_recovers() {
     // Redis answers nothing for 3 s, three times the command timeout.
     let port = server.port;
     let sleeper = std::thread::spawn(move || ask_all(port, "DEBUG SLEEP 3"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until Redis is really asleep: a PING then gets no answer.
+    let asleep = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::io::Write::write_all(&mut stream, b"PING\r\n").unwrap();
+        std::io::Read::read(&mut stream, &mut [0u8; 16]).is_err()
+    };
+    let mut tries = 0;
+    while !asleep() {
+        tries += 1;
+        assert!(tries < 50, "Redis never went to sleep");
+    }
     let reply = app.patch(Some(&cookie), r#"{"a": 2}"#).await;
     assert_eq!(
         reply.status, 503,
