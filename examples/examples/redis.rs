@@ -13,25 +13,12 @@
 //! the app's address.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use typed_sessions::{RedisStorage, Session, SessionLayer};
-
-async fn handler(session: Session) -> String {
-    let last_visit: Option<f64> = session.get("last_visit");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-    session
-        .insert("last_visit", now)
-        .expect("a number serializes");
-    match last_visit {
-        Some(seconds) => format!("Last visited: {seconds:.3} (seconds since the Unix epoch)"),
-        None => "Last visited: never. Reload the page.".to_owned(),
-    }
-}
+use session_examples::visits::last_visit;
+use typed_sessions::{RedisStorage, SessionLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,7 +40,7 @@ async fn main() -> ExitCode {
         .max_age(Some(Duration::from_secs(30 * 60)))
         .build()
         .expect("valid session configuration");
-    let app = Router::new().route("/", get(handler)).layer(layer);
+    let app = Router::new().route("/", get(last_visit)).layer(layer);
 
     let addr = std::env::var("REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:8082".to_owned());
     let listener = match tokio::net::TcpListener::bind(&addr).await {

@@ -11,25 +11,11 @@
 //! anything else over HTTPS. `VISITS_ADDR` changes the address.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::get;
-use typed_sessions::{EncryptedCookieStorage, Session, SessionKey, SessionLayer};
-
-async fn handler(session: Session) -> String {
-    let last_visit: Option<f64> = session.get("last_visit");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-    session
-        .insert("last_visit", now)
-        .expect("a number serializes");
-    match last_visit {
-        Some(seconds) => format!("Last visited: {seconds:.3} (seconds since the Unix epoch)"),
-        None => "Last visited: never. Reload the page.".to_owned(),
-    }
-}
+use session_examples::visits::last_visit;
+use typed_sessions::{EncryptedCookieStorage, SessionKey, SessionLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -55,7 +41,7 @@ async fn main() -> ExitCode {
         }
     };
     let app = Router::new()
-        .route("/", get(handler))
+        .route("/", get(last_visit))
         .layer(SessionLayer::new(EncryptedCookieStorage::new(key)));
 
     let addr = std::env::var("VISITS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
