@@ -6,6 +6,7 @@
 //! that shape is never looked up, and an unknown id is replaced by a fresh one.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,30 +20,54 @@ const ID_LEN: usize = 43;
 /// `Debug` never shows the id: an id is a bearer credential. Use
 /// [`SessionId::as_str`] where the raw text is really needed (the cookie,
 /// a store key).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(String);
+///
+/// The text is kept inline (43 ASCII bytes), so making, parsing and
+/// cloning an id never allocates.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
     /// A fresh random id.
     pub fn generate() -> Self {
         let mut bytes = [0u8; ID_BYTES];
         rand::fill(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        let mut text = [0u8; ID_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .expect("32 bytes are 43 characters of unpadded base64");
+        debug_assert_eq!(written, ID_LEN);
+        Self(text)
     }
 
     /// Accepts `text` as an id only if it has exactly the shape of one this
     /// crate generates; anything else is `None` and must never reach a store.
     pub fn parse(text: &str) -> Option<Self> {
-        let well_formed = text.len() == ID_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Self(text.to_owned()))
+        let text: [u8; ID_LEN] = text.as_bytes().try_into().ok()?;
+        text.iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .then_some(Self(text))
     }
 
     /// The id's text, as sent in the cookie. Keep it out of logs.
     pub fn as_str(&self) -> &str {
+        // Every id is made of base64url characters (checked by `parse`,
+        // written by `generate`), so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl SessionId {
+    /// The id's text as bytes, without the UTF-8 check of `as_str`.
+    pub(crate) fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
+    }
+}
+
+/// Hashes the id's text alone (no length prefix: every id has the same
+/// length), so a hasher may key on its first bytes.
+impl Hash for SessionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
     }
 }
 
@@ -79,6 +104,28 @@ mod tests {
         ] {
             assert_eq!(SessionId::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hashing_feeds_the_text_alone() {
+        #[derive(Default)]
+        struct Recorder(Vec<u8>);
+        impl Hasher for Recorder {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        let id = SessionId::generate();
+        let mut recorder = Recorder::default();
+        id.hash(&mut recorder);
+        assert_eq!(
+            recorder.0,
+            id.as_str().as_bytes(),
+            "no length prefix: the memory store keys its shards on the first bytes"
+        );
     }
 
     #[test]
