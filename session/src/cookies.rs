@@ -27,12 +27,35 @@ pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// `name=value; Path=…; Domain=…; Max-Age=…; Expires=…; Secure; HttpOnly; SameSite=…`,
 /// written straight into one string: this runs on every saving request.
+///
+/// The string is allocated at its exact length, so turning it into a
+/// `HeaderValue` takes it over without another allocation.
 fn write(config: &Config, value: &str, expiry: Option<(u64, u64)>) -> String {
-    use std::fmt::Write as _;
-
-    let mut header = String::with_capacity(
-        config.cookie_name.len() + value.len() + config.cookie_path.len() + 120,
-    );
+    let same_site = match config.same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    };
+    let length = config.cookie_name.len()
+        + 1
+        + value.len()
+        + "; Path=".len()
+        + config.cookie_path.len()
+        + config
+            .cookie_domain
+            .as_ref()
+            .map_or(0, |domain| "; Domain=".len() + domain.len())
+        + expiry.map_or(0, |(max_age, _)| {
+            "; Max-Age=".len() + decimal_digits(max_age) + "; Expires=".len() + HTTP_DATE_LEN
+        })
+        + if config.secure { "; Secure".len() } else { 0 }
+        + if config.http_only {
+            "; HttpOnly".len()
+        } else {
+            0
+        }
+        + same_site.len();
+    let mut header = String::with_capacity(length);
     header.push_str(&config.cookie_name);
     header.push('=');
     header.push_str(value);
@@ -43,6 +66,7 @@ fn write(config: &Config, value: &str, expiry: Option<(u64, u64)>) -> String {
         header.push_str(domain);
     }
     if let Some((max_age, expires)) = expiry {
+        use std::fmt::Write as _;
         let _ = write!(
             header,
             "; Max-Age={max_age}; Expires={}",
@@ -55,11 +79,8 @@ fn write(config: &Config, value: &str, expiry: Option<(u64, u64)>) -> String {
     if config.http_only {
         header.push_str("; HttpOnly");
     }
-    header.push_str(match config.same_site {
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::None => "; SameSite=None",
-    });
+    header.push_str(same_site);
+    debug_assert_eq!(header.len(), length, "the capacity is the exact length");
     header
 }
 
@@ -83,10 +104,18 @@ pub(crate) fn removal(config: &Config) -> String {
 /// 9999-12-31T23:59:59Z, the last date a cookie can carry.
 const LAST_COOKIE_DATE: u64 = 253_402_300_799;
 
-/// An IMF-fixdate (`Thu, 01 Jan 1970 00:00:00 GMT`).
-fn http_date(unix_seconds: u64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.min(LAST_COOKIE_DATE));
-    httpdate::fmt_http_date(time)
+/// The length of an IMF-fixdate: dates are clamped to years of four digits.
+const HTTP_DATE_LEN: usize = "Thu, 01 Jan 1970 00:00:00 GMT".len();
+
+/// An IMF-fixdate (`Thu, 01 Jan 1970 00:00:00 GMT`), formatted where it is
+/// written.
+fn http_date(unix_seconds: u64) -> httpdate::HttpDate {
+    httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(unix_seconds.min(LAST_COOKIE_DATE)))
+}
+
+/// How many digits `n` has in decimal.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 #[cfg(test)]
@@ -138,6 +167,32 @@ mod tests {
             header.contains("Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
             "{header}"
         );
+    }
+
+    #[test]
+    fn headers_are_allocated_at_their_exact_length() {
+        let plain = Config::default();
+        let full = Config {
+            cookie_domain: Some("example.com".into()),
+            cookie_path: "/app".into(),
+            same_site: SameSite::Strict,
+            ..Config::default()
+        };
+        for config in [&plain, &full] {
+            for max_age in [
+                None,
+                Some(0),
+                Some(9),
+                Some(10),
+                Some(86_400),
+                Some(u64::MAX),
+            ] {
+                let header = set_cookie(config, "value", max_age, 1_700_000_000);
+                assert_eq!(header.len(), header.capacity(), "{header}");
+            }
+            let header = removal(config);
+            assert_eq!(header.len(), header.capacity(), "{header}");
+        }
     }
 
     #[test]
