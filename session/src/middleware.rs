@@ -23,6 +23,12 @@ use crate::slot::SessionSlot;
 use crate::storage::{AnyStorage, SessionStorage};
 
 /// What every request's handle shares: the storage and the configuration.
+///
+/// Aligned so that it starts on a cache line after the `Arc`'s counts:
+/// every request changes the counts, from whichever core it runs on, and
+/// the configuration read beside them would otherwise be fetched again
+/// each time.
+#[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) storage: AnyStorage,
     pub(crate) config: Config,
