@@ -24,10 +24,9 @@ use crate::storage::{AnyStorage, SessionStorage};
 
 /// What every request's handle shares: the storage and the configuration.
 ///
-/// Aligned so that it starts on a cache line after the `Arc`'s counts:
-/// every request changes the counts, from whichever core it runs on, and
-/// the configuration read beside them would otherwise be fetched again
-/// each time.
+/// Aligned so that it starts on a cache line after the `Arc`'s counts,
+/// which every request changes from whichever core it runs on: reading the
+/// configuration never touches their line.
 #[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) storage: AnyStorage,

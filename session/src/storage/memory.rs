@@ -65,8 +65,8 @@ pub struct MemoryStorage {
     max_records: Option<usize>,
 }
 
-/// One part of the store, on cache lines of its own: two cores working on
-/// neighbouring parts do not slow each other down by sharing a line.
+/// One part of the store, on cache lines of its own, so that two cores
+/// locking neighbouring parts never write to the same line.
 #[derive(Default)]
 #[repr(align(128))]
 struct Part(Mutex<Records>);

@@ -47,8 +47,8 @@ struct Entry {
 
 type Shard = HashMap<u64, Entry, BuildHasherDefault<PassThrough>>;
 
-/// One part of the cache, on cache lines of its own: two cores working on
-/// neighbouring parts do not slow each other down by sharing a line.
+/// One part of the cache, on cache lines of its own, so that two cores
+/// locking neighbouring parts never write to the same line.
 #[derive(Default)]
 #[repr(align(128))]
 struct Part(Mutex<Shard>);
