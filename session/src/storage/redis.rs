@@ -251,6 +251,12 @@ impl RedisStorage {
 
     /// How long one command may take before the request gets a 503.
     /// Default: one second.
+    ///
+    /// The connections [`RedisStorage::connect`] and
+    /// [`RedisStorage::connect_cluster`] make also give up on a reply after
+    /// one second, so this can only shorten the wait on them; to wait
+    /// longer, make the connection with a longer response timeout and pass
+    /// it to [`RedisStorage::from_connection`].
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
