@@ -50,13 +50,12 @@ impl SessionId {
 
     /// The id's text, as sent in the cookie. Keep it out of logs.
     pub fn as_str(&self) -> &str {
-        // Every id is made of base64url characters (checked by `parse`,
-        // written by `generate`), so this never falls back.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        // Only `parse` (after checking every byte) and `generate` (base64url
+        // output) make ids; an empty fallback would give every broken id one
+        // shared store key, so a broken invariant stops here instead.
+        std::str::from_utf8(&self.0).expect("an id is base64url text")
     }
-}
 
-impl SessionId {
     /// The id's text as bytes, without the UTF-8 check of `as_str`.
     pub(crate) fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
