@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::config::{Config, Shared};
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::SaveError;
-use crate::middleware::Shared;
-use crate::session::Session;
-use crate::storage::{SessionStorage, StorageContext};
+use crate::session::{Session, State};
+use crate::storage::{ServerRef, StorageContext, StorageRef};
 
 /// Writes what changed in `session` and returns the `Set-Cookie` value to
 /// send, if any.
@@ -21,60 +21,94 @@ pub(crate) async fn save(
     session: Session,
 ) -> Result<Option<String>, SaveError> {
     let config = &shared.config;
-    let storage = &shared.storage;
     let now = shared.clock.now();
     let cx = StorageContext::new(&config.cookie_name, now);
-    let mut pending = session.take_for_save();
-    if !pending.changed {
+    let mut state = session.take_for_save();
+    if !state.is_changed() {
         // Only the cookie's expiry moved (the store extended the session on
         // this read): send it again, write nothing.
-        return Ok(pending
+        return Ok(state
             .identity
-            .map(|id| cookies::set_cookie(config, id.as_str(), pending.record.max_age, now)));
+            .map(|id| cookies::set_cookie(config, id.as_str(), state.record.max_age, now)));
     }
-    pending.record.updated = now;
-
-    if pending.record.data.is_empty() {
-        for id in pending.identity.iter().chain(&pending.discard) {
-            storage.delete(id, &cx).await?;
+    state.record.updated = now;
+    let header = |value: &str| set_cookie(config, value, state.record.max_age, now);
+    match shared.storage.kind() {
+        StorageRef::Cookie(storage) => {
+            if state.record.data.is_empty() {
+                return Ok(removal(config, &state));
+            }
+            let header = header(&storage.seal(&state.record, &cx)?)?;
+            tracing::debug!(keys = state.record.data.len(), "session saved");
+            Ok(Some(header))
         }
-        tracing::debug!("empty session: record deleted, cookie removed");
-        return Ok(pending.had_cookie.then(|| cookies::removal(config)));
+        StorageRef::Server(storage) => save_on_server(storage, config, &state, &cx, header).await,
     }
+}
 
-    let value = match &pending.identity {
-        Some(id) => match storage
-            .update(
-                id,
-                &pending.record,
-                &pending.changes,
-                &cx.with_version(pending.version),
-            )
-            .await?
-        {
-            Some(value) => value,
-            None => {
-                // The cookie names a dead id, which never loads again; removing
-                // it could race a response of the same client that just set a
-                // new one (a login in another tab), so it is left alone.
+/// Writes the session to the store: the new or updated record first, then
+/// the deletion of a discarded one, so a failure part-way leaves the
+/// client's cookie naming a whole record.
+async fn save_on_server(
+    storage: ServerRef<'_>,
+    config: &Config,
+    state: &State,
+    cx: &StorageContext<'_>,
+    header: impl Fn(&str) -> Result<String, SaveError>,
+) -> Result<Option<String>, SaveError> {
+    if state.record.data.is_empty() {
+        for id in state.identity.iter().chain(&state.discard) {
+            storage.delete(id, cx).await?;
+        }
+        return Ok(removal(config, state));
+    }
+    let id = match &state.identity {
+        Some(id) => {
+            let cx = cx.with_version(state.version);
+            if !storage
+                .update(id, &state.record, &state.changes, &cx)
+                .await?
+            {
+                // The cookie names a dead id, which never loads again;
+                // removing it could race a response of the same client that
+                // just set a new one (a login in another tab), so it is left
+                // alone.
                 tracing::debug!(
                     "session record gone (invalidated or expired elsewhere); not recreated"
                 );
                 return Ok(None);
             }
-        },
-        None => storage.create(&pending.record, &cx).await?,
+            id.clone()
+        }
+        None => storage.create(&state.record, cx).await?,
     };
-    let header = cookies::set_cookie(config, &value, pending.record.max_age, now);
+    let header = header(id.as_str())?;
+    if let Some(old) = &state.discard {
+        storage.delete(old, cx).await?;
+    }
+    tracing::debug!(keys = state.record.data.len(), "session saved");
+    Ok(Some(header))
+}
+
+/// The removal of the cookie an empty session came with.
+fn removal(config: &Config, state: &State) -> Option<String> {
+    tracing::debug!("empty session: record deleted, cookie removed");
+    state.facts.had_cookie.then(|| cookies::removal(config))
+}
+
+/// The `Set-Cookie` for a saved session, refused when browsers would drop it.
+fn set_cookie(
+    config: &Config,
+    value: &str,
+    max_age: Option<u64>,
+    now: u64,
+) -> Result<String, SaveError> {
+    let header = cookies::set_cookie(config, value, max_age, now);
     if header.len() > MAX_COOKIE_BYTES {
         return Err(SaveError::CookieTooLarge {
             size: header.len(),
             limit: MAX_COOKIE_BYTES,
         });
     }
-    if let Some(old) = &pending.discard {
-        storage.delete(old, &cx).await?;
-    }
-    tracing::debug!(keys = pending.record.data.len(), "session saved");
-    Ok(Some(header))
+    Ok(header)
 }

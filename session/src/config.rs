@@ -43,10 +43,52 @@ impl FromStr for SameSite {
 /// Builds the response a request gets when its session cannot be loaded or
 /// saved, from the status (503 or 500) and a public one-line message. The
 /// details go to the logs, never to the client.
-pub type ErrorResponder = fn(StatusCode, &str) -> Response;
+///
+/// Made from any `Fn(StatusCode, &str) -> Response` (a function or a
+/// closure that carries state) by [`SessionLayerBuilder::error_responder`].
+#[derive(Clone)]
+pub struct ErrorResponder(Arc<Respond>);
 
-fn plain_text_error(status: StatusCode, message: &str) -> Response {
-    (status, message.to_owned()).into_response()
+type Respond = dyn Fn(StatusCode, &str) -> Response + Send + Sync;
+
+impl ErrorResponder {
+    /// A responder from a function or closure.
+    pub fn new(respond: impl Fn(StatusCode, &str) -> Response + Send + Sync + 'static) -> Self {
+        Self(Arc::new(respond))
+    }
+
+    /// The response for a failure with `status`, and the one public line
+    /// that goes with it.
+    pub(crate) fn respond(&self, status: StatusCode) -> Response {
+        (self.0)(status, crate::error::public_message(status))
+    }
+}
+
+impl Default for ErrorResponder {
+    /// A `text/plain` body with the public message.
+    fn default() -> Self {
+        Self::new(|status, message| (status, message.to_owned()).into_response())
+    }
+}
+
+impl std::fmt::Debug for ErrorResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErrorResponder")
+    }
+}
+
+/// What every request's session handle shares: the storage and the
+/// configuration the layer was built with.
+///
+/// Aligned so that it starts on a cache line after the `Arc`'s counts,
+/// which every request changes from whichever core it runs on: reading the
+/// configuration never touches their line.
+#[repr(align(128))]
+pub(crate) struct Shared {
+    pub(crate) storage: AnyStorage,
+    pub(crate) config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) error_responder: ErrorResponder,
 }
 
 /// The validated configuration the layer runs with.
@@ -154,12 +196,12 @@ pub struct SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    pub(crate) fn new(storage: impl SessionStorage) -> Self {
+    pub(crate) fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
         Self {
             storage: AnyStorage::new(storage),
             config: Config::default(),
             clock: Arc::new(SystemClock),
-            error_responder: plain_text_error,
+            error_responder: ErrorResponder::default(),
         }
     }
 
@@ -234,22 +276,42 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// How a failed load or save is answered. Default: a `text/plain` body
-    /// with the public message.
-    pub fn error_responder(mut self, responder: ErrorResponder) -> Self {
-        self.error_responder = responder;
+    /// How a failed load or save is answered: a function or closure given
+    /// the status (503 or 500) and a public one-line message. Default: a
+    /// `text/plain` body with the message.
+    ///
+    /// ```
+    /// use axum::{Json, response::IntoResponse};
+    /// use typed_sessions::{MemoryStorage, SessionLayer};
+    ///
+    /// let retry_after = 5;
+    /// let layer = SessionLayer::builder(MemoryStorage::new())
+    ///     .error_responder(move |status, message| {
+    ///         let body = Json(serde_json::json!({"error": message, "retry_after": retry_after}));
+    ///         (status, body).into_response()
+    ///     })
+    ///     .build()
+    ///     .expect("valid session configuration");
+    /// ```
+    pub fn error_responder(
+        mut self,
+        respond: impl Fn(StatusCode, &str) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.error_responder = ErrorResponder::new(respond);
         self
     }
 
-    /// Checks the configuration and builds the layer.
+    /// Checks the configuration, the storage's included, and builds the
+    /// layer.
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         self.config.validate()?;
-        Ok(SessionLayer::from_parts(
-            self.storage,
-            self.config,
-            self.clock,
-            self.error_responder,
-        ))
+        self.storage.validate()?;
+        Ok(SessionLayer::from_shared(Shared {
+            storage: self.storage,
+            config: self.config,
+            clock: self.clock,
+            error_responder: self.error_responder,
+        }))
     }
 }
 

@@ -31,6 +31,13 @@ pub enum StorageError {
     /// The session could not be serialized.
     #[error("session could not be serialized")]
     Serialize(#[source] serde_json::Error),
+    /// The session could not be encrypted.
+    #[error("session could not be encrypted")]
+    Encrypt,
+    /// The storage was given a configuration it cannot work with (from
+    /// its constructor, such as a URL that does not parse).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl StorageError {
@@ -45,7 +52,9 @@ impl StorageError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unavailable(_) | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TooLarge { .. } | Self::Serialize(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooLarge { .. } | Self::Serialize(_) | Self::Encrypt | Self::Config(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -54,6 +63,13 @@ impl StorageError {
 #[derive(Debug, thiserror::Error)]
 #[error("could not load the session")]
 pub struct LoadError(#[from] pub StorageError);
+
+impl LoadError {
+    /// The status the request gets: see [`StorageError::status`].
+    pub fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+}
 
 /// The session could not be saved after the handler. Nothing was written
 /// half-way and no cookie was set; the client keeps its previous cookie.
@@ -119,6 +135,24 @@ pub enum ConfigError {
     /// A zero duration where a positive one is needed.
     #[error("{0} must be at least one second")]
     ZeroDuration(&'static str),
+    /// A storage setting the storage cannot work with.
+    #[error("invalid {setting}: {problem}")]
+    StorageSetting {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong with it, and what to give instead.
+        problem: String,
+    },
+}
+
+/// The one line a client is told when its session could not be loaded or
+/// saved; the details go to the logs only.
+pub(crate) fn public_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        "session storage is unavailable, please try again"
+    } else {
+        "the session could not be saved"
+    }
 }
 
 /// `error: source: source…`, for one log line.

@@ -31,7 +31,7 @@ impl SessionRejection {
     pub fn status(&self) -> StatusCode {
         match &self.kind {
             RejectionKind::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
-            RejectionKind::Load { error, .. } => error.0.status(),
+            RejectionKind::Load { error, .. } => error.status(),
         }
     }
 
@@ -83,9 +83,7 @@ impl IntoResponse for SessionRejection {
         let status = self.status();
         match self.kind {
             RejectionKind::MissingLayer => (status, MISSING_LAYER).into_response(),
-            RejectionKind::Load { responder, .. } => {
-                responder(status, "session storage is unavailable, please try again")
-            }
+            RejectionKind::Load { responder, .. } => responder.respond(status),
         }
     }
 }
@@ -105,7 +103,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .map_err(|error| SessionRejection {
                 kind: RejectionKind::Load {
                     error,
-                    responder: slot.shared().error_responder,
+                    responder: slot.shared().error_responder.clone(),
                 },
             })
     }

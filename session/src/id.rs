@@ -56,6 +56,15 @@ impl SessionId {
         std::str::from_utf8(&self.0).expect("an id is base64url text")
     }
 
+    /// A short tag of the id for logs: the same id always gives the same
+    /// tag, so one session's requests can be followed, and 32 bits of a hash
+    /// say nothing usable about the 256-bit id.
+    pub(crate) fn fingerprint(&self) -> String {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(self.0);
+        format!("{:08x}", hash >> 32)
+    }
+
     /// The id's text as bytes, without the UTF-8 check of `as_str`.
     pub(crate) fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0

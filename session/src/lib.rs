@@ -171,9 +171,10 @@ pub use record::{Changes, MAX_STORE_TTL, SessionRecord};
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;
+pub use storage::kind as storage_kind;
 pub use storage::{
-    AnyStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage, SessionKey,
-    SessionStorage, SimpleCookieStorage, StorageContext,
+    AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,
+    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext,
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};

@@ -14,26 +14,13 @@ use http::{HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
-use crate::clock::Clock;
 use crate::commit;
-use crate::config::{Config, ErrorResponder, SessionLayerBuilder};
+use crate::config::{SessionLayerBuilder, Shared};
 use crate::error::{BoxError, SaveError};
 use crate::slot::SessionSlot;
-use crate::storage::{AnyStorage, SessionStorage};
-
-/// What every request's handle shares: the storage and the configuration.
-///
-/// Aligned so that it starts on a cache line after the `Arc`'s counts,
-/// which every request changes from whichever core it runs on: reading the
-/// configuration never touches their line.
-#[repr(align(128))]
-pub(crate) struct Shared {
-    pub(crate) storage: AnyStorage,
-    pub(crate) config: Config,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) error_responder: ErrorResponder,
-}
+use crate::storage::SessionStorage;
 
 /// Adds sessions to an axum router.
 ///
@@ -68,30 +55,26 @@ pub struct SessionLayer {
 impl SessionLayer {
     /// A layer over `storage` with the default configuration (see
     /// [`SessionLayerBuilder`]).
-    pub fn new(storage: impl SessionStorage) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If the storage's own settings are invalid (for example a zero TTL);
+    /// [`SessionLayer::builder`] and [`SessionLayerBuilder::build`] return
+    /// that as a [`ConfigError`](crate::ConfigError) instead.
+    pub fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
         Self::builder(storage)
             .build()
-            .expect("the default configuration is valid")
+            .unwrap_or_else(|error| panic!("invalid session configuration: {error}"))
     }
 
     /// Starts configuring a layer over `storage`.
-    pub fn builder(storage: impl SessionStorage) -> SessionLayerBuilder {
+    pub fn builder<Kind>(storage: impl SessionStorage<Kind>) -> SessionLayerBuilder {
         SessionLayerBuilder::new(storage)
     }
 
-    pub(crate) fn from_parts(
-        storage: AnyStorage,
-        config: Config,
-        clock: Arc<dyn Clock>,
-        error_responder: ErrorResponder,
-    ) -> Self {
+    pub(crate) fn from_shared(shared: Shared) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                storage,
-                config,
-                clock,
-                error_responder,
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -201,7 +184,9 @@ where
                     if !save_allowed || !session.lock().needs_commit() {
                         return Poll::Ready(Ok(response));
                     }
-                    let save = Box::pin(commit::save(shared.clone(), session.clone()));
+                    let save = Box::pin(
+                        commit::save(shared.clone(), session.clone()).instrument(slot.span()),
+                    );
                     this.state.set(State::Saving {
                         save,
                         response: Some(response),
@@ -227,15 +212,7 @@ where
                         Ok(None) => {}
                         Err(error) => {
                             tracing::error!(error = %crate::error::chain(&error), "session save failed");
-                            let status = error.status();
-                            let message = if status.is_server_error()
-                                && status != http::StatusCode::SERVICE_UNAVAILABLE
-                            {
-                                "the session could not be saved"
-                            } else {
-                                "session storage is unavailable, please try again"
-                            };
-                            response = (slot.shared().error_responder)(status, message);
+                            response = slot.shared().error_responder.respond(error.status());
                             add_vary_cookie(&mut response);
                         }
                     }

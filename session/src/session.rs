@@ -35,7 +35,32 @@ pub struct Session {
     state: Arc<Mutex<State>>,
 }
 
-/// Everything the layer needs to save the session after the handler.
+/// What the layer knows of the request when it makes its session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestFacts {
+    /// The request's time, in seconds since the Unix epoch.
+    pub(crate) now: u64,
+    /// The max age the layer gives new sessions.
+    pub(crate) default_max_age: Option<u64>,
+    /// The request carried a session cookie, which an empty session must
+    /// remove.
+    pub(crate) had_cookie: bool,
+}
+
+/// A session the storage found for the request's cookie.
+pub(crate) struct Found {
+    pub(crate) record: SessionRecord,
+    /// Its server-side id; `None` for cookie storages.
+    pub(crate) identity: Option<SessionId>,
+    /// The store's version of the record when it was loaded.
+    pub(crate) version: Option<u64>,
+    /// The store extended the session on this read: its cookie goes out
+    /// again with the new expiry, even if nothing changed.
+    pub(crate) extended: bool,
+}
+
+/// The session's data and everything the layer needs to save it after the
+/// handler.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) record: SessionRecord,
@@ -50,21 +75,44 @@ pub(crate) struct State {
     /// A stored record to delete when saving (after `invalidate`, `renew`
     /// or `start_new`).
     pub(crate) discard: Option<SessionId>,
-    /// The request carried a session cookie, which an empty session must
-    /// remove.
-    pub(crate) had_cookie: bool,
     /// The store extended the session on this read: its cookie goes out
     /// again with the new expiry, even if nothing changed.
     pub(crate) resend_cookie: bool,
-    /// The request's time, for `start_new`.
-    pub(crate) now: u64,
-    pub(crate) default_max_age: Option<u64>,
     /// The smallest max age a typed struct that wrote in this request asked
     /// for.
     pub(crate) typed_max_age: Option<u64>,
+    pub(crate) facts: RequestFacts,
 }
 
 impl State {
+    /// A new empty session at the request's time.
+    fn new(facts: RequestFacts) -> Self {
+        Self {
+            record: SessionRecord::new(facts.now, facts.default_max_age),
+            identity: None,
+            version: None,
+            is_new: true,
+            changes: Changes::default(),
+            must_save: false,
+            discard: None,
+            resend_cookie: false,
+            typed_max_age: None,
+            facts,
+        }
+    }
+
+    /// The session a storage found.
+    fn found(found: Found, facts: RequestFacts) -> Self {
+        Self {
+            resend_cookie: found.extended && found.record.max_age.is_some(),
+            record: found.record,
+            identity: found.identity,
+            version: found.version,
+            is_new: false,
+            ..Self::new(facts)
+        }
+    }
+
     pub(crate) fn is_changed(&self) -> bool {
         self.must_save || self.discard.is_some() || !self.changes.is_empty()
     }
@@ -74,13 +122,48 @@ impl State {
     pub(crate) fn needs_commit(&self) -> bool {
         self.is_changed() || (self.resend_cookie && self.identity.is_some())
     }
+
+    fn reset_to_new(&mut self) {
+        self.discard_identity();
+        self.record = SessionRecord::new(self.facts.now, self.facts.default_max_age);
+        self.typed_max_age = None;
+        self.is_new = true;
+        self.changes.rewrite_all();
+        self.must_save = true;
+    }
+
+    fn discard_identity(&mut self) {
+        if let Some(old) = self.identity.take() {
+            // After a second lifecycle call in one request the first
+            // discarded id is still the only stored record.
+            self.discard.get_or_insert(old);
+        }
+    }
 }
 
 impl Session {
-    pub(crate) fn from_state(state: State) -> Self {
+    fn from_state(state: State) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
         }
+    }
+
+    /// A new empty session for a request with no (usable) cookie.
+    pub(crate) fn new_empty(facts: RequestFacts) -> Self {
+        Self::from_state(State::new(facts))
+    }
+
+    /// The session a storage found for the request's cookie.
+    pub(crate) fn found(found: Found, facts: RequestFacts) -> Self {
+        Self::from_state(State::found(found, facts))
+    }
+
+    /// Moves the state out for saving, without copying the map: the request
+    /// is over, and nothing reads the session after this.
+    pub(crate) fn take_for_save(&self) -> State {
+        let mut state = self.lock();
+        let empty = State::new(state.facts);
+        std::mem::replace(&mut *state, empty)
     }
 
     /// A poisoned lock only means a handler panicked while holding it; the
@@ -275,55 +358,6 @@ impl Session {
     }
 }
 
-/// What the layer writes after the handler, taken out of the session.
-pub(crate) struct Pending {
-    /// Whether anything must be written, or only the cookie resent.
-    pub(crate) changed: bool,
-    pub(crate) record: SessionRecord,
-    pub(crate) identity: Option<SessionId>,
-    pub(crate) version: Option<u64>,
-    pub(crate) changes: Changes,
-    pub(crate) discard: Option<SessionId>,
-    pub(crate) had_cookie: bool,
-}
-
-impl Session {
-    /// Moves the state out for saving, without copying the map: the request
-    /// is over, and nothing reads the session after this.
-    pub(crate) fn take_for_save(&self) -> Pending {
-        let mut state = self.lock();
-        let empty = SessionRecord::new(state.now, state.default_max_age);
-        Pending {
-            changed: state.is_changed(),
-            record: std::mem::replace(&mut state.record, empty),
-            identity: state.identity.clone(),
-            version: state.version,
-            changes: std::mem::take(&mut state.changes),
-            discard: state.discard.take(),
-            had_cookie: state.had_cookie,
-        }
-    }
-}
-
-impl State {
-    fn reset_to_new(&mut self) {
-        self.discard_identity();
-        self.record = SessionRecord::new(self.now, self.default_max_age);
-        self.typed_max_age = None;
-        self.is_new = true;
-        self.changes.rewrite_all();
-        self.must_save = true;
-    }
-
-    fn discard_identity(&mut self) {
-        if let Some(old) = self.identity.take() {
-            // After a second lifecycle call in one request the first
-            // discarded id is still the only stored record.
-            self.discard.get_or_insert(old);
-        }
-    }
-}
-
 /// Serializes the session's data map (not its metadata), without copying
 /// it: `Json(json!({ "data": &session }))` answers with the map.
 impl Serialize for Session {
@@ -353,20 +387,18 @@ pub(crate) mod tests {
     pub(crate) fn session_with(identity: Option<SessionId>, data: Value) -> Session {
         let mut record = SessionRecord::new(100, Some(60));
         record.data = data.as_object().cloned().unwrap_or_default();
-        Session::from_state(State {
+        let found = Found {
             record,
             identity,
             version: None,
-            is_new: false,
-            changes: Changes::default(),
-            must_save: false,
-            discard: None,
-            had_cookie: true,
-            resend_cookie: false,
+            extended: false,
+        };
+        let facts = RequestFacts {
             now: 200,
             default_max_age: Some(30),
-            typed_max_age: None,
-        })
+            had_cookie: true,
+        };
+        Session::found(found, facts)
     }
 
     #[test]

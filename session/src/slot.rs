@@ -5,13 +5,14 @@
 use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
+use tracing::Instrument as _;
 
+use crate::config::Shared;
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
-use crate::middleware::Shared;
-use crate::record::{Changes, SessionRecord};
-use crate::session::{Session, State};
-use crate::storage::{SessionStorage, StorageContext};
+use crate::id::SessionId;
+use crate::session::{Found, RequestFacts, Session};
+use crate::storage::{StorageContext, StorageRef};
 
 #[derive(Clone)]
 pub(crate) struct SessionSlot(Arc<SlotInner>);
@@ -19,6 +20,9 @@ pub(crate) struct SessionSlot(Arc<SlotInner>);
 struct SlotInner {
     shared: Arc<Shared>,
     session: OnceLock<Session>,
+    /// The span of this request's session work, made at the first load so
+    /// that requests which never touch the session pay nothing for it.
+    span: OnceLock<tracing::Span>,
 }
 
 impl SessionSlot {
@@ -26,11 +30,21 @@ impl SessionSlot {
         Self(Arc::new(SlotInner {
             shared,
             session: OnceLock::new(),
+            span: OnceLock::new(),
         }))
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.0.shared
+    }
+
+    /// The span the load ran in, for the save to run in too.
+    pub(crate) fn span(&self) -> tracing::Span {
+        self.0
+            .span
+            .get()
+            .cloned()
+            .unwrap_or_else(tracing::Span::none)
     }
 
     /// The request's session, loaded on first use. A failed load is not
@@ -42,7 +56,22 @@ impl SessionSlot {
         if let Some(session) = self.0.session.get() {
             return Ok(session.clone());
         }
-        let session = load(&self.0.shared, headers).await?;
+        let span = self.0.span.get_or_init(|| {
+            tracing::debug_span!(
+                "session",
+                id = tracing::field::Empty,
+                new = tracing::field::Empty
+            )
+        });
+        let session = load(&self.0.shared, headers)
+            .instrument(span.clone())
+            .await?;
+        if !span.is_disabled() {
+            if let Some(id) = session.identity() {
+                span.record("id", id.fingerprint());
+            }
+            span.record("new", session.is_new());
+        }
         Ok(self.0.session.get_or_init(|| session).clone())
     }
 
@@ -52,11 +81,18 @@ impl SessionSlot {
     }
 }
 
+/// Reads the cookie and loads what it names; anything that does not open,
+/// names nothing live or has expired gives a new empty session.
 async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError> {
     let config = &shared.config;
     let now = shared.clock.now();
     let cookie = cookies::find(headers, &config.cookie_name);
-    let loaded = match cookie {
+    let facts = RequestFacts {
+        now,
+        default_max_age: config.max_age,
+        had_cookie: cookie.is_some(),
+    };
+    let found = match cookie {
         Some(value) if value.len() > MAX_COOKIE_BYTES => {
             tracing::warn!(
                 bytes = value.len(),
@@ -66,53 +102,52 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         }
         Some(value) if !value.is_empty() => {
             let cx = StorageContext::new(&config.cookie_name, now);
-            shared.storage.load(value, &cx).await.inspect_err(|error| {
+            find(shared, value, &cx).await.inspect_err(|error| {
                 tracing::error!(error = %crate::error::chain(error), "session load failed");
             })?
         }
         _ => None,
     };
-    let loaded = loaded.filter(|loaded| {
-        let expired = loaded.record.is_expired(now, config.absolute_timeout);
+    let found = found.filter(|found| {
+        let expired = found.record.is_expired(now, config.absolute_timeout);
         if expired {
             tracing::debug!("session expired; starting a new session");
         }
         !expired
     });
-    let state = match loaded {
-        Some(loaded) => {
-            tracing::debug!(keys = loaded.record.data.len(), "session loaded");
-            let resend_cookie = loaded.extended && loaded.record.max_age.is_some();
-            State {
-                resend_cookie,
-                record: loaded.record,
-                identity: loaded.identity,
-                version: loaded.version,
-                is_new: false,
-                ..State::new(now, config.max_age, cookie.is_some())
-            }
+    Ok(match found {
+        Some(found) => {
+            tracing::debug!(keys = found.record.data.len(), "session loaded");
+            Session::found(found, facts)
         }
-        None => State::new(now, config.max_age, cookie.is_some()),
-    };
-    Ok(Session::from_state(state))
+        None => Session::new_empty(facts),
+    })
 }
 
-impl State {
-    /// A new empty session at `now`.
-    fn new(now: u64, default_max_age: Option<u64>, had_cookie: bool) -> Self {
-        Self {
-            record: SessionRecord::new(now, default_max_age),
+/// What the storage holds for a non-empty cookie value.
+async fn find(
+    shared: &Shared,
+    value: &str,
+    cx: &StorageContext<'_>,
+) -> Result<Option<Found>, LoadError> {
+    Ok(match shared.storage.kind() {
+        StorageRef::Cookie(storage) => storage.open(value, cx).map(|record| Found {
+            record,
             identity: None,
             version: None,
-            is_new: true,
-            changes: Changes::default(),
-            must_save: false,
-            discard: None,
-            had_cookie,
-            resend_cookie: false,
-            now,
-            default_max_age,
-            typed_max_age: None,
+            extended: false,
+        }),
+        StorageRef::Server(storage) => {
+            let Some(id) = SessionId::parse(value) else {
+                tracing::debug!("session cookie is not an id; starting a new session");
+                return Ok(None);
+            };
+            storage.load(&id, cx).await?.map(|loaded| Found {
+                record: loaded.record,
+                identity: Some(id),
+                version: loaded.version,
+                extended: loaded.extended,
+            })
         }
-    }
+    })
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use typed_sessions::{
-    AnyStorage, Changes, Loaded, MemoryStorage, Session, SessionId, SessionRecord, SessionStorage,
+    AnyStorage, Changes, Loaded, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord,
     StorageContext, StorageError,
 };
 
@@ -36,21 +36,21 @@ impl Switchable {
     }
 }
 
-impl SessionStorage for Switchable {
+impl ServerStorage for Switchable {
     async fn load(
         &self,
-        cookie_value: &str,
+        id: &SessionId,
         cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
         self.check(false)?;
-        self.inner.load(cookie_value, cx).await
+        self.inner.load(id, cx).await
     }
 
     async fn create(
         &self,
         record: &SessionRecord,
         cx: &StorageContext<'_>,
-    ) -> Result<String, StorageError> {
+    ) -> Result<SessionId, StorageError> {
         self.check(true)?;
         self.inner.create(record, cx).await
     }
@@ -61,12 +61,12 @@ impl SessionStorage for Switchable {
         record: &SessionRecord,
         changes: &Changes,
         cx: &StorageContext<'_>,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<bool, StorageError> {
         self.check(true)?;
         self.inner.update(id, record, changes, cx).await
     }
 
-    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<(), StorageError> {
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         self.check(true)?;
         self.inner.delete(id, cx).await
     }

@@ -17,7 +17,6 @@
 //! past its max age or the absolute timeout.
 
 use std::fmt;
-use std::future::{Future, ready};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -29,11 +28,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use super::opened_cookies::OpenedCookies;
-use super::{Loaded, SessionStorage, StorageContext};
+use super::{CookieStorage, StorageContext};
 use crate::cookies::MAX_COOKIE_BYTES;
 use crate::error::StorageError;
-use crate::id::SessionId;
-use crate::record::{Changes, SessionRecord};
+use crate::record::SessionRecord;
 
 const FORMAT_VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 4;
@@ -202,7 +200,7 @@ impl EncryptedCookieStorage {
         }
     }
 
-    fn seal(&self, record: &SessionRecord, cookie_name: &str) -> Result<String, StorageError> {
+    fn seal_for(&self, record: &SessionRecord, cookie_name: &str) -> Result<String, StorageError> {
         let key = &self.keys[0];
         let mut buffer = Vec::with_capacity(OVERHEAD + 128);
         buffer.push(FORMAT_VERSION);
@@ -216,28 +214,26 @@ impl EncryptedCookieStorage {
             key.cipher
                 .encrypt_inout_detached(&nonce, aad, sealed.into())
         })
-        .map_err(|_| StorageError::TooLarge {
-            size: buffer.len(),
-            limit: MAX_COOKIE_BYTES,
-        })?;
+        // AES-GCM refuses only a message longer than 64 GiB.
+        .map_err(|_| StorageError::Encrypt)?;
         buffer.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(buffer))
     }
 
-    /// [`Self::open`], through the cache of opened cookies.
+    /// [`Self::open_uncached`], through the cache of opened cookies.
     fn open_cached(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
         let Some(opened) = &self.opened else {
-            return self.open(value, cookie_name);
+            return self.open_uncached(value, cookie_name);
         };
         if let Some(record) = opened.get(cookie_name, value) {
             return Some(record);
         }
-        let record = self.open(value, cookie_name)?;
+        let record = self.open_uncached(value, cookie_name)?;
         opened.put(cookie_name, value, &record);
         Some(record)
     }
 
-    fn open(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
+    fn open_uncached(&self, value: &str, cookie_name: &str) -> Option<SessionRecord> {
         if value.len() > MAX_COOKIE_BYTES {
             return None;
         }
@@ -293,12 +289,8 @@ impl fmt::Debug for EncryptedCookieStorage {
     }
 }
 
-impl SessionStorage for EncryptedCookieStorage {
-    fn load(
-        &self,
-        cookie_value: &str,
-        cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
+impl CookieStorage for EncryptedCookieStorage {
+    fn open(&self, cookie_value: &str, cx: &StorageContext<'_>) -> Option<SessionRecord> {
         let opened = self.open_cached(cookie_value, cx.cookie_name);
         if opened.is_none() {
             tracing::warn!(
@@ -306,35 +298,16 @@ impl SessionStorage for EncryptedCookieStorage {
                  starting a new session"
             );
         }
-        ready(Ok(opened.map(|record| Loaded::new(record, None))))
+        opened
     }
 
-    fn create(
+    /// Seals the whole record, with the current key.
+    fn seal(
         &self,
         record: &SessionRecord,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<String, StorageError>> + Send {
-        ready(self.seal(record, cx.cookie_name))
-    }
-
-    /// The whole record is sealed again, with the current key.
-    fn update(
-        &self,
-        _id: &SessionId,
-        record: &SessionRecord,
-        _changes: &Changes,
-        cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
-        ready(self.seal(record, cx.cookie_name).map(Some))
-    }
-
-    /// Nothing is kept on the server.
-    fn delete(
-        &self,
-        _id: &SessionId,
-        _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        ready(Ok(()))
+    ) -> Result<String, StorageError> {
+        self.seal_for(record, cx.cookie_name)
     }
 }
 
@@ -352,24 +325,24 @@ mod tests {
     #[test]
     fn seals_and_opens() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
-        let sealed = storage.seal(&record(), "session").unwrap();
+        let sealed = storage.seal_for(&record(), "session").unwrap();
         assert!(!sealed.contains("ann"));
-        assert_eq!(storage.open(&sealed, "session"), Some(record()));
+        assert_eq!(storage.open_uncached(&sealed, "session"), Some(record()));
     }
 
     #[test]
     fn long_cookie_names_are_bound_too() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
         let long = "n".repeat(100);
-        let sealed = storage.seal(&record(), &long).unwrap();
-        assert_eq!(storage.open(&sealed, &long), Some(record()));
-        assert_eq!(storage.open(&sealed, &"n".repeat(99)), None);
+        let sealed = storage.seal_for(&record(), &long).unwrap();
+        assert_eq!(storage.open_uncached(&sealed, &long), Some(record()));
+        assert_eq!(storage.open_uncached(&sealed, &"n".repeat(99)), None);
     }
 
     #[test]
     fn the_cache_answers_only_for_the_exact_cookie() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
-        let sealed = storage.seal(&record(), "session").unwrap();
+        let sealed = storage.seal_for(&record(), "session").unwrap();
         assert_eq!(storage.open_cached(&sealed, "session"), Some(record()));
         assert_eq!(
             storage.open_cached(&sealed, "other"),
@@ -387,34 +360,38 @@ mod tests {
     fn every_seal_uses_a_new_nonce() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
         assert_ne!(
-            storage.seal(&record(), "session").unwrap(),
-            storage.seal(&record(), "session").unwrap()
+            storage.seal_for(&record(), "session").unwrap(),
+            storage.seal_for(&record(), "session").unwrap()
         );
     }
 
     #[test]
     fn a_value_moved_to_another_cookie_name_does_not_open() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
-        let sealed = storage.seal(&record(), "session").unwrap();
-        assert_eq!(storage.open(&sealed, "other"), None);
+        let sealed = storage.seal_for(&record(), "session").unwrap();
+        assert_eq!(storage.open_uncached(&sealed, "other"), None);
     }
 
     #[test]
     fn old_keys_open_but_never_seal() {
         let old = SessionKey::generate();
         let sealed_with_old = EncryptedCookieStorage::new(old.clone())
-            .seal(&record(), "session")
+            .seal_for(&record(), "session")
             .unwrap();
         let rotated =
             EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([old.clone()]);
-        assert_eq!(rotated.open(&sealed_with_old, "session"), Some(record()));
-        let resealed = rotated.seal(&record(), "session").unwrap();
         assert_eq!(
-            EncryptedCookieStorage::new(old).open(&resealed, "session"),
+            rotated.open_uncached(&sealed_with_old, "session"),
+            Some(record())
+        );
+        let resealed = rotated.seal_for(&record(), "session").unwrap();
+        assert_eq!(
+            EncryptedCookieStorage::new(old).open_uncached(&resealed, "session"),
             None
         );
         assert_eq!(
-            EncryptedCookieStorage::new(SessionKey::generate()).open(&sealed_with_old, "session"),
+            EncryptedCookieStorage::new(SessionKey::generate())
+                .open_uncached(&sealed_with_old, "session"),
             None
         );
     }
@@ -423,16 +400,16 @@ mod tests {
     fn old_keys_given_in_several_calls_all_stay() {
         let (k1, k2) = (SessionKey::generate(), SessionKey::generate());
         let by_k2 = EncryptedCookieStorage::new(k2.clone())
-            .seal(&record(), "session")
+            .seal_for(&record(), "session")
             .unwrap();
         let by_k1 = EncryptedCookieStorage::new(k1.clone())
-            .seal(&record(), "session")
+            .seal_for(&record(), "session")
             .unwrap();
         let storage = EncryptedCookieStorage::new(SessionKey::generate())
             .with_old_keys([k2])
             .with_old_keys([k1]);
-        assert_eq!(storage.open(&by_k2, "session"), Some(record()));
-        assert_eq!(storage.open(&by_k1, "session"), Some(record()));
+        assert_eq!(storage.open_uncached(&by_k2, "session"), Some(record()));
+        assert_eq!(storage.open_uncached(&by_k1, "session"), Some(record()));
     }
 
     #[test]
@@ -473,11 +450,11 @@ mod tests {
     fn old_format_versions_are_refused() {
         let storage = EncryptedCookieStorage::new(SessionKey::generate());
         let mut bytes = URL_SAFE_NO_PAD
-            .decode(storage.seal(&record(), "session").unwrap())
+            .decode(storage.seal_for(&record(), "session").unwrap())
             .unwrap();
         bytes[0] = 0;
         assert_eq!(
-            storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"),
+            storage.open_uncached(&URL_SAFE_NO_PAD.encode(&bytes), "session"),
             None
         );
     }
@@ -486,9 +463,9 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let storage = EncryptedCookieStorage::new(SessionKey::generate());
-            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+            prop_assert_eq!(storage.open_uncached(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
             let text = String::from_utf8_lossy(&bytes);
-            prop_assert_eq!(storage.open(&text, "session"), None);
+            prop_assert_eq!(storage.open_uncached(&text, "session"), None);
         }
 
         #[test]
@@ -497,27 +474,27 @@ mod tests {
             let mut bytes = vec![FORMAT_VERSION];
             bytes.extend_from_slice(&storage.keys[0].id);
             bytes.extend_from_slice(&tail);
-            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+            prop_assert_eq!(storage.open_uncached(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
         }
 
         #[test]
         fn flipping_any_bit_of_a_sealed_value_breaks_it(bit in 0usize..4096) {
             let storage = EncryptedCookieStorage::new(SessionKey::generate());
-            let mut bytes = URL_SAFE_NO_PAD.decode(storage.seal(&record(), "session").unwrap()).unwrap();
+            let mut bytes = URL_SAFE_NO_PAD.decode(storage.seal_for(&record(), "session").unwrap()).unwrap();
             let bit = bit % (bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
-            prop_assert_eq!(storage.open(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
+            prop_assert_eq!(storage.open_uncached(&URL_SAFE_NO_PAD.encode(&bytes), "session"), None);
         }
 
         #[test]
         fn flipping_any_character_of_a_sealed_value_breaks_it(index in 0usize..4096, replacement in "[A-Za-z0-9_=+/.-]") {
             let storage = EncryptedCookieStorage::new(SessionKey::generate());
-            let sealed = storage.seal(&record(), "session").unwrap();
+            let sealed = storage.seal_for(&record(), "session").unwrap();
             let index = index % sealed.len();
             let mut text = sealed.clone();
             text.replace_range(index..=index, &replacement);
             prop_assume!(text != sealed);
-            prop_assert_eq!(storage.open(&text, "session"), None);
+            prop_assert_eq!(storage.open_uncached(&text, "session"), None);
         }
     }
 }

@@ -24,16 +24,18 @@ use std::time::Duration;
 
 use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
 
-use super::server::{store_key, timed};
-use super::{Loaded, SessionStorage, StorageContext};
-use crate::error::StorageError;
+use super::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
+    create_with_fresh_id, store_key, timed,
+};
+use super::{Loaded, ServerStorage, StorageContext};
+use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 
-const DEFAULT_PREFIX: &str = "session:";
-const DEFAULT_TTL: u64 = 24 * 3600;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest key prefix: the key adds 43 characters, and Memcached keys
+/// are at most 250 bytes.
+const MAX_PREFIX_BYTES: usize = 200;
 /// Memcached's default item size limit (`-I 1m`), less room for the item
 /// header.
 const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
@@ -62,7 +64,7 @@ const IDLE_CONNECTIONS_PER_SERVER: usize = 64;
 pub struct MemcachedStorage {
     client: Arc<AsyncMetaClient>,
     prefix: String,
-    default_ttl: u64,
+    default_ttl: Duration,
     max_item_bytes: usize,
     command_timeout: Duration,
 }
@@ -76,7 +78,11 @@ impl MemcachedStorage {
     ) -> Result<Self, StorageError> {
         let servers: Vec<String> = servers.into_iter().map(|s| s.as_ref().to_owned()).collect();
         if servers.is_empty() {
-            return Err(StorageError::unavailable("no Memcached server given"));
+            return Err(ConfigError::StorageSetting {
+                setting: "the Memcached servers",
+                problem: "no server given; pass at least one HOST:PORT".into(),
+            }
+            .into());
         }
         let connect = async {
             let client = AsyncMetaClient::builder()
@@ -120,28 +126,20 @@ impl MemcachedStorage {
     }
 
     /// The prefix of item keys, at most 200 bytes of printable ASCII so keys
-    /// stay within Memcached's 250-byte limit. Default: `session:`.
-    ///
-    /// # Panics
-    ///
-    /// On a prefix that could not be part of a Memcached key: a
-    /// configuration error, found at start-up.
+    /// stay within Memcached's 250-byte limit. Default: `session:`. Any other
+    /// prefix is refused when the layer is built.
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        assert!(
-            prefix.len() <= 200 && prefix.bytes().all(|b| b.is_ascii_graphic()),
-            "a Memcached key prefix must be at most 200 bytes of printable ASCII without spaces"
-        );
-        self.prefix = prefix;
+        self.prefix = prefix.into();
         self
     }
 
     /// How long the item of a session without `max_age` lives after its
-    /// last write. Default: one day. At least one second.
+    /// last write, in whole seconds. Default: one day. Zero is refused when
+    /// the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl.as_secs().max(1);
+        self.default_ttl = ttl;
         self
     }
 
@@ -155,7 +153,7 @@ impl MemcachedStorage {
     }
 
     /// How long one command may take before the request gets a 503.
-    /// Default: one second.
+    /// Default: one second. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
@@ -165,7 +163,7 @@ impl MemcachedStorage {
     /// Memcached's expiry: relative seconds up to 30 days, an absolute time
     /// beyond (the client converts), never 0 ("never expires").
     fn ttl(&self, record: &SessionRecord) -> Ttl {
-        let seconds = record.ttl(self.default_ttl);
+        let seconds = record.ttl(self.default_ttl.as_secs());
         Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
     }
 
@@ -212,48 +210,42 @@ impl fmt::Debug for MemcachedStorage {
     }
 }
 
-impl SessionStorage for MemcachedStorage {
+impl ServerStorage for MemcachedStorage {
     async fn load(
         &self,
-        cookie_value: &str,
+        id: &SessionId,
         _cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
-        let Some(id) = SessionId::parse(cookie_value) else {
-            return Ok(None);
-        };
-        let key = store_key(&self.prefix, &id);
+        let key = store_key(&self.prefix, id);
         let Some((record, cas)) = self.fetch(&key).await? else {
             return Ok(None);
         };
         if record.is_none() {
             tracing::warn!("malformed session record in Memcached; starting a new session");
         }
-        Ok(record.map(|record| Loaded::new(record, Some(id)).with_version(cas)))
+        Ok(record.map(|record| Loaded::new(record).with_version(cas)))
     }
 
     async fn create(
         &self,
         record: &SessionRecord,
         _cx: &StorageContext<'_>,
-    ) -> Result<String, StorageError> {
+    ) -> Result<SessionId, StorageError> {
         let bytes = self.encode(record)?;
         let ttl = self.ttl(record);
-        for _ in 0..3 {
-            let id = SessionId::generate();
+        create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
-            let result = timed(
-                self.command_timeout,
-                self.client.set(&key, &bytes).ttl(ttl).add().send(),
-            )
-            .await?;
-            if result.applied() {
-                return Ok(id.as_str().to_owned());
+            let bytes = &bytes;
+            async move {
+                let result = timed(
+                    self.command_timeout,
+                    self.client.set(&key, bytes).ttl(ttl).add().send(),
+                )
+                .await?;
+                Ok(result.applied())
             }
-            tracing::warn!("session id collision in Memcached; drawing another id");
-        }
-        Err(StorageError::unavailable(
-            "Memcached refused three new session ids as existing",
-        ))
+        })
+        .await
     }
 
     async fn update(
@@ -262,7 +254,7 @@ impl SessionStorage for MemcachedStorage {
         record: &SessionRecord,
         changes: &Changes,
         cx: &StorageContext<'_>,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
         let ttl = self.ttl(record);
         // Nothing written since this request loaded the session: its record
@@ -272,8 +264,8 @@ impl SessionStorage for MemcachedStorage {
             let bytes = self.encode(record)?;
             let request = self.client.set(&key, &bytes).ttl(ttl).compare_cas(cas);
             match timed(self.command_timeout, request.send()).await?.status {
-                MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
-                MutationStatus::NotFound => return Ok(None),
+                MutationStatus::Applied => return Ok(true),
+                MutationStatus::NotFound => return Ok(false),
                 _ => tracing::debug!("session changed in Memcached since it was loaded; merging"),
             }
         }
@@ -283,7 +275,7 @@ impl SessionStorage for MemcachedStorage {
                 tokio::time::sleep(Duration::from_millis(u64::from(pause))).await;
             }
             let Some((stored, cas)) = self.fetch(&key).await? else {
-                return Ok(None);
+                return Ok(false);
             };
             let merged = match stored {
                 Some(mut stored) => {
@@ -301,8 +293,8 @@ impl SessionStorage for MemcachedStorage {
             };
             let result = timed(self.command_timeout, request.send()).await?;
             match result.status {
-                MutationStatus::Applied => return Ok(Some(id.as_str().to_owned())),
-                MutationStatus::NotFound => return Ok(None),
+                MutationStatus::Applied => return Ok(true),
+                MutationStatus::NotFound => return Ok(false),
                 _ => tracing::debug!("concurrent write to a session in Memcached; merging again"),
             }
         }
@@ -311,9 +303,31 @@ impl SessionStorage for MemcachedStorage {
         )))
     }
 
-    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<(), StorageError> {
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        timed(self.command_timeout, self.client.delete(&key).send()).await?;
+        let result = timed(self.command_timeout, self.client.delete(&key).send()).await?;
+        Ok(result.applied())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.prefix.len() > MAX_PREFIX_BYTES
+            || !self.prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError::StorageSetting {
+                setting: "the Memcached key prefix",
+                problem: format!(
+                    "{:?} must be at most {MAX_PREFIX_BYTES} bytes of printable ASCII without spaces",
+                    self.prefix
+                ),
+            });
+        }
+        check_positive("the Memcached store's default TTL", self.default_ttl)?;
+        if self.command_timeout.is_zero() {
+            return Err(ConfigError::StorageSetting {
+                setting: "the Memcached command timeout",
+                problem: "it must be greater than zero".into(),
+            });
+        }
         Ok(())
     }
 }

@@ -8,14 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Loaded, SessionStorage, StorageContext};
-use crate::error::StorageError;
+use super::server::{DEFAULT_TTL, check_positive};
+use super::{Loaded, ServerStorage, StorageContext};
+use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
-
-/// How long a record of a session without `max_age` lives after its last
-/// write, unless configured: one day.
-const DEFAULT_TTL: u64 = 24 * 3600;
 
 /// Independent parts of the store, each behind its own lock, so requests of
 /// different sessions rarely wait for each other and no single map grows
@@ -61,7 +58,7 @@ pub struct MemoryStorage {
     /// The part whose expired records the next new session sweeps, so every
     /// part is purged even when its own sessions are not used.
     sweep: Arc<AtomicUsize>,
-    default_ttl: u64,
+    default_ttl: Duration,
     max_records: Option<usize>,
 }
 
@@ -100,10 +97,13 @@ impl Records {
         self.by_id.insert(id, Entry { record, expires_at });
     }
 
-    fn remove(&mut self, id: &SessionId) {
-        if let Some(entry) = self.by_id.remove(id) {
-            self.by_expiry.remove(&(entry.expires_at, id.clone()));
-        }
+    /// Removes the record of `id`; whether there was one.
+    fn remove(&mut self, id: &SessionId) -> bool {
+        let Some(entry) = self.by_id.remove(id) else {
+            return false;
+        };
+        self.by_expiry.remove(&(entry.expires_at, id.clone()));
+        true
     }
 
     fn evict_soonest(&mut self) {
@@ -125,10 +125,11 @@ impl MemoryStorage {
     }
 
     /// How long the record of a session without `max_age` lives after its
-    /// last write. Default: one day. At least one second.
+    /// last write, in whole seconds. Default: one day. Zero is refused
+    /// when the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl.as_secs().max(1);
+        self.default_ttl = ttl;
         self
     }
 
@@ -171,18 +172,19 @@ impl MemoryStorage {
     }
 
     fn expires_at(&self, record: &SessionRecord) -> u64 {
-        record.updated.saturating_add(record.ttl(self.default_ttl))
+        record
+            .updated
+            .saturating_add(record.ttl(self.default_ttl.as_secs()))
     }
 
-    fn load_now(&self, cookie_value: &str, now: u64) -> Option<Loaded> {
-        let id = SessionId::parse(cookie_value)?;
-        let mut records = self.records(&id);
+    fn load_now(&self, id: &SessionId, now: u64) -> Option<Loaded> {
+        let mut records = self.records(id);
         records.purge_expired(now);
-        let entry = records.by_id.get(&id)?;
-        Some(Loaded::new(entry.record.clone(), Some(id)))
+        let entry = records.by_id.get(id)?;
+        Some(Loaded::new(entry.record.clone()))
     }
 
-    fn create_now(&self, record: &SessionRecord, now: u64) -> String {
+    fn create_now(&self, record: &SessionRecord, now: u64) -> SessionId {
         let expires_at = self.expires_at(record);
         loop {
             let id = SessionId::generate();
@@ -196,12 +198,11 @@ impl MemoryStorage {
                     records.evict_soonest();
                 }
             }
-            let value = id.as_str().to_owned();
-            records.insert(id, record.clone(), expires_at);
+            records.insert(id.clone(), record.clone(), expires_at);
             drop(records);
             let next = self.sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
             self.lock(next).purge_expired(now);
-            return value;
+            return id;
         }
     }
 
@@ -211,18 +212,20 @@ impl MemoryStorage {
         record: &SessionRecord,
         changes: &Changes,
         now: u64,
-    ) -> Option<String> {
+    ) -> bool {
         let expires_at = self.expires_at(record);
         let mut records = self.records(id);
         records.purge_expired(now);
-        let entry = records.by_id.get_mut(id)?;
+        let Some(entry) = records.by_id.get_mut(id) else {
+            return false;
+        };
         entry.record.merge(record, changes);
         let previous_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
         if previous_expiry != expires_at {
             records.by_expiry.remove(&(previous_expiry, id.clone()));
             records.by_expiry.insert((expires_at, id.clone()));
         }
-        Some(id.as_str().to_owned())
+        true
     }
 }
 
@@ -242,20 +245,20 @@ impl fmt::Debug for MemoryStorage {
     }
 }
 
-impl SessionStorage for MemoryStorage {
+impl ServerStorage for MemoryStorage {
     fn load(
         &self,
-        cookie_value: &str,
+        id: &SessionId,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
-        ready(Ok(self.load_now(cookie_value, cx.now)))
+        ready(Ok(self.load_now(id, cx.now)))
     }
 
     fn create(
         &self,
         record: &SessionRecord,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<String, StorageError>> + Send {
+    ) -> impl Future<Output = Result<SessionId, StorageError>> + Send {
         ready(Ok(self.create_now(record, cx.now)))
     }
 
@@ -265,7 +268,7 @@ impl SessionStorage for MemoryStorage {
         record: &SessionRecord,
         changes: &Changes,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
         ready(Ok(self.update_now(id, record, changes, cx.now)))
     }
 
@@ -273,9 +276,12 @@ impl SessionStorage for MemoryStorage {
         &self,
         id: &SessionId,
         _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        self.records(id).remove(id);
-        ready(Ok(()))
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        ready(Ok(self.records(id).remove(id)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the memory store's default TTL", self.default_ttl)
     }
 }
 
@@ -290,10 +296,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_malformed_ids_load_nothing() {
+    fn unknown_ids_load_nothing() {
         let store = MemoryStorage::new();
-        assert!(store.load_now(SessionId::generate().as_str(), 0).is_none());
-        assert!(store.load_now("../../etc/passwd", 0).is_none());
+        assert!(store.load_now(&SessionId::generate(), 0).is_none());
     }
 
     #[test]
@@ -316,8 +321,7 @@ mod tests {
     #[test]
     fn updates_merge_only_changed_keys() {
         let store = MemoryStorage::new();
-        let value = store.create_now(&record(0, None, serde_json::json!({"a": 1, "b": 1})), 0);
-        let id = SessionId::parse(&value).unwrap();
+        let id = store.create_now(&record(0, None, serde_json::json!({"a": 1, "b": 1})), 0);
         // Two requests loaded {a:1, b:1}; one sets a, the other removes b.
         let mut first = Changes::default();
         first.record_set("a");
@@ -335,7 +339,7 @@ mod tests {
             &second,
             1,
         );
-        let loaded = store.load_now(&value, 2).unwrap();
+        let loaded = store.load_now(&id, 2).unwrap();
         assert_eq!(
             serde_json::Value::Object(loaded.record.data),
             serde_json::json!({"a": 2})
@@ -345,18 +349,14 @@ mod tests {
     #[test]
     fn a_deleted_record_is_not_brought_back_by_an_update() {
         let store = MemoryStorage::new();
-        let value = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
-        let id = SessionId::parse(&value).unwrap();
-        store.records(&id).remove(&id);
-        assert_eq!(
-            store.update_now(
-                &id,
-                &record(0, None, serde_json::json!({"a": 2})),
-                &Changes::default(),
-                1
-            ),
-            None
-        );
+        let id = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        assert!(store.records(&id).remove(&id));
+        assert!(!store.update_now(
+            &id,
+            &record(0, None, serde_json::json!({"a": 2})),
+            &Changes::default(),
+            1
+        ));
         assert!(store.is_empty());
     }
 
@@ -364,7 +364,7 @@ mod tests {
     fn a_full_store_drops_the_records_closest_to_expiry() {
         let store = MemoryStorage::new().with_max_records(SHARDS);
         // Far more sessions than the cap, the first ones expiring soonest.
-        let values: Vec<String> = (0..200)
+        let values: Vec<SessionId> = (0..200)
             .map(|i| store.create_now(&record(0, Some(10 + i), serde_json::json!({"a": 1})), 0))
             .collect();
         assert!(store.len() <= SHARDS, "{} records kept", store.len());

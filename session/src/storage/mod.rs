@@ -1,16 +1,24 @@
-//! Where sessions are kept: one trait for cookie storages (the whole session
-//! in the cookie) and server-side stores (an id in the cookie).
+//! Where sessions are kept. There are two kinds of storage, each with the
+//! shape of what it really does:
 //!
-//! Storages know nothing about HTTP: the layer hands them the cookie's value
-//! and takes back the value to set. Expiry by `max_age` and the absolute
-//! timeout is checked by the layer on every load, whatever the storage.
+//! - a [`CookieStorage`] seals the whole session into the cookie's value and
+//!   opens it again; it keeps nothing and sees no id;
+//! - a [`ServerStorage`] keeps sessions under random ids it makes itself;
+//!   the cookie holds only the id.
+//!
+//! The layer holds either as an [`AnyStorage`]; [`SessionStorage`] is what
+//! lets `SessionLayer::new` and `AnyStorage::new` take both.
+//!
+//! Storages know nothing about HTTP. Expiry by `max_age` and the absolute
+//! timeout is checked by the layer on every load, whatever the storage, and
+//! a cookie value that is not exactly an id's shape never reaches a server
+//! storage.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::error::StorageError;
+use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 
@@ -21,7 +29,6 @@ mod memory;
 mod opened_cookies;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(any(feature = "redis", feature = "memcached"))]
 mod server;
 mod simple_cookie;
 
@@ -41,9 +48,9 @@ pub struct StorageContext<'a> {
     pub cookie_name: &'a str,
     /// The request's time, in seconds since the Unix epoch.
     pub now: u64,
-    /// On `update`: the version the store gave with [`Loaded`] when this
-    /// request loaded the session, so it can write in one round trip if
-    /// nothing changed in between.
+    /// On [`ServerStorage::update`]: the version the store gave with
+    /// [`Loaded`] when this request loaded the session, so it can write in
+    /// one round trip if nothing changed in between.
     pub version: Option<u64>,
 }
 
@@ -65,14 +72,34 @@ impl<'a> StorageContext<'a> {
     }
 }
 
-/// A session found by [`SessionStorage::load`].
+/// A storage that keeps the whole session in the cookie.
+///
+/// It seals a record into a cookie value and opens such a value again; it
+/// keeps nothing, so it can neither list nor revoke the sessions it issued.
+/// Both calls are synchronous: they are pure computation.
+pub trait CookieStorage: Send + Sync + 'static {
+    /// The record sealed in `cookie_value`, or `None` for a value that does
+    /// not open (tampered, truncated, another key or cookie name, not this
+    /// storage's format): the request then gets a new empty session.
+    fn open(&self, cookie_value: &str, cx: &StorageContext<'_>) -> Option<SessionRecord>;
+
+    /// The cookie value that carries `record`.
+    fn seal(&self, record: &SessionRecord, cx: &StorageContext<'_>)
+    -> Result<String, StorageError>;
+
+    /// Checks the storage's configuration; called when the layer is built,
+    /// so a mistake stops the app at start-up. Default: nothing to check.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// A session found by [`ServerStorage::load`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Loaded {
     /// The session's state.
     pub record: SessionRecord,
-    /// Its server-side id; `None` for cookie storages.
-    pub identity: Option<SessionId>,
     /// An opaque version of the stored record (Memcached's CAS), handed
     /// back in [`StorageContext::version`] when the session is updated.
     pub version: Option<u64>,
@@ -83,11 +110,10 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// A session found under `identity` (`None` for cookie storages).
-    pub fn new(record: SessionRecord, identity: Option<SessionId>) -> Self {
+    /// A session found in the store.
+    pub fn new(record: SessionRecord) -> Self {
         Self {
             record,
-            identity,
             version: None,
             extended: false,
         }
@@ -108,62 +134,64 @@ impl Loaded {
     }
 }
 
-/// A place to keep sessions.
+/// A store that keeps sessions on the server, under ids it makes itself.
 ///
 /// The layer calls it at most once to load a request's session and, after
-/// the handler, only for what the session's changes need. Every method gets
-/// the request's [`StorageContext`].
-///
-/// - Cookie storages encode the whole record into the cookie value and never
-///   see an id: `update` and `delete` are not called for them.
-/// - Server-side stores return a fresh [`SessionId`] from `create` and never
-///   adopt an id a client sent that they do not hold.
-pub trait SessionStorage: Send + Sync + 'static {
-    /// The session a cookie value refers to, or `Ok(None)` for a value that
-    /// does not open, is malformed, or names no live record: the request
-    /// then gets a new empty session. Errors are for a store that failed.
+/// the handler, only for what the session's changes need. It only ever
+/// hands the store ids of the exact shape [`SessionId::parse`] accepts.
+pub trait ServerStorage: Send + Sync + 'static {
+    /// The live session stored under `id`, or `Ok(None)` when there is none
+    /// (never stored, expired, deleted, or a record that no longer decodes).
+    /// Errors are for a store that failed.
     fn load(
         &self,
-        cookie_value: &str,
+        id: &SessionId,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send;
 
-    /// Stores a new session (or a renewed one, under a new identity) and
-    /// returns the cookie value to send. A server-side store never overwrites
-    /// an existing record here.
+    /// Stores a new session (or a renewed one) under a fresh id from
+    /// [`SessionId::generate`] and returns that id. Never overwrites an
+    /// existing record: on the (astronomically unlikely) collision, draw
+    /// another id.
     fn create(
         &self,
         record: &SessionRecord,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<String, StorageError>> + Send;
+    ) -> impl Future<Output = Result<SessionId, StorageError>> + Send;
 
     /// Merges `changes` (and the record's `updated` and `max_age`) into the
-    /// record stored under `id`, only if it still exists. Returns the cookie
-    /// value to send, or `None` when the record is gone (invalidated or
-    /// expired elsewhere): it is not brought back.
+    /// record stored under `id`, only if it still exists. `Ok(false)` when
+    /// the record is gone (invalidated or expired elsewhere): it is not
+    /// brought back.
     fn update(
         &self,
         id: &SessionId,
         record: &SessionRecord,
         changes: &Changes,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 
-    /// Deletes the record stored under `id`, if any.
+    /// Deletes the record stored under `id`; `Ok(true)` if there was one.
     fn delete(
         &self,
         id: &SessionId,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+
+    /// Checks the storage's configuration; called when the layer is built,
+    /// so a mistake stops the app at start-up. Default: nothing to check.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// [`SessionStorage`] in a form that can be boxed (`dyn`).
-trait DynStorage: Send + Sync + 'static {
+/// [`ServerStorage`] in a form that can be boxed (`dyn`).
+trait DynServerStorage: Send + Sync + 'static {
     fn load<'a>(
         &'a self,
-        cookie_value: &'a str,
+        id: &'a SessionId,
         cx: &'a StorageContext<'a>,
     ) -> BoxFuture<'a, Result<Option<Loaded>, StorageError>>;
 
@@ -171,7 +199,7 @@ trait DynStorage: Send + Sync + 'static {
         &'a self,
         record: &'a SessionRecord,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<String, StorageError>>;
+    ) -> BoxFuture<'a, Result<SessionId, StorageError>>;
 
     fn update<'a>(
         &'a self,
@@ -179,30 +207,32 @@ trait DynStorage: Send + Sync + 'static {
         record: &'a SessionRecord,
         changes: &'a Changes,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, StorageError>>;
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
 
     fn delete<'a>(
         &'a self,
         id: &'a SessionId,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<(), StorageError>>;
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
+
+    fn validate(&self) -> Result<(), ConfigError>;
 }
 
-impl<S: SessionStorage> DynStorage for S {
+impl<S: ServerStorage> DynServerStorage for S {
     fn load<'a>(
         &'a self,
-        cookie_value: &'a str,
+        id: &'a SessionId,
         cx: &'a StorageContext<'a>,
     ) -> BoxFuture<'a, Result<Option<Loaded>, StorageError>> {
-        Box::pin(SessionStorage::load(self, cookie_value, cx))
+        Box::pin(ServerStorage::load(self, id, cx))
     }
 
     fn create<'a>(
         &'a self,
         record: &'a SessionRecord,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<String, StorageError>> {
-        Box::pin(SessionStorage::create(self, record, cx))
+    ) -> BoxFuture<'a, Result<SessionId, StorageError>> {
+        Box::pin(ServerStorage::create(self, record, cx))
     }
 
     fn update<'a>(
@@ -211,20 +241,24 @@ impl<S: SessionStorage> DynStorage for S {
         record: &'a SessionRecord,
         changes: &'a Changes,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
-        Box::pin(SessionStorage::update(self, id, record, changes, cx))
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(ServerStorage::update(self, id, record, changes, cx))
     }
 
     fn delete<'a>(
         &'a self,
         id: &'a SessionId,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(SessionStorage::delete(self, id, cx))
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(ServerStorage::delete(self, id, cx))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        ServerStorage::validate(self)
     }
 }
 
-/// Any storage, chosen at run time.
+/// Any storage, chosen at run time: what the layer holds.
 ///
 /// ```
 /// use typed_sessions::{AnyStorage, MemoryStorage, SessionKey, EncryptedCookieStorage};
@@ -236,55 +270,142 @@ impl<S: SessionStorage> DynStorage for S {
 /// };
 /// ```
 #[derive(Clone)]
-pub struct AnyStorage(Arc<dyn DynStorage>);
+pub struct AnyStorage(Erased);
+
+#[derive(Clone)]
+enum Erased {
+    Cookie(Arc<dyn CookieStorage>),
+    Server(Arc<dyn DynServerStorage>),
+}
+
+/// The storage of the request's session, as the layer works with it.
+pub(crate) enum StorageRef<'a> {
+    Cookie(&'a dyn CookieStorage),
+    Server(ServerRef<'a>),
+}
+
+/// A server storage, with the calls the layer makes.
+#[derive(Clone, Copy)]
+pub(crate) struct ServerRef<'a>(&'a dyn DynServerStorage);
+
+impl ServerRef<'_> {
+    pub(crate) async fn load(
+        self,
+        id: &SessionId,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        self.0.load(id, cx).await
+    }
+
+    pub(crate) async fn create(
+        self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<SessionId, StorageError> {
+        self.0.create(record, cx).await
+    }
+
+    pub(crate) async fn update(
+        self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        self.0.update(id, record, changes, cx).await
+    }
+
+    pub(crate) async fn delete(
+        self,
+        id: &SessionId,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        self.0.delete(id, cx).await
+    }
+}
 
 impl AnyStorage {
-    /// Erases the type of `storage`. An `AnyStorage` passed in is kept as it
-    /// is, not wrapped again.
-    pub fn new<S: SessionStorage>(storage: S) -> Self {
-        match (&storage as &dyn Any).downcast_ref::<AnyStorage>() {
-            Some(any) => any.clone(),
-            None => Self(Arc::new(storage)),
+    /// Erases the type of `storage`: a [`CookieStorage`], a
+    /// [`ServerStorage`], or an `AnyStorage` (kept as it is, not wrapped
+    /// again).
+    pub fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
+        storage.into_any()
+    }
+
+    /// Whether sessions live on the server (the cookie holds an id) rather
+    /// than in the cookie.
+    pub fn is_server_side(&self) -> bool {
+        matches!(self.0, Erased::Server(_))
+    }
+
+    pub(crate) fn kind(&self) -> StorageRef<'_> {
+        match &self.0 {
+            Erased::Cookie(storage) => StorageRef::Cookie(storage.as_ref()),
+            Erased::Server(storage) => StorageRef::Server(ServerRef(storage.as_ref())),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match &self.0 {
+            Erased::Cookie(storage) => storage.validate(),
+            Erased::Server(storage) => storage.validate(),
         }
     }
 }
 
 impl std::fmt::Debug for AnyStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AnyStorage")
+        let kind = match self.0 {
+            Erased::Cookie(_) => "cookie",
+            Erased::Server(_) => "server",
+        };
+        f.debug_tuple("AnyStorage").field(&kind).finish()
     }
 }
 
-impl SessionStorage for AnyStorage {
-    // `async fn` names every lifetime of the call, which the boxed future's
-    // single lifetime cannot.
-    async fn load(
-        &self,
-        cookie_value: &str,
-        cx: &StorageContext<'_>,
-    ) -> Result<Option<Loaded>, StorageError> {
-        self.0.load(cookie_value, cx).await
-    }
+/// Marks which kind of storage a type is, so one generic parameter can take
+/// both kinds; callers never name it.
+pub mod kind {
+    /// A [`CookieStorage`](super::CookieStorage).
+    #[derive(Debug)]
+    pub enum Cookie {}
+    /// A [`ServerStorage`](super::ServerStorage).
+    #[derive(Debug)]
+    pub enum Server {}
+    /// An [`AnyStorage`](super::AnyStorage).
+    #[derive(Debug)]
+    pub enum Any {}
+}
 
-    async fn create(
-        &self,
-        record: &SessionRecord,
-        cx: &StorageContext<'_>,
-    ) -> Result<String, StorageError> {
-        self.0.create(record, cx).await
-    }
+mod sealed {
+    pub trait Sealed<Kind> {}
+}
 
-    async fn update(
-        &self,
-        id: &SessionId,
-        record: &SessionRecord,
-        changes: &Changes,
-        cx: &StorageContext<'_>,
-    ) -> Result<Option<String>, StorageError> {
-        self.0.update(id, record, changes, cx).await
-    }
+/// Anything the layer can keep sessions in: every [`CookieStorage`], every
+/// [`ServerStorage`] and [`AnyStorage`]. Implement one of the first two for
+/// a storage of your own; this trait comes with it.
+pub trait SessionStorage<Kind>: sealed::Sealed<Kind> + Sized {
+    /// The storage, with its type erased.
+    fn into_any(self) -> AnyStorage;
+}
 
-    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<(), StorageError> {
-        self.0.delete(id, cx).await
+impl<S: CookieStorage> sealed::Sealed<kind::Cookie> for S {}
+impl<S: CookieStorage> SessionStorage<kind::Cookie> for S {
+    fn into_any(self) -> AnyStorage {
+        AnyStorage(Erased::Cookie(Arc::new(self)))
+    }
+}
+
+impl<S: ServerStorage> sealed::Sealed<kind::Server> for S {}
+impl<S: ServerStorage> SessionStorage<kind::Server> for S {
+    fn into_any(self) -> AnyStorage {
+        AnyStorage(Erased::Server(Arc::new(self)))
+    }
+}
+
+impl sealed::Sealed<kind::Any> for AnyStorage {}
+impl SessionStorage<kind::Any> for AnyStorage {
+    fn into_any(self) -> AnyStorage {
+        self
     }
 }

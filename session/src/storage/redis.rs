@@ -26,16 +26,15 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::server::{store_key, timed};
-use super::{Loaded, SessionStorage, StorageContext};
-use crate::error::StorageError;
+use super::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
+    create_with_fresh_id, store_key, timed,
+};
+use super::{Loaded, ServerStorage, StorageContext};
+use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 
-const DEFAULT_PREFIX: &str = "session:";
-const DEFAULT_TTL: u64 = 24 * 3600;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const DATA_PREFIX: &str = "d:";
 
 /// `KEYS[1]` the record; `ARGV[1]` the TTL, then field/value pairs.
@@ -162,7 +161,7 @@ pub struct RedisStorage {
     connection: RedisConnection,
     scripts: Arc<Scripts>,
     prefix: String,
-    default_ttl: u64,
+    default_ttl: Duration,
     refresh_ttl_on_read: bool,
     command_timeout: Duration,
 }
@@ -230,11 +229,11 @@ impl RedisStorage {
         self
     }
 
-    /// The TTL of the record of a session without `max_age`. Default: one
-    /// day. At least one second.
+    /// The TTL of the record of a session without `max_age`, in whole
+    /// seconds. Default: one day. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl.as_secs().max(1);
+        self.default_ttl = ttl;
         self
     }
 
@@ -250,7 +249,7 @@ impl RedisStorage {
     }
 
     /// How long one command may take before the request gets a 503.
-    /// Default: one second.
+    /// Default: one second. Zero is refused when the layer is built.
     ///
     /// The connections [`RedisStorage::connect`] and
     /// [`RedisStorage::connect_cluster`] make also give up on a reply after
@@ -263,8 +262,8 @@ impl RedisStorage {
         self
     }
 
-    async fn load_record(&self, id: SessionId, now: u64) -> Result<Option<Loaded>, StorageError> {
-        let key = store_key(&self.prefix, &id);
+    async fn load_record(&self, id: &SessionId, now: u64) -> Result<Option<Loaded>, StorageError> {
+        let key = store_key(&self.prefix, id);
         let mut connection = self.connection.clone();
         let fields: Vec<(String, String)> = if self.refresh_ttl_on_read {
             let mut invocation = self.scripts.load_and_refresh.key(&key);
@@ -290,15 +289,15 @@ impl RedisStorage {
         };
         let loaded = if self.refresh_ttl_on_read {
             record.updated = now;
-            Loaded::new(record, Some(id)).extended()
+            Loaded::new(record).extended()
         } else {
-            Loaded::new(record, Some(id))
+            Loaded::new(record)
         };
         Ok(Some(loaded))
     }
 
     fn ttl(&self, record: &SessionRecord) -> u64 {
-        record.ttl(self.default_ttl)
+        record.ttl(self.default_ttl.as_secs())
     }
 }
 
@@ -382,45 +381,36 @@ impl fmt::Debug for RedisStorage {
     }
 }
 
-impl SessionStorage for RedisStorage {
+impl ServerStorage for RedisStorage {
     async fn load(
         &self,
-        cookie_value: &str,
+        id: &SessionId,
         cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
-        match SessionId::parse(cookie_value) {
-            Some(id) => self.load_record(id, cx.now).await,
-            None => Ok(None),
-        }
+        self.load_record(id, cx.now).await
     }
 
     async fn create(
         &self,
         record: &SessionRecord,
         _cx: &StorageContext<'_>,
-    ) -> Result<String, StorageError> {
+    ) -> Result<SessionId, StorageError> {
         let ttl = self.ttl(record);
         let fields = encode(record, ttl, None::<std::iter::Empty<&str>>)?;
-        let mut connection = self.connection.clone();
-        // A collision of 256-bit ids does not happen; the bound only keeps a
-        // misbehaving server from looping us forever.
-        for _ in 0..3 {
-            let id = SessionId::generate();
+        create_with_fresh_id("Redis", |id| {
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
             invocation.arg(ttl).arg(&fields);
-            let created: i64 = timed(
-                self.command_timeout,
-                invocation.invoke_async(&mut connection),
-            )
-            .await?;
-            if created == 1 {
-                return Ok(id.as_str().to_owned());
+            let mut connection = self.connection.clone();
+            async move {
+                let created: i64 = timed(
+                    self.command_timeout,
+                    invocation.invoke_async(&mut connection),
+                )
+                .await?;
+                Ok(created == 1)
             }
-            tracing::warn!("session id collision in Redis; drawing another id");
-        }
-        Err(StorageError::unavailable(
-            "Redis refused three new session ids as existing",
-        ))
+        })
+        .await
     }
 
     async fn update(
@@ -429,7 +419,7 @@ impl SessionStorage for RedisStorage {
         record: &SessionRecord,
         changes: &Changes,
         _cx: &StorageContext<'_>,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<bool, StorageError> {
         let ttl = self.ttl(record);
         let full = changes.is_full_rewrite();
         let fields = if full {
@@ -461,18 +451,29 @@ impl SessionStorage for RedisStorage {
             invocation.invoke_async(&mut connection),
         )
         .await?;
-        Ok((updated == 1).then(|| id.as_str().to_owned()))
+        Ok(updated == 1)
     }
 
-    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<(), StorageError> {
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let mut connection = self.connection.clone();
-        let _: i64 = timed(
+        let deleted: i64 = timed(
             self.command_timeout,
             redis::cmd("DEL")
                 .arg(store_key(&self.prefix, id))
                 .query_async(&mut connection),
         )
         .await?;
+        Ok(deleted > 0)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the Redis store's default TTL", self.default_ttl)?;
+        if self.command_timeout.is_zero() {
+            return Err(ConfigError::StorageSetting {
+                setting: "the Redis command timeout",
+                problem: "it must be greater than zero".into(),
+            });
+        }
         Ok(())
     }
 }

@@ -1,19 +1,68 @@
-//! What the shared server-side stores (Redis, Memcached) have in common:
-//! the key format and the command timeout.
+//! What the server storages (memory, Redis, Memcached) have in common: the
+//! defaults, the key format, the command timeout and drawing a fresh id.
 
 use std::future::Future;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-
-use crate::error::{BoxError, StorageError};
+use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
+
+/// How long the record of a session without `max_age` lives after its last
+/// write, unless configured: one day. No record lives forever.
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The prefix of record keys in a shared store.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) const DEFAULT_PREFIX: &str = "session:";
+
+/// How long connecting to a shared store may take.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one command to a shared store may take before the request gets
+/// a 503.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Fresh ids drawn before `create` gives up: a collision of 256-bit ids does
+/// not happen, so the bound only keeps a misbehaving store from looping us
+/// forever.
+const ID_TRIES: u32 = 3;
+
+/// Stores a new record under a fresh id: `insert` writes it under the id it
+/// is given if no record has that id, and says whether it did.
+pub(crate) async fn create_with_fresh_id<F, Fut>(
+    store: &'static str,
+    mut insert: F,
+) -> Result<SessionId, StorageError>
+where
+    F: FnMut(SessionId) -> Fut,
+    Fut: Future<Output = Result<bool, StorageError>>,
+{
+    for _ in 0..ID_TRIES {
+        let id = SessionId::generate();
+        if insert(id.clone()).await? {
+            return Ok(id);
+        }
+        tracing::warn!(store, "session id collision; drawing another id");
+    }
+    Err(StorageError::unavailable(format!(
+        "{store} refused {ID_TRIES} new session ids as existing"
+    )))
+}
+
+/// A TTL setting in whole seconds, refused at build time when it is zero.
+pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value.as_secs() == 0 {
+        return Err(ConfigError::ZeroDuration(setting));
+    }
+    Ok(())
+}
 
 /// Runs a client command, failing it with [`StorageError::Timeout`] after
 /// `timeout` and with [`StorageError::Unavailable`] on the client's error.
-pub(crate) async fn timed<T, E: Into<BoxError>>(
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
     timeout: Duration,
     command: impl Future<Output = Result<T, E>>,
 ) -> Result<T, StorageError> {
@@ -28,7 +77,12 @@ pub(crate) async fn timed<T, E: Into<BoxError>>(
 ///
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
+#[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
     let digest = Sha256::digest(id.as_str().as_bytes());
     let mut key = String::with_capacity(prefix.len() + 43);
     key.push_str(prefix);
@@ -40,6 +94,7 @@ pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(any(feature = "redis", feature = "memcached"))]
     #[test]
     fn keys_hide_the_id_and_are_stable() {
         let id = SessionId::generate();
@@ -49,5 +104,26 @@ mod tests {
         assert!(!key.contains(id.as_str()));
         assert_eq!(key, store_key("session:", &id));
         assert_ne!(key, store_key("session:", &SessionId::generate()));
+    }
+
+    #[test]
+    fn a_store_that_always_collides_fails_after_three_ids() {
+        let mut tries = 0;
+        let outcome = poll_once(create_with_fresh_id("test store", |_| {
+            tries += 1;
+            std::future::ready(Ok(false))
+        }));
+        assert!(matches!(outcome, Err(StorageError::Unavailable(_))));
+        assert_eq!(tries, ID_TRIES);
+    }
+
+    /// Polls a future that is ready at once.
+    fn poll_once<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the future was not ready"),
+        }
     }
 }

@@ -1,14 +1,11 @@
 //! The session as plain JSON in the cookie: readable and forgeable by the
 //! client, for tests and debugging only.
 
-use std::future::{Future, ready};
-
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{Loaded, SessionStorage, StorageContext};
+use super::{CookieStorage, StorageContext};
 use crate::error::StorageError;
-use crate::id::SessionId;
-use crate::record::{Changes, SessionRecord};
+use crate::record::SessionRecord;
 
 /// Characters JSON needs that a cookie value cannot carry (quotes, commas,
 /// spaces, backslashes, semicolons) are percent-encoded; the rest stay as
@@ -51,45 +48,21 @@ impl SimpleCookieStorage {
     }
 }
 
-impl SessionStorage for SimpleCookieStorage {
-    fn load(
-        &self,
-        cookie_value: &str,
-        _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<Loaded>, StorageError>> + Send {
-        let loaded = Self::decode(cookie_value).map(|record| Loaded::new(record, None));
-        if loaded.is_none() {
+impl CookieStorage for SimpleCookieStorage {
+    fn open(&self, cookie_value: &str, _cx: &StorageContext<'_>) -> Option<SessionRecord> {
+        let record = Self::decode(cookie_value);
+        if record.is_none() {
             tracing::debug!("simple session cookie is not valid JSON; starting a new session");
         }
-        ready(Ok(loaded))
+        record
     }
 
-    fn create(
+    fn seal(
         &self,
         record: &SessionRecord,
         _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<String, StorageError>> + Send {
-        ready(Self::encode(record))
-    }
-
-    /// The whole record goes into the cookie again.
-    fn update(
-        &self,
-        _id: &SessionId,
-        record: &SessionRecord,
-        _changes: &Changes,
-        _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send {
-        ready(Self::encode(record).map(Some))
-    }
-
-    /// Nothing is kept on the server.
-    fn delete(
-        &self,
-        _id: &SessionId,
-        _cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        ready(Ok(()))
+    ) -> Result<String, StorageError> {
+        Self::encode(record)
     }
 }
 
