@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::clock::{Clock, SystemClock};
@@ -281,14 +281,13 @@ impl SessionLayerBuilder {
     /// `text/plain` body with the message.
     ///
     /// ```
-    /// use axum::{Json, response::IntoResponse};
+    /// use axum::response::IntoResponse;
     /// use typed_sessions::{MemoryStorage, SessionLayer};
     ///
-    /// let retry_after = 5;
+    /// let support = "https://status.example.com";
     /// let layer = SessionLayer::builder(MemoryStorage::new())
     ///     .error_responder(move |status, message| {
-    ///         let body = Json(serde_json::json!({"error": message, "retry_after": retry_after}));
-    ///         (status, body).into_response()
+    ///         (status, format!("{message} (see {support})")).into_response()
     ///     })
     ///     .build()
     ///     .expect("valid session configuration");

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use axum::extract::FromRequestParts;
-use axum::response::{IntoResponse, Response};
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 

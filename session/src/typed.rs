@@ -9,7 +9,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
-use axum::extract::FromRequestParts;
+use axum_core::extract::FromRequestParts;
 use http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
