@@ -1,4 +1,4 @@
-//! The conformance app of `../shared/conformance.md`: every session
+//! The conformance app of `examples/CONFORMANCE.md`: every session
 //! operation over JSON, on the storage named by `SESSION_STORE`.
 //!
 //! ```text

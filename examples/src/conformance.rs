@@ -105,7 +105,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The defaults of `conformance.md` for `store`.
+    /// The defaults of `examples/CONFORMANCE.md` for `store`.
     pub fn new(store: Store) -> Self {
         Self {
             addr: "127.0.0.1:3000".to_owned(),
@@ -126,7 +126,7 @@ impl Settings {
         }
     }
 
-    /// Reads the variables of `conformance.md`; an invalid value is an error
+    /// Reads the variables of `examples/CONFORMANCE.md`; an invalid value is an error
     /// naming the variable.
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| env::var(name).ok().filter(|value| !value.is_empty());
@@ -325,7 +325,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The session view of `conformance.md`, serialized straight into the
+/// The session view of `examples/CONFORMANCE.md`, serialized straight into the
 /// response (the data map is not copied).
 #[derive(serde::Serialize)]
 struct View<'a> {

@@ -370,6 +370,17 @@ mod tests {
     }
 
     #[test]
+    fn storage_settings_are_checked_when_the_layer_is_built() {
+        let storage = crate::MemoryStorage::new().with_default_ttl(Duration::ZERO);
+        assert_eq!(
+            SessionLayer::builder(storage).build().err(),
+            Some(ConfigError::ZeroDuration("the memory store's default TTL"))
+        );
+        let storage = crate::MemoryStorage::new().with_default_ttl(Duration::from_secs(1));
+        assert!(SessionLayer::builder(storage).build().is_ok());
+    }
+
+    #[test]
     fn same_site_parses_any_case() {
         assert_eq!("strict".parse(), Ok(SameSite::Strict));
         assert_eq!("None".parse(), Ok(SameSite::None));

@@ -117,8 +117,9 @@
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
 //!
-//! Implement [`SessionStorage`] for another store; [`AnyStorage`] picks one
-//! at run time.
+//! For a storage of your own, implement [`CookieStorage`] (the session
+//! sealed into the cookie) or [`ServerStorage`] (records kept under ids the
+//! store makes); [`AnyStorage`] picks one at run time.
 //!
 //! # Security
 //!
