@@ -2,6 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use cookie::Cookie;
 use http::HeaderMap;
 use http::header::COOKIE;
 
@@ -11,18 +12,35 @@ use crate::config::{Config, SameSite};
 /// a larger one is never sent, and a larger incoming value is never decoded.
 pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
 
-/// The first value of the session cookie among the request's `Cookie`
-/// headers.
+/// The value of the session cookie among the request's `Cookie` headers,
+/// read leniently, as browsers send them (RFC 6265, section 5.4): every
+/// `;`-separated pair is read on its own, so a pair that is malformed or
+/// holds bytes outside ASCII or UTF-8 (a sibling app's cookie) is skipped
+/// and the others still count; spaces around pairs and names are ignored,
+/// and a value wrapped in double quotes is unwrapped.
+///
+/// With several cookies of the session's name, the first non-empty ASCII
+/// value wins: browsers send the cookie with the longest `Path` first, then
+/// the oldest. (A `__Host-` cookie name keeps other sites of the domain from
+/// setting such a cookie at all.)
 pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|header| header.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key.trim() == name).then(|| value.trim())
-        })
+        .flat_map(|header| header.as_bytes().split(|&byte| byte == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .filter_map(|pair| Cookie::parse(pair).ok())
+        .filter(|cookie| cookie.name() == name)
+        .filter_map(|cookie| cookie.value_raw().map(unquote))
+        .find(|value| !value.is_empty() && value.is_ascii())
+}
+
+/// The value inside a pair of double quotes, or the value as it is.
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(value)
 }
 
 /// `name=value; Path=…; Domain=…; Max-Age=…; Expires=…; Secure; HttpOnly; SameSite=…`,
@@ -130,6 +148,35 @@ mod tests {
         headers.append(COOKIE, HeaderValue::from_static("session=later"));
         assert_eq!(find(&headers, "session"), Some("abc"));
         assert_eq!(find(&headers, "sess"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_bytes_are_read_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let mut headers = HeaderMap::new();
+                headers.append(COOKIE, value);
+                if let Some(found) = find(&headers, "session") {
+                    proptest::prop_assert!(!found.is_empty() && found.is_ascii());
+                }
+            }
+        }
+
+        #[test]
+        fn the_session_cookie_is_found_whatever_pairs_surround_it(
+            before in proptest::collection::vec("[^;\\x00-\\x1f\\x7f]{0,12}", 0..4),
+            after in proptest::collection::vec("[^;\\x00-\\x1f\\x7f]{0,12}", 0..4),
+            value in "[A-Za-z0-9_-]{1,43}",
+        ) {
+            // Pairs of other names (anything but a pair named `session`).
+            let other = |pair: &String| !pair.trim_start().starts_with("session");
+            let mut pairs: Vec<String> = before.into_iter().filter(other).collect();
+            pairs.push(format!(" session={value} "));
+            pairs.extend(after.into_iter().filter(other));
+            let mut headers = HeaderMap::new();
+            headers.append(COOKIE, HeaderValue::from_str(&pairs.join(";")).unwrap());
+            proptest::prop_assert_eq!(find(&headers, "session"), Some(value.as_str()));
+        }
     }
 
     #[test]

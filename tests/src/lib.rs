@@ -143,6 +143,22 @@ impl TestApp {
                 .header("content-type", "application/json")
                 .body(body.to_owned());
         }
+        self.receive(request).await
+    }
+
+    /// `GET path` with `header` as the whole `Cookie` header, byte for byte
+    /// (several cookies, odd spacing, bytes outside ASCII).
+    pub async fn get_with_cookie_header(&self, path: &str, header: &[u8]) -> Reply {
+        let header = reqwest::header::HeaderValue::from_bytes(header)
+            .expect("a header value (no control characters)");
+        let request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", header);
+        self.receive(request).await
+    }
+
+    async fn receive(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("the test server answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();

@@ -1,0 +1,106 @@
+//! Edges an attacker or an unlucky user reaches: held against every storage,
+//! through the conformance app, over real HTTP.
+
+use serde_json::json;
+use session_examples::conformance::Store;
+use session_tests::{TestApp, for_every_storage, settings};
+
+for_every_storage!(
+    a_foreign_byte_in_another_cookie_keeps_the_session,
+    a_malformed_pair_beside_the_session_cookie_is_skipped,
+    a_quoted_value_and_spaces_around_pairs_are_read,
+    with_several_session_cookies_the_first_one_counts,
+);
+
+async fn app(store: Store) -> TestApp {
+    TestApp::conformance(settings(store)).await
+}
+
+/// `Cookie: <before><name>=<cookie><after>`, answered by `GET /session`:
+/// the session's data.
+async fn data_with_header(app: &TestApp, header: Vec<u8>) -> serde_json::Value {
+    let reply = app.get_with_cookie_header("/session", &header).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.data()
+}
+
+fn header(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+async fn a_foreign_byte_in_another_cookie_keeps_the_session(store: Store) {
+    let app = app(store).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let name = app.cookie_name().as_bytes();
+    // Raw UTF-8, as a sibling app on the domain may set it, and a Latin-1
+    // byte that is not UTF-8 at all, before and after the session cookie.
+    for foreign in [&b"pref=caf\xc3\xa9"[..], &b"pref=caf\xe9"[..]] {
+        let before = header(&[foreign, b"; ", name, b"=", cookie.as_bytes()]);
+        assert_eq!(data_with_header(&app, before).await, json!({"user": "ann"}));
+        let after = header(&[name, b"=", cookie.as_bytes(), b"; ", foreign]);
+        assert_eq!(data_with_header(&app, after).await, json!({"user": "ann"}));
+    }
+}
+
+async fn a_malformed_pair_beside_the_session_cookie_is_skipped(store: Store) {
+    let app = app(store).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let name = app.cookie_name().as_bytes();
+    for junk in [&b"no-equals-sign"[..], b"=no-name", b";", b"a=\"unclosed"] {
+        let line = header(&[junk, b"; ", name, b"=", cookie.as_bytes(), b"; ", junk]);
+        assert_eq!(
+            data_with_header(&app, line).await,
+            json!({"user": "ann"}),
+            "beside {:?}",
+            String::from_utf8_lossy(junk)
+        );
+    }
+}
+
+async fn a_quoted_value_and_spaces_around_pairs_are_read(store: Store) {
+    let app = app(store).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let name = app.cookie_name().as_bytes();
+    let quoted = header(&[name, b"=\"", cookie.as_bytes(), b"\""]);
+    assert_eq!(data_with_header(&app, quoted).await, json!({"user": "ann"}));
+    let spaced = header(&[b"  a=1 ;  ", name, b" = ", cookie.as_bytes(), b"  ;b=2  "]);
+    assert_eq!(data_with_header(&app, spaced).await, json!({"user": "ann"}));
+}
+
+async fn with_several_session_cookies_the_first_one_counts(store: Store) {
+    let app = app(store).await;
+    let ann = app.session_with(r#"{"user": "ann"}"#).await;
+    let bob = app.session_with(r#"{"user": "bob"}"#).await;
+    let name = app.cookie_name().as_bytes();
+    // Browsers send the cookie with the longest path first, then the oldest:
+    // the first is the one set for this part of the site.
+    let both = header(&[
+        name,
+        b"=",
+        ann.as_bytes(),
+        b"; ",
+        name,
+        b"=",
+        bob.as_bytes(),
+    ]);
+    assert_eq!(data_with_header(&app, both).await, json!({"user": "ann"}));
+    let reversed = header(&[
+        name,
+        b"=",
+        bob.as_bytes(),
+        b"; ",
+        name,
+        b"=",
+        ann.as_bytes(),
+    ]);
+    assert_eq!(
+        data_with_header(&app, reversed).await,
+        json!({"user": "bob"})
+    );
+    // An empty first value does not hide the one after it.
+    let empty_first = header(&[name, b"=; ", name, b"=", ann.as_bytes()]);
+    assert_eq!(
+        data_with_header(&app, empty_first).await,
+        json!({"user": "ann"})
+    );
+}
