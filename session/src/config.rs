@@ -103,6 +103,7 @@ pub(crate) struct Config {
     pub(crate) max_age: Option<u64>,
     pub(crate) absolute_timeout: Option<u64>,
     pub(crate) save_on_server_error: bool,
+    pub(crate) private_responses: bool,
 }
 
 impl Default for Config {
@@ -117,6 +118,7 @@ impl Default for Config {
             max_age: None,
             absolute_timeout: None,
             save_on_server_error: false,
+            private_responses: true,
         }
     }
 }
@@ -266,6 +268,18 @@ impl SessionLayerBuilder {
     /// Sessions are always saved on 2xx, 3xx and 4xx.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         self.config.save_on_server_error = save;
+        self
+    }
+
+    /// Whether a response that sets the session cookie is marked
+    /// `Cache-Control: private`, so that no shared cache (a CDN, a proxy)
+    /// stores one visitor's `Set-Cookie` and replays it to the next. A
+    /// `no-store` or `private` the handler set is kept as it is; `public`
+    /// and `s-maxage` are dropped from such a response. Default: `true`;
+    /// turn it off only if you set `Cache-Control` on those responses
+    /// yourself.
+    pub fn private_responses(mut self, private: bool) -> Self {
+        self.config.private_responses = private;
         self
     }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use axum_core::body::Body;
 use axum_core::response::Response;
 use bytes::Bytes;
-use http::header::{SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -204,6 +204,9 @@ where
                         Ok(Some(cookie)) => match HeaderValue::try_from(cookie) {
                             Ok(value) => {
                                 response.headers_mut().append(SET_COOKIE, value);
+                                if slot.shared().config.private_responses {
+                                    keep_out_of_shared_caches(response.headers_mut());
+                                }
                             }
                             Err(error) => {
                                 tracing::error!(%error, "session cookie is not a valid header");
@@ -220,6 +223,41 @@ where
                 }
             }
         }
+    }
+}
+
+/// Makes a response that sets the session cookie unstorable by shared
+/// caches, which would otherwise hand one visitor's `Set-Cookie` to the
+/// next: `private` is added to the handler's `Cache-Control` (a `no-store`
+/// or `private` it set already is kept as it is), and `public` and
+/// `s-maxage`, which would let a shared cache store it, are dropped.
+fn keep_out_of_shared_caches(headers: &mut http::HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| directive.trim().to_owned())
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    let named = |directive: &str, name: &str| {
+        let key = directive.split('=').next().unwrap_or_default().trim();
+        key.eq_ignore_ascii_case(name)
+    };
+    if directives
+        .iter()
+        .any(|d| named(d, "no-store") || named(d, "private"))
+    {
+        return;
+    }
+    let mut kept = vec!["private".to_owned()];
+    kept.extend(
+        directives
+            .into_iter()
+            .filter(|d| !named(d, "public") && !named(d, "s-maxage")),
+    );
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+        headers.insert(CACHE_CONTROL, value);
     }
 }
 

@@ -1,15 +1,19 @@
 //! Edges an attacker or an unlucky user reaches: held against every storage,
 //! through the conformance app, over real HTTP.
 
+use axum::http::header::CACHE_CONTROL;
+use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
 use session_tests::{TestApp, for_every_storage, settings};
+use typed_sessions::Session;
 
 for_every_storage!(
     a_foreign_byte_in_another_cookie_keeps_the_session,
     a_malformed_pair_beside_the_session_cookie_is_skipped,
     a_quoted_value_and_spaces_around_pairs_are_read,
     with_several_session_cookies_the_first_one_counts,
+    responses_that_set_the_cookie_are_private,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -103,4 +107,58 @@ async fn with_several_session_cookies_the_first_one_counts(store: Store) {
         data_with_header(&app, empty_first).await,
         json!({"user": "ann"})
     );
+}
+
+/// A handler that writes the session and sets its own `Cache-Control`.
+async fn write_with_cache_control(
+    session: Session,
+    axum::extract::Path(directives): axum::extract::Path<String>,
+) -> impl axum::response::IntoResponse {
+    session.insert("n", 1).expect("a number serializes");
+    ([(CACHE_CONTROL, directives)], "ok")
+}
+
+async fn responses_that_set_the_cookie_are_private(store: Store) {
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes.route("/cache/{directives}", post(write_with_cache_control))
+    })
+    .await;
+    let cache_control = |reply: &session_tests::Reply| {
+        reply
+            .headers
+            .get(CACHE_CONTROL)
+            .map(|value| value.to_str().expect("ASCII").to_owned())
+    };
+    let written = app.patch(None, r#"{"a": 1}"#).await;
+    assert!(written.session_set_cookie().is_some());
+    assert_eq!(cache_control(&written).as_deref(), Some("private"));
+    let cookie = written.new_cookie();
+    let read = app.get("/session", Some(&cookie)).await;
+    assert!(read.session_set_cookie().is_none());
+    assert_eq!(
+        cache_control(&read),
+        None,
+        "a read sets no cookie: no change"
+    );
+    let removed = app.patch(Some(&cookie), r#"{"a": null}"#).await;
+    assert!(removed.session_set_cookie().is_some(), "the removal cookie");
+    assert_eq!(cache_control(&removed).as_deref(), Some("private"));
+
+    for (set, expected) in [
+        ("public, max-age=60", "private, max-age=60"),
+        ("max-age=60, s-maxage=600", "private, max-age=60"),
+        ("no-store", "no-store"),
+        ("private, max-age=5", "private, max-age=5"),
+    ] {
+        let reply = app
+            .post(&format!("/cache/{}", set.replace(' ', "%20")), None, "")
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.session_set_cookie().is_some());
+        assert_eq!(
+            cache_control(&reply).as_deref(),
+            Some(expected),
+            "from {set:?}"
+        );
+    }
 }
