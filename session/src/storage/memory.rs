@@ -19,21 +19,30 @@ use crate::record::{Changes, SessionRecord};
 /// (and pauses to rehash) with every session.
 const SHARDS: usize = 16;
 
-/// Hashes a session id by its first eight bytes. Ids are 256 random bits
+/// Mixes every byte of an id's text into 64 bits. Ids are 256 random bits
 /// drawn by the server, and only server-made ids are ever inserted, so a
-/// client cannot aim many keys at one bucket; a keyed hash would only cost
-/// time on every request.
+/// client cannot aim many keys at one bucket and a keyed hash would only
+/// cost time on every request; but no single character carries enough
+/// randomness (64 values, which spread unevenly over 16 parts), so all of
+/// them go in.
+fn mix(bytes: &[u8]) -> u64 {
+    bytes.chunks(8).fold(0, |hash: u64, chunk| {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        (hash ^ u64::from_le_bytes(word))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29)
+    })
+}
+
+/// The hash of the maps: [`mix`] of the id's text (the only thing an id
+/// writes into a hasher).
 #[derive(Default)]
 struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        if self.0 == 0 {
-            let mut first = [0u8; 8];
-            let n = bytes.len().min(8);
-            first[..n].copy_from_slice(&bytes[..n]);
-            self.0 = u64::from_le_bytes(first) | 1;
-        }
+        self.0 = mix(bytes);
     }
 
     fn finish(&self) -> u64 {
@@ -161,10 +170,10 @@ impl MemoryStorage {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The part of the store that holds `id`.
+    /// The part of the store that holds `id`: the top bits of its mix, so
+    /// the parts are even and independent of the bucket the map picks.
     fn records(&self, id: &SessionId) -> MutexGuard<'_, Records> {
-        let first = id.as_bytes()[0];
-        self.lock(usize::from(first) % SHARDS)
+        self.lock(shard_of(id))
     }
 
     fn shard_cap(&self) -> Option<usize> {
@@ -227,6 +236,11 @@ impl MemoryStorage {
         }
         true
     }
+}
+
+fn shard_of(id: &SessionId) -> usize {
+    const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+    (mix(id.as_bytes()) >> (u64::BITS - SHARD_BITS)) as usize
 }
 
 impl Default for MemoryStorage {
@@ -377,6 +391,23 @@ mod tests {
             store.load_now(&values[0], 1).is_none(),
             "the soonest to expire went first"
         );
+    }
+
+    #[test]
+    fn ids_spread_evenly_over_the_parts_of_the_store() {
+        let ids = 64_000;
+        let mut counts = [0usize; SHARDS];
+        for _ in 0..ids {
+            counts[shard_of(&SessionId::generate())] += 1;
+        }
+        let expected = ids / SHARDS;
+        for (shard, count) in counts.iter().enumerate() {
+            // Binomial spread: one standard deviation is about 61 here.
+            assert!(
+                count.abs_diff(expected) < expected / 10,
+                "part {shard} got {count} of {ids} ids, expected about {expected}: {counts:?}"
+            );
+        }
     }
 
     #[test]
