@@ -156,6 +156,8 @@ mod error;
 mod extract;
 mod id;
 mod middleware;
+#[cfg(all(doctest, feature = "redis", feature = "memcached"))]
+mod readme;
 mod record;
 mod session;
 mod slot;
