@@ -84,7 +84,14 @@ async fn save_on_server(
     };
     let header = header(id.as_str())?;
     if let Some(old) = &state.discard {
-        storage.delete(old, cx).await?;
+        let existed = storage.delete(old, cx).await?;
+        if !existed && state.carries_stored_data {
+            // The renewed session was ended elsewhere while this request
+            // ran: its data must not live on under the new id.
+            storage.delete(&id, cx).await?;
+            tracing::info!("renewed session was ended meanwhile; not carried to a new id");
+            return Ok(None);
+        }
     }
     tracing::debug!(keys = state.record.data.len(), "session saved");
     Ok(Some(header))

@@ -81,6 +81,9 @@ pub(crate) struct State {
     /// The smallest max age a typed struct that wrote in this request asked
     /// for.
     pub(crate) typed_max_age: Option<u64>,
+    /// `renew` moved a stored record's data to a new identity: the save
+    /// must find the old record still there, or carry nothing.
+    pub(crate) carries_stored_data: bool,
     pub(crate) facts: RequestFacts,
 }
 
@@ -97,6 +100,7 @@ impl State {
             discard: None,
             resend_cookie: false,
             typed_max_age: None,
+            carries_stored_data: false,
             facts,
         }
     }
@@ -127,6 +131,7 @@ impl State {
         self.discard_identity();
         self.record = SessionRecord::new(self.facts.now, self.facts.default_max_age);
         self.typed_max_age = None;
+        self.carries_stored_data = false;
         self.is_new = true;
         self.changes.rewrite_all();
         self.must_save = true;
@@ -342,8 +347,14 @@ impl Session {
     /// record, so an id an attacker planted or learned before is worthless.
     /// Call it on login and on every change of privilege. Cookie storages
     /// re-seal the data into a new cookie.
+    ///
+    /// Renewal fails closed: if the old record is gone by the time the
+    /// session is saved (a logout or a revocation that landed while this
+    /// request ran), its data is not carried to a new id; nothing is saved
+    /// and no cookie is sent.
     pub fn renew(&self) {
         let mut state = self.lock();
+        state.carries_stored_data |= state.identity.is_some();
         state.discard_identity();
         state.changes.rewrite_all();
         state.must_save = true;
@@ -438,6 +449,23 @@ pub(crate) mod tests {
         assert_eq!(session.identity(), None);
         assert_eq!(session.get::<String>("user").as_deref(), Some("ann"));
         assert_eq!(session.lock().discard, Some(id));
+    }
+
+    #[test]
+    fn only_a_renewal_of_stored_data_must_find_the_old_record() {
+        let renewed = session_with(Some(SessionId::generate()), serde_json::json!({"a": 1}));
+        renewed.renew();
+        assert!(renewed.lock().carries_stored_data);
+        // A login that starts over keeps nothing of the old record, so a
+        // record ended meanwhile does not stop it.
+        let login = session_with(Some(SessionId::generate()), serde_json::json!({"a": 1}));
+        login.renew();
+        login.start_new();
+        login.insert("user", "ann").unwrap();
+        assert!(!login.lock().carries_stored_data);
+        let fresh = session_with(None, serde_json::json!({}));
+        fresh.renew();
+        assert!(!fresh.lock().carries_stored_data, "nothing stored to carry");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
-use session_tests::{TestApp, for_every_storage, settings};
+use session_tests::{TestApp, for_every_storage, is_server_side, settings};
 use typed_sessions::Session;
 
 for_every_storage!(
@@ -14,6 +14,7 @@ for_every_storage!(
     a_quoted_value_and_spaces_around_pairs_are_read,
     with_several_session_cookies_the_first_one_counts,
     responses_that_set_the_cookie_are_private,
+    a_renewal_does_not_bring_back_a_session_ended_meanwhile,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -161,4 +162,57 @@ async fn responses_that_set_the_cookie_are_private(store: Store) {
             "from {set:?}"
         );
     }
+}
+
+/// Two gates a handler waits at: `entered` opens when it has its session,
+/// `proceed` when the test lets it finish.
+#[derive(Clone, Default)]
+struct Gates {
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    proceed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn a_renewal_does_not_bring_back_a_session_ended_meanwhile(store: Store) {
+    if !is_server_side(store) {
+        return; // A cookie storage keeps nothing to end.
+    }
+    let gates = Gates::default();
+    let handler_gates = gates.clone();
+    let app = TestApp::conformance_with(settings(store), move |routes| {
+        routes.route(
+            "/slow-renew",
+            post(move |session: Session| async move {
+                session.renew();
+                handler_gates.entered.notify_one();
+                handler_gates.proceed.notified().await;
+                "renewed"
+            }),
+        )
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let cookie = app
+        .session_with(r#"{"user": "ann", "role": "admin"}"#)
+        .await;
+
+    let renewing = tokio::spawn({
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move { app.post("/slow-renew", Some(&cookie), "").await }
+    });
+    gates.entered.notified().await;
+    // An admin revokes the session (here: its own logout) mid-renewal.
+    let logout = app.post("/session/invalidate", Some(&cookie), "").await;
+    assert_eq!(logout.status, 200, "{}", logout.body);
+    gates.proceed.notify_one();
+    let renewed = renewing.await.expect("the renewing request ends");
+
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    assert_eq!(
+        renewed.session_set_cookie(),
+        None,
+        "no cookie for a session that was ended"
+    );
+    let after = app.get("/session", Some(&cookie)).await;
+    assert_eq!(after.json()["new"], true);
+    assert_eq!(after.data(), json!({}));
 }
