@@ -162,6 +162,7 @@ mod record;
 mod session;
 mod slot;
 mod storage;
+mod throttle;
 mod typed;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -182,13 +182,14 @@ impl Session {
     /// The value at `key`, deserialized into `T`.
     ///
     /// `None` when the key is missing or its value is not a `T` (for example
-    /// data written by an older deploy); the latter is logged as a warning.
-    /// Use [`Session::try_get`] to tell the two apart.
+    /// data written by an older deploy); the latter is logged as a warning
+    /// that names the key and the type, never the value (a token, a
+    /// secret). Use [`Session::try_get`] to tell the two apart.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         match self.try_get(key) {
             Ok(value) => value,
-            Err(error) => {
-                tracing::warn!(key, %error, "session value does not have the requested type; treated as missing");
+            Err(_) => {
+                wrong_type::<T>(key);
                 None
             }
         }
@@ -369,6 +370,16 @@ impl Session {
     }
 }
 
+/// Warns that the value at `key` is not a `T`: the key and the type only,
+/// since serde's message quotes the value.
+pub(crate) fn wrong_type<T>(key: &str) {
+    crate::throttle::throttled_warn!(
+        key,
+        expected = std::any::type_name::<T>(),
+        "session value does not have the requested type; treated as missing"
+    );
+}
+
 /// Serializes the session's data map (not its metadata), without copying
 /// it: `Json(json!({ "data": &session }))` answers with the map.
 impl Serialize for Session {
@@ -505,6 +516,49 @@ pub(crate) mod tests {
             serde_json::to_value(&session).unwrap(),
             serde_json::json!({"a": 1, "b": [true]})
         );
+    }
+
+    /// Everything logged while `f` runs on this thread.
+    fn logs_of(f: impl FnMut() -> bool) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let mut f = f;
+        tracing::subscriber::with_default(subscriber, || {
+            // Warnings a client can cause go out once a second per call
+            // site, which other tests share: call until one is logged.
+            for _ in 0..30 {
+                if f() && !captured.0.lock().unwrap().is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_logged_by_key_and_type_never_by_value() {
+        let session = session_with(None, serde_json::json!({"token": "s3cret-value"}));
+        let logs = logs_of(|| session.get::<u64>("token").is_none());
+        assert!(logs.contains("token") && logs.contains("u64"), "{logs}");
+        assert!(!logs.contains("s3cret"), "{logs}");
     }
 
     #[test]

@@ -94,7 +94,7 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
     };
     let found = match cookie {
         Some(value) if value.len() > MAX_COOKIE_BYTES => {
-            tracing::warn!(
+            crate::throttle::throttled_warn!(
                 bytes = value.len(),
                 "session cookie over 4096 bytes ignored; starting a new session"
             );
