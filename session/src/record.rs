@@ -8,6 +8,11 @@ use serde_json::{Map, Value};
 /// The longest TTL given to a stored record: ten years.
 pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 
+/// How far ahead of this server's clock a record's times may be: a
+/// server whose clock runs fast would otherwise lengthen the sessions it
+/// writes everywhere. Clocks kept by NTP agree to milliseconds.
+pub const MAX_CLOCK_SKEW: u64 = 60;
+
 /// The persisted state of one session: its data and the times that decide
 /// when it expires.
 ///
@@ -52,6 +57,14 @@ impl SessionRecord {
         let absolute =
             absolute_timeout.is_some_and(|limit| now >= self.created.saturating_add(limit));
         idle || absolute
+    }
+
+    /// Whether the record claims to be created or written more than
+    /// [`MAX_CLOCK_SKEW`] after `now`: a server with a fast clock wrote it,
+    /// or someone forged it. Such a record is not trusted.
+    pub fn is_from_the_future(&self, now: u64) -> bool {
+        let limit = now.saturating_add(MAX_CLOCK_SKEW);
+        self.created > limit || self.updated > limit
     }
 
     /// Merges a request's changes into this stored record: the keys it set
@@ -150,6 +163,18 @@ mod tests {
         record.updated = 1_050;
         assert!(!record.is_expired(1_100, None));
         assert!(record.is_expired(1_110, None));
+    }
+
+    #[test]
+    fn times_more_than_the_skew_ahead_are_from_the_future() {
+        let mut record = SessionRecord::new(1_000, Some(60));
+        assert!(!record.is_from_the_future(1_000 - MAX_CLOCK_SKEW));
+        assert!(record.is_from_the_future(1_000 - MAX_CLOCK_SKEW - 1));
+        record.created = 0;
+        assert!(
+            record.is_from_the_future(1_000 - MAX_CLOCK_SKEW - 1),
+            "updated counts too"
+        );
     }
 
     #[test]

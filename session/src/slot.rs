@@ -109,6 +109,14 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         _ => None,
     };
     let found = found.filter(|found| {
+        if found.record.is_from_the_future(now) {
+            crate::throttle::throttled_warn!(
+                ahead = found.record.updated.max(found.record.created) - now,
+                "session written in the future (seconds ahead of this server's clock): \
+                 refused; check the servers' clocks"
+            );
+            return false;
+        }
         let expired = found.record.is_expired(now, config.absolute_timeout);
         if expired {
             tracing::debug!("session expired; starting a new session");

@@ -5,7 +5,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
-use session_tests::{TestApp, for_every_storage, is_server_side, settings};
+use session_tests::{START, TestApp, for_every_storage, is_server_side, settings};
 use typed_sessions::Session;
 
 for_every_storage!(
@@ -15,6 +15,7 @@ for_every_storage!(
     with_several_session_cookies_the_first_one_counts,
     responses_that_set_the_cookie_are_private,
     a_renewal_does_not_bring_back_a_session_ended_meanwhile,
+    a_session_written_by_a_fast_clock_is_refused,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -215,4 +216,29 @@ async fn a_renewal_does_not_bring_back_a_session_ended_meanwhile(store: Store) {
     let after = app.get("/session", Some(&cookie)).await;
     assert_eq!(after.json()["new"], true);
     assert_eq!(after.data(), json!({}));
+}
+
+async fn a_session_written_by_a_fast_clock_is_refused(store: Store) {
+    let app = app(store).await;
+    // A server whose clock runs an hour fast writes the session...
+    app.clock.set(START + 3600);
+    let ahead = app.session_with(r#"{"user": "ann"}"#).await;
+    // ...and one with the right time reads it.
+    app.clock.set(START);
+    let read = app.get("/session", Some(&ahead)).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        read.json()["new"],
+        true,
+        "a record from the future is refused"
+    );
+    assert_eq!(read.data(), json!({}));
+    // Within a minute of skew, it is read as usual.
+    app.clock.set(START + typed_sessions::MAX_CLOCK_SKEW);
+    let close = app.session_with(r#"{"user": "bob"}"#).await;
+    app.clock.set(START);
+    assert_eq!(
+        app.get("/session", Some(&close)).await.data(),
+        json!({"user": "bob"})
+    );
 }
