@@ -16,6 +16,7 @@ for_every_storage!(
     responses_that_set_the_cookie_are_private,
     a_renewal_does_not_bring_back_a_session_ended_meanwhile,
     a_session_written_by_a_fast_clock_is_refused,
+    wide_sessions_are_kept_by_every_server_store,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -241,4 +242,51 @@ async fn a_session_written_by_a_fast_clock_is_refused(store: Store) {
         app.get("/session", Some(&close)).await.data(),
         json!({"user": "bob"})
     );
+}
+
+async fn wide_sessions_are_kept_by_every_server_store(store: Store) {
+    if !is_server_side(store) {
+        return; // A cookie holds 4096 bytes: its limit is tested elsewhere.
+    }
+    let app = app(store).await;
+    let wide: serde_json::Map<String, serde_json::Value> =
+        (0..5_000).map(|i| (format!("key-{i}"), json!(i))).collect();
+    let body = serde_json::Value::Object(wide.clone()).to_string();
+    let written = app.patch(None, &body).await;
+    assert_eq!(written.status, 200, "{}", written.body);
+    let cookie = written.new_cookie();
+    assert_eq!(app.get("/session", Some(&cookie)).await.data(), json!(wide));
+    // A change to all of them, and their removal, in one request each.
+    let changed: serde_json::Map<String, serde_json::Value> =
+        wide.keys().map(|key| (key.clone(), json!("x"))).collect();
+    let reply = app
+        .patch(
+            Some(&cookie),
+            &serde_json::Value::Object(changed.clone()).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!(changed)
+    );
+    let mut removed: serde_json::Map<String, serde_json::Value> =
+        wide.keys().map(|key| (key.clone(), json!(null))).collect();
+    removed.insert("kept".into(), json!(1));
+    let reply = app
+        .patch(
+            Some(&cookie),
+            &serde_json::Value::Object(removed).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"kept": 1})
+    );
+    // A login (a new identity) with as many keys.
+    let login = app.post("/session/login", Some(&cookie), &body).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let cookie = login.new_cookie();
+    assert_eq!(app.get("/session", Some(&cookie)).await.data(), json!(wide));
 }

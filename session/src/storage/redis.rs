@@ -37,32 +37,55 @@ use crate::record::{Changes, SessionRecord};
 
 const DATA_PREFIX: &str = "d:";
 
+/// A script with `chunks(command, first, last)`: runs `command` on `KEYS[1]`
+/// with `ARGV[first..=last]`, at most 1000 arguments at a time, since Lua's
+/// `unpack` fails beyond about 8000 (a session of a few thousand keys).
+/// Chunks of 1000 keep field/value pairs whole.
+macro_rules! script_with_chunks {
+    ($body:literal) => {
+        concat!(
+            r"
+local function chunks(command, first, last)
+  for i = first, last, 1000 do
+    redis.call(command, KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
+  end
+end
+",
+            $body
+        )
+    };
+}
+
 /// `KEYS[1]` the record; `ARGV[1]` the TTL, then field/value pairs.
-const CREATE: &str = r"
+const CREATE: &str = script_with_chunks!(
+    r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+chunks('HSET', 2, #ARGV)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
-";
+"
+);
 
 /// `KEYS[1]` the record; `ARGV[1]` the TTL, `ARGV[2]` '1' to replace the
 /// whole record, `ARGV[3]` how many field/value arguments follow, then
 /// those, then the fields to delete. For a merge, `EXPIRE` both checks that
 /// the record exists (it answers 0 otherwise) and sets the new TTL, which
 /// `HSET` keeps.
-const UPDATE: &str = r"
+const UPDATE: &str = script_with_chunks!(
+    r"
 local n = tonumber(ARGV[3])
 if ARGV[2] == '1' then
   if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+  chunks('HSET', 4, 3 + n)
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   return 1
 end
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
-if #ARGV > 3 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + n)) end
+chunks('HSET', 4, 3 + n)
+if #ARGV > 3 + n then chunks('HDEL', 4 + n, #ARGV) end
 return 1
-";
+"
+);
 
 /// `KEYS[1]` the record; `ARGV[1]` now. Reads the record and, if it
 /// exists, counts the read as activity: `u` becomes now and the TTL starts
