@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::{Config, Shared};
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::SaveError;
+use crate::record::MAX_VALUE_DEPTH;
 use crate::session::{Session, State};
 use crate::storage::{ServerRef, StorageContext, StorageRef};
 
@@ -32,6 +33,19 @@ pub(crate) async fn save(
             .map(|id| cookies::set_cookie(config, id.as_str(), state.record.max_age, now)));
     }
     state.record.updated = now;
+    let too_deep = if state.changes.is_full_rewrite() {
+        state
+            .record
+            .too_deep(state.record.data.keys().map(String::as_str))
+    } else {
+        state.record.too_deep(state.changes.set_keys())
+    };
+    if let Some(key) = too_deep {
+        return Err(SaveError::ValueTooDeep {
+            key: key.to_owned(),
+            limit: MAX_VALUE_DEPTH,
+        });
+    }
     let header = |value: &str| set_cookie(config, value, state.record.max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {

@@ -90,6 +90,18 @@ pub enum SaveError {
         /// The limit, 4096 bytes.
         limit: usize,
     },
+    /// A value nests arrays and objects deeper than the session formats
+    /// read back; nothing was saved.
+    #[error(
+        "the session value at {key:?} nests deeper than {limit} levels of arrays and objects, \
+         more than a stored session can be read back with; store it flatter"
+    )]
+    ValueTooDeep {
+        /// The key of the value.
+        key: String,
+        /// The deepest nesting allowed, [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH).
+        limit: usize,
+    },
 }
 
 impl SaveError {
@@ -97,7 +109,9 @@ impl SaveError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Storage(error) => error.status(),
-            Self::CookieTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::CookieTooLarge { .. } | Self::ValueTooDeep { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

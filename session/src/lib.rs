@@ -171,7 +171,7 @@ pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
 pub use extract::SessionRejection;
 pub use id::SessionId;
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
-pub use record::{Changes, MAX_CLOCK_SKEW, MAX_STORE_TTL, SessionRecord};
+pub use record::{Changes, MAX_CLOCK_SKEW, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord};
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;

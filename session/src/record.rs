@@ -8,6 +8,13 @@ use serde_json::{Map, Value};
 /// The longest TTL given to a stored record: ten years.
 pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 
+/// The deepest nesting of arrays and objects a session value may have.
+/// Every record format reads JSON with serde_json's limit of 128 levels
+/// for the whole document, of which the record's own envelope takes two;
+/// a value the layer accepted and could not read back would be a session
+/// lost on the next request, so deeper values are refused when saving.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
 /// How far ahead of this server's clock a record's times may be: a
 /// server whose clock runs fast would otherwise lengthen the sessions it
 /// writes everywhere. Clocks kept by NTP agree to milliseconds.
@@ -59,6 +66,16 @@ impl SessionRecord {
         idle || absolute
     }
 
+    /// The first key, among `keys`, whose value nests deeper than
+    /// [`MAX_VALUE_DEPTH`].
+    pub(crate) fn too_deep<'k>(&self, mut keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+        keys.find(|key| {
+            self.data
+                .get(*key)
+                .is_some_and(|value| depth(value) > MAX_VALUE_DEPTH)
+        })
+    }
+
     /// Whether the record claims to be created or written more than
     /// [`MAX_CLOCK_SKEW`] after `now`: a server with a fast clock wrote it,
     /// or someone forged it. Such a record is not trusted.
@@ -95,6 +112,23 @@ impl SessionRecord {
     pub fn ttl(&self, default_ttl: u64) -> u64 {
         self.max_age.unwrap_or(default_ttl).clamp(1, MAX_STORE_TTL)
     }
+}
+
+/// How deeply arrays and objects nest in `value` (a scalar is 0), found
+/// without recursion, so no value is too deep to measure.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, level)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        pending.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
 }
 
 /// Which keys of the session map a request set and removed.
@@ -163,6 +197,25 @@ mod tests {
         record.updated = 1_050;
         assert!(!record.is_expired(1_100, None));
         assert!(record.is_expired(1_110, None));
+    }
+
+    #[test]
+    fn depth_counts_nested_arrays_and_objects() {
+        assert_eq!(depth(&serde_json::json!(1)), 0);
+        assert_eq!(depth(&serde_json::json!([])), 1);
+        assert_eq!(
+            depth(&serde_json::json!({"a": [1, {"b": [[]]}], "c": 2})),
+            5
+        );
+        let mut deep = serde_json::json!(0);
+        for _ in 0..10_000 {
+            deep = serde_json::json!([deep]);
+        }
+        assert_eq!(depth(&deep), 10_000);
+        // serde_json drops a value recursively: unwind it by hand.
+        while let Value::Array(mut items) = deep {
+            deep = items.pop().unwrap_or_default();
+        }
     }
 
     #[test]

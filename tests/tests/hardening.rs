@@ -17,6 +17,7 @@ for_every_storage!(
     a_renewal_does_not_bring_back_a_session_ended_meanwhile,
     a_session_written_by_a_fast_clock_is_refused,
     wide_sessions_are_kept_by_every_server_store,
+    what_is_saved_reads_back_and_deeper_values_are_refused,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -289,4 +290,38 @@ async fn wide_sessions_are_kept_by_every_server_store(store: Store) {
     assert_eq!(login.status, 200, "{}", login.body);
     let cookie = login.new_cookie();
     assert_eq!(app.get("/session", Some(&cookie)).await.data(), json!(wide));
+}
+
+/// `{"deep": [[[…1…]]]}` with `levels` levels of arrays.
+fn nested(levels: usize) -> String {
+    format!(
+        "{{\"deep\": {}1{}}}",
+        "[".repeat(levels),
+        "]".repeat(levels)
+    )
+}
+
+async fn what_is_saved_reads_back_and_deeper_values_are_refused(store: Store) {
+    let app = app(store).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let limit = typed_sessions::MAX_VALUE_DEPTH;
+    // As deep as allowed: saved, and read back by the next request.
+    let reply = app.patch(Some(&cookie), &nested(limit)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cookie = reply
+        .session_set_cookie()
+        .map_or(cookie, |_| reply.new_cookie());
+    let read = app.get("/session", Some(&cookie)).await;
+    assert_eq!(read.json()["new"], false, "the session reads back");
+    assert_eq!(read.data()["user"], "ann");
+    // Deeper ones, up to what the request body's own parser takes, are
+    // refused when saving: nothing is written, the old session stays.
+    for levels in [limit + 1, 126] {
+        let reply = app.patch(Some(&cookie), &nested(levels)).await;
+        assert_eq!(reply.status, 500, "{levels} levels: {}", reply.body);
+        assert_eq!(reply.session_set_cookie(), None);
+        let read = app.get("/session", Some(&cookie)).await;
+        assert_eq!(read.json()["new"], false, "{levels} levels");
+        assert_eq!(read.data()["user"], "ann", "{levels} levels");
+    }
 }
