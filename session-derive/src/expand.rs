@@ -7,8 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, parse_quote};
 
-use crate::ast::{Field, Input, Missing};
-use crate::attr::DefaultAttr;
+use crate::ast::{Fallback, Field, Input, Missing};
 
 pub fn derive(node: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Vec::new();
@@ -36,7 +35,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
         Some((seconds, _)) => quote!(::core::option::Option::Some(#seconds)),
         None => quote!(::core::option::Option::None),
     };
-    let keys: Vec<String> = input.fields.iter().map(Field::key).collect();
+    let keys = input.fields.iter().map(|field| &field.key);
     let accessors = input
         .fields
         .iter()
@@ -50,8 +49,8 @@ fn expand(input: &Input<'_>) -> TokenStream {
         let key = key_ident(ident, field);
         let read = match field.missing() {
             Missing::Required => quote!(fields.require::<#key>()?),
-            missing => {
-                let default = default_fn(&missing);
+            Missing::Fallback(fallback) => {
+                let default = fallback_fn(&fallback);
                 quote!(fields.get_or_else::<#key>(#default))
             }
         };
@@ -110,8 +109,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
 /// The name of the type that stands for `field`'s key. It lives in the
 /// derive's anonymous `const` block, so it cannot clash with user names.
 fn key_ident(data: &syn::Ident, field: &Field<'_>) -> syn::Ident {
-    let name = field.ident.to_string();
-    format_ident!("__{}Key_{}", data, name.strip_prefix("r#").unwrap_or(&name))
+    format_ident!("__{}Key_{}", data, field.name)
 }
 
 /// The type standing for `field`'s key. Its `Value` is spanned on the
@@ -124,7 +122,7 @@ fn key_type(
     krate: &syn::Path,
 ) -> TokenStream {
     let key_type = key_ident(data, field);
-    let key = field.key();
+    let key = &field.key;
     let ty = field.ty;
     let value = quote_spanned!(ty.span()=> type Value = #ty;);
     quote! {
@@ -141,12 +139,11 @@ fn key_type(
 }
 
 /// The closure that gives a missing field its value.
-fn default_fn(missing: &Missing<'_>) -> TokenStream {
-    match missing {
-        Missing::Default(DefaultAttr::Trait) => quote!(::core::default::Default::default),
-        Missing::Default(DefaultAttr::Function(path)) => quote!(#path),
-        Missing::None => quote!(|| ::core::option::Option::None),
-        Missing::Required => unreachable!("required fields have no default"),
+fn fallback_fn(fallback: &Fallback<'_>) -> TokenStream {
+    match fallback {
+        Fallback::DefaultTrait => quote!(::core::default::Default::default),
+        Fallback::Function(path) => quote!(#path),
+        Fallback::OptionNone => quote!(|| ::core::option::Option::None),
     }
 }
 
@@ -154,12 +151,11 @@ fn default_fn(missing: &Missing<'_>) -> TokenStream {
 fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
     let ty = field.ty;
     let name = field.ident;
-    let plain = name.to_string();
-    let plain = plain.strip_prefix("r#").unwrap_or(&plain);
+    let plain = &field.name;
     let setter = format_ident!("set_{}", plain);
     let mutable = format_ident!("{}_mut", plain);
     let key_type = key_ident(data, field);
-    let key = field.key();
+    let key = &field.key;
     let set_doc =
         format!("Sets `{plain}` (session key `\"{key}\"`), marking only that key changed.");
     let mut_doc = format!(
@@ -189,8 +185,8 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
                 },
             )
         }
-        missing => {
-            let default = default_fn(&missing);
+        Missing::Fallback(fallback) => {
+            let default = fallback_fn(&fallback);
             let get_doc = format!(
                 "`{plain}` (session key `\"{key}\"`); its default when the key has no value, \
                  or a value that no longer fits the type."
