@@ -69,17 +69,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     quote! {
         const _: () = {
             #[doc = #view_doc]
-            #vis struct #view(#krate::Fields<#ident>);
-
-            impl #krate::SessionView<#ident> for #view {
-                fn from_fields(fields: #krate::Fields<#ident>) -> Self {
-                    Self(fields)
-                }
-
-                fn fields(&self) -> &#krate::Fields<#ident> {
-                    &self.0
-                }
-            }
+            #vis struct #view(#krate::__private::Fields<#ident>);
 
             #(#key_types)*
 
@@ -92,13 +82,21 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 const KEYS: &'static [&'static str] = &[#(#keys),*];
                 type View = #view;
 
+                fn view(fields: #krate::__private::Fields<Self>) -> #view {
+                    #view(fields)
+                }
+
+                fn fields(view: &#view) -> &#krate::__private::Fields<Self> {
+                    &view.0
+                }
+
                 fn read(
-                    fields: &#krate::Fields<Self>,
+                    fields: &#krate::__private::Fields<Self>,
                 ) -> ::core::result::Result<Self, #krate::MissingField> {
                     ::core::result::Result::Ok(Self { #(#reads,)* })
                 }
 
-                fn write(&self, fields: &#krate::Fields<Self>) {
+                fn write(&self, fields: &#krate::__private::Fields<Self>) {
                     #(#writes)*
                 }
             }
@@ -130,7 +128,7 @@ fn key_type(
         #[allow(non_camel_case_types)]
         #vis struct #key_type;
 
-        impl #krate::FieldKey for #key_type {
+        impl #krate::__private::FieldKey for #key_type {
             type Data = #data;
             #value
             const KEY: &'static str = #key;

@@ -19,7 +19,8 @@ use crate::extract::SessionRejection;
 use crate::session::Session;
 
 /// A struct whose fields are keys of the session map. Implemented by
-/// `#[derive(Session)]`; not meant to be implemented by hand.
+/// [`#[derive(Session)]`](derive@crate::Session); not meant to be
+/// implemented by hand.
 pub trait SessionData: Sized + 'static {
     /// The struct's `#[session(max_age = …)]` in seconds: when a typed
     /// accessor of this struct writes, the session's max age becomes this.
@@ -27,22 +28,25 @@ pub trait SessionData: Sized + 'static {
     /// The session keys of the fields, in declaration order.
     const KEYS: &'static [&'static str];
     /// The generated accessors, reached through `TypedSession<Self>`.
-    type View: SessionView<Self>;
+    type View;
+
+    /// The accessors over `fields`. Called by [`TypedSession`].
+    #[doc(hidden)]
+    fn view(fields: Fields<Self>) -> Self::View;
+
+    /// The typed handle the accessors hold.
+    #[doc(hidden)]
+    fn fields(view: &Self::View) -> &Fields<Self>;
 
     /// Reads every field: a missing key gives the field's default, and a
-    /// field without one is an error.
+    /// field without one is an error. Called by [`TypedSession::get`].
+    #[doc(hidden)]
     fn read(fields: &Fields<Self>) -> Result<Self, MissingField>;
 
-    /// Writes every field whose value differs from the stored one.
+    /// Writes every field whose value differs from the stored one. Called
+    /// by [`TypedSession::set`].
+    #[doc(hidden)]
     fn write(&self, fields: &Fields<Self>);
-}
-
-/// The accessors `#[derive(Session)]` generates for a struct.
-pub trait SessionView<T: SessionData> {
-    /// Wraps the typed handle.
-    fn from_fields(fields: Fields<T>) -> Self;
-    /// The typed handle.
-    fn fields(&self) -> &Fields<T>;
 }
 
 /// Marks the types a session field can have: any
@@ -302,24 +306,24 @@ impl<T: SessionData> TypedSession<T> {
     /// `session` seen through `T`.
     pub fn from_session(session: Session) -> Self {
         Self {
-            view: T::View::from_fields(Fields::new(session)),
+            view: T::view(Fields::new(session)),
         }
     }
 
     /// The dynamic session underneath, the same map.
     pub fn session(&self) -> &Session {
-        self.view.fields().session()
+        T::fields(&self.view).session()
     }
 
     /// Every field of `T` read at once.
     pub fn get(&self) -> Result<T, MissingField> {
-        T::read(self.view.fields())
+        T::read(T::fields(&self.view))
     }
 
     /// Writes every field of `value`, marking changed only the keys whose
     /// values differ from the stored ones.
     pub fn set(&self, value: &T) {
-        value.write(self.view.fields());
+        value.write(T::fields(&self.view));
     }
 
     /// See [`Session::invalidate`].
@@ -348,7 +352,7 @@ impl<T: SessionData> Deref for TypedSession<T> {
 
 impl<T: SessionData> fmt::Debug for TypedSession<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.view.fields(), f)
+        fmt::Debug::fmt(T::fields(&self.view), f)
     }
 }
 
