@@ -20,6 +20,8 @@ pub struct Input<'a> {
 
 pub struct Field<'a> {
     pub ident: &'a Ident,
+    /// The field's visibility, which its accessors get.
+    pub vis: &'a Visibility,
     pub ty: &'a Type,
     pub attrs: FieldAttrs,
     /// The field's name without `r#` (`r#type` is `type`): what its
@@ -62,6 +64,7 @@ impl<'a> Field<'a> {
         };
         Self {
             ident,
+            vis: &field.vis,
             ty: &field.ty,
             attrs,
             name,

@@ -43,7 +43,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let key_types = input
         .fields
         .iter()
-        .map(|field| key_type(field, ident, vis, &krate));
+        .map(|field| key_type(field, ident, &krate));
     let reads = input.fields.iter().map(|field| {
         let name = field.ident;
         let key = key_ident(ident, field);
@@ -113,12 +113,12 @@ fn key_ident(data: &syn::Ident, field: &Field<'_>) -> syn::Ident {
 /// The type standing for `field`'s key. Its `Value` is spanned on the
 /// field's type, so a type that cannot be stored in a session is reported
 /// there, once.
-fn key_type(
-    field: &Field<'_>,
-    data: &syn::Ident,
-    vis: &syn::Visibility,
-    krate: &syn::Path,
-) -> TokenStream {
+///
+/// It is private (visible in the struct's module) whatever the field's
+/// visibility, and appears in no signature: a `pub` one would implement the
+/// public `FieldKey` with `Data` or `Value` a private type (E0446) as soon as
+/// a field is more visible than its struct or its type.
+fn key_type(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
     let key_type = key_ident(data, field);
     let key = &field.key;
     let ty = field.ty;
@@ -126,7 +126,7 @@ fn key_type(
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
-        #vis struct #key_type;
+        struct #key_type;
 
         impl #krate::__private::FieldKey for #key_type {
             type Data = #data;
@@ -145,8 +145,11 @@ fn fallback_fn(fallback: &Fallback<'_>) -> TokenStream {
     }
 }
 
-/// A getter, a setter and a mutable accessor for `field`.
+/// A getter, a setter and a mutable accessor for `field`, each as visible
+/// as the field: a private field's accessors are usable in the struct's
+/// module only, as the field is.
 fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
+    let vis = field.vis;
     let ty = field.ty;
     let name = field.ident;
     let plain = &field.name;
@@ -169,15 +172,15 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
             (
                 quote! {
                     #[doc = #get_doc]
-                    pub fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
+                    #vis fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
                         self.0.require::<#key_type>()
                     }
                 },
                 quote! {
                     #[doc = #mut_doc]
-                    pub fn #mutable(
+                    #vis fn #mutable(
                         &self,
-                    ) -> ::core::result::Result<#krate::FieldMut<'_, #key_type>, #krate::MissingField> {
+                    ) -> ::core::result::Result<#krate::FieldMut<'_, #data, #ty>, #krate::MissingField> {
                         ::core::result::Result::Ok(self.0.field_mut::<#key_type>(self.#name()?))
                     }
                 },
@@ -192,13 +195,13 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
             (
                 quote! {
                     #[doc = #get_doc]
-                    pub fn #name(&self) -> #ty {
+                    #vis fn #name(&self) -> #ty {
                         self.0.get_or_else::<#key_type>(#default)
                     }
                 },
                 quote! {
                     #[doc = #mut_doc]
-                    pub fn #mutable(&self) -> #krate::FieldMut<'_, #key_type> {
+                    #vis fn #mutable(&self) -> #krate::FieldMut<'_, #data, #ty> {
                         self.0.field_mut::<#key_type>(self.#name())
                     }
                 },
@@ -209,7 +212,7 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
         #getter
 
         #[doc = #set_doc]
-        pub fn #setter(&self, value: #ty) {
+        #vis fn #setter(&self, value: #ty) {
             self.0.set::<#key_type>(&value);
         }
 
