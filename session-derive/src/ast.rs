@@ -2,8 +2,11 @@
 //! fields, each with its session key and default.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, Type, Visibility};
+use syn::{
+    Data, DeriveInput, Fields, GenericArgument, Ident, Path, PathArguments, Type, Visibility,
+};
 
 use crate::attr::{self, ContainerAttrs, DefaultAttr, FieldAttrs};
 
@@ -17,8 +20,16 @@ pub struct Input<'a> {
 
 pub struct Field<'a> {
     pub ident: &'a Ident,
+    /// The field's visibility, which its accessors get.
+    pub vis: &'a Visibility,
     pub ty: &'a Type,
     pub attrs: FieldAttrs,
+    /// The field's name without `r#` (`r#type` is `type`): what its
+    /// accessors are named after (`type()`, `set_type`, `type_mut`).
+    pub name: String,
+    /// The session key: the `rename`, or else `name` (`r#type` is stored
+    /// under "type", as serde names it).
+    pub key: String,
     /// `Option<T>` as written: a missing key reads as `None` without
     /// `#[session(default)]`.
     pub is_option: bool,
@@ -26,21 +37,39 @@ pub struct Field<'a> {
 
 /// How a field reads when its key has no value.
 pub enum Missing<'a> {
-    Default(&'a DefaultAttr),
-    None,
+    /// The getter returns `Err(MissingField)`.
     Required,
+    /// The getter returns this value.
+    Fallback(Fallback<'a>),
 }
 
-impl Field<'_> {
-    /// The session key: the field's name or its `rename`.
-    pub fn key(&self) -> String {
-        match &self.attrs.rename {
+/// The value a field without a stored value reads as.
+pub enum Fallback<'a> {
+    /// `#[session(default)]`: `Default::default()`.
+    DefaultTrait,
+    /// `#[session(default = "path")]`: `path()`.
+    Function(&'a Path),
+    /// An `Option<T>` field without a default: `None`.
+    OptionNone,
+}
+
+impl<'a> Field<'a> {
+    fn from_syn(field: &'a syn::Field, errors: &mut Vec<syn::Error>) -> Self {
+        let ident = field.ident.as_ref().expect("named fields have names");
+        let attrs = attr::field(&field.attrs, errors);
+        let name = ident.unraw().to_string();
+        let key = match &attrs.rename {
             Some(rename) => rename.value(),
-            // `r#type` is stored under "type", as serde names it.
-            None => {
-                let name = self.ident.to_string();
-                name.strip_prefix("r#").map_or(name.clone(), str::to_owned)
-            }
+            None => name.clone(),
+        };
+        Self {
+            ident,
+            vis: &field.vis,
+            ty: &field.ty,
+            attrs,
+            name,
+            key,
+            is_option: is_option(&field.ty),
         }
     }
 
@@ -52,10 +81,13 @@ impl Field<'_> {
         }
     }
 
+    /// How the field reads when its key has no value: a default wins over
+    /// `Option`'s `None`.
     pub fn missing(&self) -> Missing<'_> {
         match (&self.attrs.default, self.is_option) {
-            (Some(default), _) => Missing::Default(default),
-            (None, true) => Missing::None,
+            (Some(DefaultAttr::Trait), _) => Missing::Fallback(Fallback::DefaultTrait),
+            (Some(DefaultAttr::Function(path)), _) => Missing::Fallback(Fallback::Function(path)),
+            (None, true) => Missing::Fallback(Fallback::OptionNone),
             (None, false) => Missing::Required,
         }
     }
@@ -101,12 +133,7 @@ impl<'a> Input<'a> {
         let fields = fields
             .named
             .iter()
-            .map(|field| Field {
-                ident: field.ident.as_ref().expect("named fields have names"),
-                ty: &field.ty,
-                attrs: attr::field(&field.attrs, errors),
-                is_option: is_option(&field.ty),
-            })
+            .map(|field| Field::from_syn(field, errors))
             .collect();
         Ok(Self {
             ident: &node.ident,

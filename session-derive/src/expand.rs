@@ -7,8 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, parse_quote};
 
-use crate::ast::{Field, Input, Missing};
-use crate::attr::DefaultAttr;
+use crate::ast::{Fallback, Field, Input, Missing};
 
 pub fn derive(node: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Vec::new();
@@ -36,7 +35,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
         Some((seconds, _)) => quote!(::core::option::Option::Some(#seconds)),
         None => quote!(::core::option::Option::None),
     };
-    let keys: Vec<String> = input.fields.iter().map(Field::key).collect();
+    let keys = input.fields.iter().map(|field| &field.key);
     let accessors = input
         .fields
         .iter()
@@ -44,14 +43,14 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let key_types = input
         .fields
         .iter()
-        .map(|field| key_type(field, ident, vis, &krate));
+        .map(|field| key_type(field, ident, &krate));
     let reads = input.fields.iter().map(|field| {
         let name = field.ident;
         let key = key_ident(ident, field);
         let read = match field.missing() {
             Missing::Required => quote!(fields.require::<#key>()?),
-            missing => {
-                let default = default_fn(&missing);
+            Missing::Fallback(fallback) => {
+                let default = fallback_fn(&fallback);
                 quote!(fields.get_or_else::<#key>(#default))
             }
         };
@@ -70,17 +69,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     quote! {
         const _: () = {
             #[doc = #view_doc]
-            #vis struct #view(#krate::Fields<#ident>);
-
-            impl #krate::SessionView<#ident> for #view {
-                fn from_fields(fields: #krate::Fields<#ident>) -> Self {
-                    Self(fields)
-                }
-
-                fn fields(&self) -> &#krate::Fields<#ident> {
-                    &self.0
-                }
-            }
+            #vis struct #view(#krate::__private::Fields<#ident>);
 
             #(#key_types)*
 
@@ -93,13 +82,21 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 const KEYS: &'static [&'static str] = &[#(#keys),*];
                 type View = #view;
 
+                fn view(fields: #krate::__private::Fields<Self>) -> #view {
+                    #view(fields)
+                }
+
+                fn fields(view: &#view) -> &#krate::__private::Fields<Self> {
+                    &view.0
+                }
+
                 fn read(
-                    fields: &#krate::Fields<Self>,
+                    fields: &#krate::__private::Fields<Self>,
                 ) -> ::core::result::Result<Self, #krate::MissingField> {
                     ::core::result::Result::Ok(Self { #(#reads,)* })
                 }
 
-                fn write(&self, fields: &#krate::Fields<Self>) {
+                fn write(&self, fields: &#krate::__private::Fields<Self>) {
                     #(#writes)*
                 }
             }
@@ -110,29 +107,28 @@ fn expand(input: &Input<'_>) -> TokenStream {
 /// The name of the type that stands for `field`'s key. It lives in the
 /// derive's anonymous `const` block, so it cannot clash with user names.
 fn key_ident(data: &syn::Ident, field: &Field<'_>) -> syn::Ident {
-    let name = field.ident.to_string();
-    format_ident!("__{}Key_{}", data, name.strip_prefix("r#").unwrap_or(&name))
+    format_ident!("__{}Key_{}", data, field.name)
 }
 
 /// The type standing for `field`'s key. Its `Value` is spanned on the
 /// field's type, so a type that cannot be stored in a session is reported
 /// there, once.
-fn key_type(
-    field: &Field<'_>,
-    data: &syn::Ident,
-    vis: &syn::Visibility,
-    krate: &syn::Path,
-) -> TokenStream {
+///
+/// It is private (visible in the struct's module) whatever the field's
+/// visibility, and appears in no signature: a `pub` one would implement the
+/// public `FieldKey` with `Data` or `Value` a private type (E0446) as soon as
+/// a field is more visible than its struct or its type.
+fn key_type(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
     let key_type = key_ident(data, field);
-    let key = field.key();
+    let key = &field.key;
     let ty = field.ty;
     let value = quote_spanned!(ty.span()=> type Value = #ty;);
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
-        #vis struct #key_type;
+        struct #key_type;
 
-        impl #krate::FieldKey for #key_type {
+        impl #krate::__private::FieldKey for #key_type {
             type Data = #data;
             #value
             const KEY: &'static str = #key;
@@ -141,25 +137,26 @@ fn key_type(
 }
 
 /// The closure that gives a missing field its value.
-fn default_fn(missing: &Missing<'_>) -> TokenStream {
-    match missing {
-        Missing::Default(DefaultAttr::Trait) => quote!(::core::default::Default::default),
-        Missing::Default(DefaultAttr::Function(path)) => quote!(#path),
-        Missing::None => quote!(|| ::core::option::Option::None),
-        Missing::Required => unreachable!("required fields have no default"),
+fn fallback_fn(fallback: &Fallback<'_>) -> TokenStream {
+    match fallback {
+        Fallback::DefaultTrait => quote!(::core::default::Default::default),
+        Fallback::Function(path) => quote!(#path),
+        Fallback::OptionNone => quote!(|| ::core::option::Option::None),
     }
 }
 
-/// A getter, a setter and a mutable accessor for `field`.
+/// A getter, a setter and a mutable accessor for `field`, each as visible
+/// as the field: a private field's accessors are usable in the struct's
+/// module only, as the field is.
 fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
+    let vis = field.vis;
     let ty = field.ty;
     let name = field.ident;
-    let plain = name.to_string();
-    let plain = plain.strip_prefix("r#").unwrap_or(&plain);
+    let plain = &field.name;
     let setter = format_ident!("set_{}", plain);
     let mutable = format_ident!("{}_mut", plain);
     let key_type = key_ident(data, field);
-    let key = field.key();
+    let key = &field.key;
     let set_doc =
         format!("Sets `{plain}` (session key `\"{key}\"`), marking only that key changed.");
     let mut_doc = format!(
@@ -175,22 +172,22 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
             (
                 quote! {
                     #[doc = #get_doc]
-                    pub fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
+                    #vis fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
                         self.0.require::<#key_type>()
                     }
                 },
                 quote! {
                     #[doc = #mut_doc]
-                    pub fn #mutable(
+                    #vis fn #mutable(
                         &self,
-                    ) -> ::core::result::Result<#krate::FieldMut<'_, #key_type>, #krate::MissingField> {
+                    ) -> ::core::result::Result<#krate::FieldMut<'_, #data, #ty>, #krate::MissingField> {
                         ::core::result::Result::Ok(self.0.field_mut::<#key_type>(self.#name()?))
                     }
                 },
             )
         }
-        missing => {
-            let default = default_fn(&missing);
+        Missing::Fallback(fallback) => {
+            let default = fallback_fn(&fallback);
             let get_doc = format!(
                 "`{plain}` (session key `\"{key}\"`); its default when the key has no value, \
                  or a value that no longer fits the type."
@@ -198,13 +195,13 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
             (
                 quote! {
                     #[doc = #get_doc]
-                    pub fn #name(&self) -> #ty {
+                    #vis fn #name(&self) -> #ty {
                         self.0.get_or_else::<#key_type>(#default)
                     }
                 },
                 quote! {
                     #[doc = #mut_doc]
-                    pub fn #mutable(&self) -> #krate::FieldMut<'_, #key_type> {
+                    #vis fn #mutable(&self) -> #krate::FieldMut<'_, #data, #ty> {
                         self.0.field_mut::<#key_type>(self.#name())
                     }
                 },
@@ -215,7 +212,7 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
         #getter
 
         #[doc = #set_doc]
-        pub fn #setter(&self, value: #ty) {
+        #vis fn #setter(&self, value: #ty) {
             self.0.set::<#key_type>(&value);
         }
 

@@ -2,10 +2,11 @@
 //! map. Use it through the `typed-sessions` crate, which re-exports it and
 //! documents it.
 //!
-//! The derive reads like the derives it learns from: [`ast`] turns the input
-//! into this crate's model (with [`attr`] parsing `#[session(...)]`),
-//! [`valid`] finds every mistake before any code is generated, and
-//! [`expand`] writes the code.
+//! The derive reads like the derives it learns from: `ast.rs` turns the
+//! input into this crate's model (with `attr.rs` parsing `#[session(...)]`),
+//! `valid.rs` finds every mistake before any code is generated, and
+//! `expand.rs` writes the code. (The modules are private, so these are
+//! file names, not links: this page is what a user of the macro sees.)
 
 #![forbid(unsafe_code)]
 

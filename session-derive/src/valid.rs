@@ -35,10 +35,10 @@ impl Input<'_> {
                  cannot hold anything",
             ));
         }
-        let mut keys: HashMap<String, &syn::Ident> = HashMap::new();
+        let mut keys: HashMap<&str, &syn::Ident> = HashMap::new();
         let mut methods: HashMap<String, &syn::Ident> = HashMap::new();
         for field in &self.fields {
-            let key = field.key();
+            let key = &field.key;
             if let Some(rename) = &field.attrs.rename
                 && key.is_empty()
             {
@@ -48,7 +48,7 @@ impl Input<'_> {
                 ));
                 continue;
             }
-            if let Some(first) = keys.get(&key) {
+            if let Some(first) = keys.get(key.as_str()) {
                 errors.push(syn::Error::new(
                     field.key_span(),
                     format!(
@@ -58,11 +58,10 @@ impl Input<'_> {
                     ),
                 ));
             } else {
-                keys.insert(key, field.ident);
+                keys.insert(key.as_str(), field.ident);
             }
-            let name = field.ident.to_string();
-            let name = name.strip_prefix("r#").unwrap_or(&name);
-            if TYPED_SESSION_METHODS.contains(&name) {
+            let name = &field.name;
+            if TYPED_SESSION_METHODS.contains(&name.as_str()) {
                 errors.push(syn::Error::new(
                     field.ident.span(),
                     format!(
@@ -71,11 +70,7 @@ impl Input<'_> {
                     ),
                 ));
             }
-            for method in [
-                name.to_owned(),
-                format!("set_{name}"),
-                format!("{name}_mut"),
-            ] {
+            for method in [name.clone(), format!("set_{name}"), format!("{name}_mut")] {
                 if let Some(first) = methods.get(&method) {
                     errors.push(syn::Error::new(
                         field.ident.span(),

@@ -182,9 +182,15 @@ pub use storage::{
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};
-pub use typed::{
-    FieldKey, FieldMut, Fields, MissingField, SessionData, SessionField, SessionView, TypedSession,
-};
+pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see
 /// [`TypedSession`] and the crate documentation.
 pub use typed_sessions_derive::Session;
+
+/// What the code of `#[derive(Session)]` names and users do not: public
+/// only so that the generated code reaches it. Not part of the API; it may
+/// change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::typed::{FieldKey, Fields, SessionField};
+}

@@ -19,7 +19,8 @@ use crate::extract::SessionRejection;
 use crate::session::Session;
 
 /// A struct whose fields are keys of the session map. Implemented by
-/// `#[derive(Session)]`; not meant to be implemented by hand.
+/// [`#[derive(Session)]`](derive@crate::Session); not meant to be
+/// implemented by hand.
 pub trait SessionData: Sized + 'static {
     /// The struct's `#[session(max_age = …)]` in seconds: when a typed
     /// accessor of this struct writes, the session's max age becomes this.
@@ -27,22 +28,25 @@ pub trait SessionData: Sized + 'static {
     /// The session keys of the fields, in declaration order.
     const KEYS: &'static [&'static str];
     /// The generated accessors, reached through `TypedSession<Self>`.
-    type View: SessionView<Self>;
+    type View;
+
+    /// The accessors over `fields`. Called by [`TypedSession`].
+    #[doc(hidden)]
+    fn view(fields: Fields<Self>) -> Self::View;
+
+    /// The typed handle the accessors hold.
+    #[doc(hidden)]
+    fn fields(view: &Self::View) -> &Fields<Self>;
 
     /// Reads every field: a missing key gives the field's default, and a
-    /// field without one is an error.
+    /// field without one is an error. Called by [`TypedSession::get`].
+    #[doc(hidden)]
     fn read(fields: &Fields<Self>) -> Result<Self, MissingField>;
 
-    /// Writes every field whose value differs from the stored one.
+    /// Writes every field whose value differs from the stored one. Called
+    /// by [`TypedSession::set`].
+    #[doc(hidden)]
     fn write(&self, fields: &Fields<Self>);
-}
-
-/// The accessors `#[derive(Session)]` generates for a struct.
-pub trait SessionView<T: SessionData> {
-    /// Wraps the typed handle.
-    fn from_fields(fields: Fields<T>) -> Self;
-    /// The typed handle.
-    fn fields(&self) -> &Fields<T>;
 }
 
 /// Marks the types a session field can have: any
@@ -137,7 +141,7 @@ impl<T: SessionData> Fields<T> {
     /// serializes to `null` (an `Option` field set to `None`) removes the
     /// key, which reads back as the field's default.
     pub fn set<K: FieldKey<Data = T>>(&self, value: &K::Value) {
-        if let Some(json) = Self::to_json::<K>(value) {
+        if let Some(json) = Self::json_or_log(K::KEY, serde_json::to_value(value)) {
             self.store(K::KEY, json);
         }
     }
@@ -145,7 +149,7 @@ impl<T: SessionData> Fields<T> {
     /// Stores the field only if it differs from the stored value; returns
     /// whether it did.
     pub fn set_if_changed<K: FieldKey<Data = T>>(&self, value: &K::Value) -> bool {
-        let Some(json) = Self::to_json::<K>(value) else {
+        let Some(json) = Self::json_or_log(K::KEY, serde_json::to_value(value)) else {
             return false;
         };
         let unchanged = match self.session.get_value(K::KEY) {
@@ -160,20 +164,24 @@ impl<T: SessionData> Fields<T> {
 
     /// A guard that dereferences to `value` and, when dropped, stores it as
     /// the field if it changed.
-    pub fn field_mut<K: FieldKey<Data = T>>(&self, value: K::Value) -> FieldMut<'_, K> {
+    pub fn field_mut<K: FieldKey<Data = T>>(&self, value: K::Value) -> FieldMut<'_, T, K::Value> {
         let original = serde_json::to_value(&value).ok();
         FieldMut {
             fields: self,
+            key: K::KEY,
             value,
             original,
+            to_json: |value| serde_json::to_value(value),
         }
     }
 
-    fn to_json<K: FieldKey<Data = T>>(value: &K::Value) -> Option<Value> {
-        serde_json::to_value(value)
+    /// A field's value as JSON, or `None` when it could not be serialized
+    /// (logged as an error): the key is then left unchanged.
+    fn json_or_log(key: &'static str, serialized: serde_json::Result<Value>) -> Option<Value> {
+        serialized
             .inspect_err(|error| {
                 tracing::error!(
-                    key = K::KEY,
+                    key,
                     data = std::any::type_name::<T>(),
                     %error,
                     "session field cannot be serialized to JSON; the key is left unchanged"
@@ -214,7 +222,9 @@ impl<T> fmt::Debug for Fields<T> {
 
 /// A field's value, borrowed for changing in place; stored back into the
 /// session (marking only its key changed) when dropped, if it changed: a
-/// guard only read from writes nothing.
+/// guard only read from writes nothing. `T` is the struct, `V` the field's
+/// type: `count_mut()` of `Visit`'s `count: u64` returns
+/// `FieldMut<'_, Visit, u64>`.
 ///
 /// ```
 /// # use typed_sessions::{Session, TypedSession};
@@ -224,44 +234,52 @@ impl<T> fmt::Debug for Fields<T> {
 ///     *visit.count_mut() += 1;
 /// }
 /// ```
-pub struct FieldMut<'a, K: FieldKey> {
-    fields: &'a Fields<K::Data>,
-    value: K::Value,
+// Typed by the field's value, not by its generated key type: the key type
+// is private to the struct's module, and an accessor as visible as its
+// field could not return a type naming it.
+pub struct FieldMut<'a, T: SessionData, V> {
+    fields: &'a Fields<T>,
+    key: &'static str,
+    value: V,
     /// The value as it was handed out, to tell a change from a read.
     original: Option<Value>,
+    /// `V`'s serializer, taken where `V: Serialize` is known. A bound on
+    /// `V` here would be checked again in every `_mut` accessor's
+    /// signature, adding a second error at `#[derive(Session)]` to the one
+    /// at the field's type when the type is not `Serialize`.
+    to_json: fn(&V) -> serde_json::Result<Value>,
 }
 
-impl<K: FieldKey> Deref for FieldMut<'_, K> {
-    type Target = K::Value;
+impl<T: SessionData, V> Deref for FieldMut<'_, T, V> {
+    type Target = V;
 
-    fn deref(&self) -> &K::Value {
+    fn deref(&self) -> &V {
         &self.value
     }
 }
 
-impl<K: FieldKey> DerefMut for FieldMut<'_, K> {
-    fn deref_mut(&mut self) -> &mut K::Value {
+impl<T: SessionData, V> DerefMut for FieldMut<'_, T, V> {
+    fn deref_mut(&mut self) -> &mut V {
         &mut self.value
     }
 }
 
-impl<K: FieldKey> Drop for FieldMut<'_, K> {
+impl<T: SessionData, V> Drop for FieldMut<'_, T, V> {
     fn drop(&mut self) {
-        let unchanged =
-            self.original.is_some() && serde_json::to_value(&self.value).ok() == self.original;
-        if !unchanged {
-            self.fields.set::<K>(&self.value);
+        let serialized = (self.to_json)(&self.value);
+        if self.original.is_some() && serialized.as_ref().ok() == self.original.as_ref() {
+            return;
+        }
+        if let Some(json) = Fields::<T>::json_or_log(self.key, serialized) {
+            self.fields.store(self.key, json);
         }
     }
 }
 
-impl<K: FieldKey> fmt::Debug for FieldMut<'_, K>
-where
-    K::Value: fmt::Debug,
-{
+impl<T: SessionData, V: fmt::Debug> fmt::Debug for FieldMut<'_, T, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FieldMut")
-            .field("key", &K::KEY)
+            .field("key", &self.key)
             .field("value", &self.value)
             .finish()
     }
@@ -270,9 +288,9 @@ where
 /// The session seen through the struct `T`: an axum extractor.
 ///
 /// It dereferences to `T`'s generated accessors (`field()`,
-/// `set_field(value)`, `field_mut()`), and offers the whole struct
-/// ([`TypedSession::get`], [`TypedSession::set`]) and the session's life
-/// cycle. Several typed sessions and the dynamic [`Session`] may be used in
+/// `set_field(value)`, `field_mut()`, each as visible as its field), and
+/// offers the whole struct ([`TypedSession::get`], [`TypedSession::set`])
+/// and the session's life cycle. Several typed sessions and the dynamic [`Session`] may be used in
 /// one request: they share one map, loaded once, and see each other's
 /// changes.
 ///
@@ -302,24 +320,24 @@ impl<T: SessionData> TypedSession<T> {
     /// `session` seen through `T`.
     pub fn from_session(session: Session) -> Self {
         Self {
-            view: T::View::from_fields(Fields::new(session)),
+            view: T::view(Fields::new(session)),
         }
     }
 
     /// The dynamic session underneath, the same map.
     pub fn session(&self) -> &Session {
-        self.view.fields().session()
+        T::fields(&self.view).session()
     }
 
     /// Every field of `T` read at once.
     pub fn get(&self) -> Result<T, MissingField> {
-        T::read(self.view.fields())
+        T::read(T::fields(&self.view))
     }
 
     /// Writes every field of `value`, marking changed only the keys whose
     /// values differ from the stored ones.
     pub fn set(&self, value: &T) {
-        value.write(self.view.fields());
+        value.write(T::fields(&self.view));
     }
 
     /// See [`Session::invalidate`].
@@ -348,7 +366,7 @@ impl<T: SessionData> Deref for TypedSession<T> {
 
 impl<T: SessionData> fmt::Debug for TypedSession<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.view.fields(), f)
+        fmt::Debug::fmt(T::fields(&self.view), f)
     }
 }
 
