@@ -1,9 +1,9 @@
-//! What only the in-memory store does: records, merges and purges.
+//! What only the in-memory store does: records and purges (merges
+//! of concurrent writes are in `concurrency.rs`).
 
 use std::sync::Arc;
 
 use axum::routing::post;
-use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
@@ -58,31 +58,6 @@ async fn expired_records_are_purged() {
         app.session_with(r#"{"a": 3}"#).await;
     }
     assert_eq!(store.len(), 16, "the two expired records are gone");
-}
-
-#[tokio::test]
-async fn concurrent_changes_to_different_keys_of_one_session_are_all_kept() {
-    let store = MemoryStorage::new();
-    let app = Arc::new(app_on(&store, None).await);
-    let cookie = app.session_with(r#"{"start": true}"#).await;
-    let writers = (0..20).map(|i| {
-        let app = app.clone();
-        let cookie = cookie.clone();
-        tokio::spawn(async move {
-            let reply = app
-                .patch(Some(&cookie), &format!(r#"{{"key{i}": {i}}}"#))
-                .await;
-            assert_eq!(reply.status, 200);
-        })
-    });
-    for writer in writers.collect::<Vec<_>>() {
-        writer.await.unwrap();
-    }
-    let data = app.get("/session", Some(&cookie)).await.data();
-    assert_eq!(data["start"], true);
-    for i in 0..20 {
-        assert_eq!(data[format!("key{i}")], json!(i), "key{i} lost: {data}");
-    }
 }
 
 #[tokio::test]

@@ -1,8 +1,7 @@
 //! What only server-side stores on real servers do: records deleted, TTLs,
-//! forged ids, merges of concurrent writes, key spreading, and recovery
-//! from a server that dies.
+//! forged ids, key spreading, and recovery from a server that dies (merges
+//! of concurrent writes are in `concurrency.rs`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -89,7 +88,6 @@ for_every_server_store!(
     records_are_deleted_on_invalidate_and_login,
     ttl_matches_max_age,
     forged_ids_leave_no_record,
-    concurrent_requests_on_different_keys_all_keep_their_key,
 );
 
 async fn records_are_deleted_on_invalidate_and_login(store: Store) {
@@ -154,28 +152,6 @@ async fn forged_ids_leave_no_record(store: Store) {
     assert_ne!(issued, forged);
     assert!(!probe.exists(forged), "no record under the forged id");
     assert!(probe.exists(&issued));
-}
-
-async fn concurrent_requests_on_different_keys_all_keep_their_key(store: Store) {
-    let app = Arc::new(TestApp::conformance(settings(store)).await);
-    let cookie = app.session_with(r#"{"start": true}"#).await;
-    let writers = (0..12).map(|i| {
-        let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move {
-            let reply = app
-                .patch(Some(&cookie), &format!(r#"{{"key{i}": {i}}}"#))
-                .await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-        })
-    });
-    for writer in writers.collect::<Vec<_>>() {
-        writer.await.unwrap();
-    }
-    let data = app.get("/session", Some(&cookie)).await.data();
-    assert_eq!(data["start"], true);
-    for i in 0..12 {
-        assert_eq!(data[format!("key{i}")], json!(i), "key{i} lost: {data}");
-    }
 }
 
 #[tokio::test]
