@@ -47,27 +47,77 @@ impl Probe {
         }
     }
 
-    /// The record's remaining TTL in seconds, `None` if there is no record.
-    fn ttl(&self, cookie: &str) -> Option<u64> {
+    /// What the servers hold under the key of `cookie`'s record. Every
+    /// server must answer (a failed query is not an absent record): on
+    /// Redis the node that owns the key with its TTL, the others with a
+    /// redirection; on Memcached each server with a hit or a miss.
+    fn stored(&self, cookie: &str) -> Stored {
         let key = record_key(&self.prefix, cookie);
-        self.ports().into_iter().find_map(|port| {
-            if self.store == Store::Memcached {
-                let answer = ask_all(port, &format!("mg {key} t"));
-                let line = answer.lines().next()?;
-                line.strip_prefix("HD t")?.trim().parse().ok()
+        let mut found = Vec::new();
+        for port in self.ports() {
+            let answer = if self.store == Store::Memcached {
+                ask_all(port, &format!("mg {key} t"))
             } else {
-                // On a cluster only the node that owns the key answers with
-                // a number; the others redirect.
-                let answer = ask_all(port, &format!("TTL {key}"));
-                let ttl: i64 = answer.lines().next()?.strip_prefix(':')?.parse().ok()?;
-                u64::try_from(ttl).ok()
-            }
-        })
+                ask_all(port, &format!("TTL {key}"))
+            };
+            let line = answer.lines().next().unwrap_or_default();
+            let stored = if self.store == Store::Memcached {
+                match line.strip_prefix("HD t") {
+                    Some("-1") => Some(Stored::Forever),
+                    Some(ttl) => {
+                        Some(Stored::Expires(ttl.parse().unwrap_or_else(|_| {
+                            panic!("memcached on {port} answered {line:?}")
+                        })))
+                    }
+                    None if line == "EN" => None,
+                    None => panic!("memcached on {port} answered {answer:?}"),
+                }
+            } else {
+                match line.strip_prefix(':') {
+                    Some("-2") => Some(Stored::Absent),
+                    Some("-1") => Some(Stored::Forever),
+                    Some(ttl) => {
+                        Some(Stored::Expires(ttl.parse().unwrap_or_else(|_| {
+                            panic!("Redis on {port} answered {line:?}")
+                        })))
+                    }
+                    None if line.starts_with("-MOVED ") => None,
+                    None => panic!("Redis on {port} answered {answer:?}"),
+                }
+            };
+            found.extend(stored);
+        }
+        match (self.store, found.as_slice()) {
+            (Store::Memcached, []) => Stored::Absent,
+            (_, [stored]) => *stored,
+            (_, []) => panic!("no Redis node answers for {key}"),
+            _ => panic!("several servers answer for {key}: {found:?}"),
+        }
+    }
+
+    /// The record's remaining TTL in seconds, `None` if there is no record;
+    /// a record without expiry fails the test.
+    fn ttl(&self, cookie: &str) -> Option<u64> {
+        match self.stored(cookie) {
+            Stored::Absent => None,
+            Stored::Expires(ttl) => Some(ttl),
+            Stored::Forever => panic!("a record stored without expiry"),
+        }
     }
 
     fn exists(&self, cookie: &str) -> bool {
-        self.ttl(cookie).is_some()
+        self.stored(cookie) != Stored::Absent
     }
+}
+
+/// What a server holds under one key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stored {
+    Absent,
+    /// A record without expiry.
+    Forever,
+    /// A record that expires in this many seconds.
+    Expires(u64),
 }
 
 macro_rules! for_every_server_store {
