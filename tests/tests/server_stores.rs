@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_examples::conformance::Settings;
+use session_tests::counters::{RedisCalls, calls};
 use session_tests::servers::{
     Memcached, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
 };
@@ -211,23 +212,7 @@ async fn malformed_ids_never_reach_redis() {
     let mut settings = settings(Store::Redis);
     settings.redis_url = server.url();
     let app = TestApp::conformance(settings).await;
-    let calls = || {
-        let stats = server.command("INFO commandstats");
-        stats
-            .lines()
-            .filter_map(|line| {
-                line.split_once("calls=")?
-                    .1
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>()
-    };
-    // What asking costs by itself (the INFO and QUIT of one probe).
-    let probe_cost = calls().abs_diff(calls());
-    let before = calls();
+    let mut counter = RedisCalls::new(&[server.port]);
     for bad in [
         "short",
         "../../etc/passwd",
@@ -238,10 +223,15 @@ async fn malformed_ids_never_reach_redis() {
         assert_eq!(reply.json()["new"], true);
     }
     assert_eq!(
-        calls() - before,
-        probe_cost,
+        counter.since_last(),
+        calls(&[]),
         "a malformed cookie reached Redis"
     );
+    // The control: a well-formed id the store does not hold is looked up,
+    // and the counter sees it.
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(app.get("/session", Some(unknown)).await.json()["new"], true);
+    assert_eq!(counter.since_last(), calls(&[("hgetall", 1)]));
 }
 
 #[tokio::test]
@@ -298,7 +288,8 @@ async fn the_redis_database_of_the_url_is_used() {
 
 #[tokio::test]
 async fn ttl_refresh_on_read_extends_the_record_without_a_write() {
-    let server = shared_redis();
+    // A server of its own, to count the commands of one read.
+    let server = RedisServer::start();
     let prefix = unique_prefix();
     let storage = RedisStorage::connect(&server.url())
         .await
@@ -310,11 +301,26 @@ async fn ttl_refresh_on_read_extends_the_record_without_a_write() {
     let app = TestApp::conformance_on(settings, AnyStorage::new(storage), |routes| routes).await;
     let cookie = app.session_with(r#"{"a": 1}"#).await;
     let key = record_key(&prefix, &cookie);
+    // A first read loads the script into Redis, a one-off cost.
+    assert_eq!(app.get("/session", Some(&cookie)).await.status, 200);
     // As if 60 seconds had passed.
     server.command(&format!("EXPIRE {key} 40"));
     app.clock.advance(60);
+    let mut counter = RedisCalls::new(&[server.port]);
     let reply = app.get("/session", Some(&cookie)).await;
     assert_eq!(reply.data(), json!({"a": 1}));
+    assert_eq!(
+        counter.since_last(),
+        calls(&[
+            ("evalsha", 1),
+            ("hgetall", 1),
+            ("hget", 1),
+            ("hset", 1),
+            ("expire", 1),
+        ]),
+        "one script that reads, moves the last activity and sets the TTL; \
+         no save (its script would set the fields and the TTL again)"
+    );
     assert_eq!(reply.new_cookie(), cookie, "the same id, sent again");
     let attributes = reply.cookie_attributes();
     assert!(
