@@ -263,16 +263,6 @@ impl RedisServer {
         Self { port, process }
     }
 
-    /// Starts a server that accepts `DEBUG SLEEP`, to play a slow store.
-    pub fn start_debuggable() -> Self {
-        let (port, process) = launch_redis_on_a_free_port(0, |_| {
-            let mut args = redis_args(&scratch_dir("redis"));
-            args.extend(["--enable-debug-command".to_owned(), "yes".to_owned()]);
-            args
-        });
-        Self { port, process }
-    }
-
     /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

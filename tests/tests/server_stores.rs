@@ -2,8 +2,10 @@
 //! forged ids, key spreading, and recovery from a server that dies (merges
 //! of concurrent writes are in `concurrency.rs`).
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use session_examples::conformance::Settings;
@@ -465,35 +467,31 @@ async fn a_session_over_the_memcached_item_size_fails_before_anything_is_sent() 
 
 #[tokio::test]
 async fn a_redis_slower_than_the_command_timeout_gives_503s_then_recovers() {
-    let server = RedisServer::start_debuggable();
+    let server = RedisServer::start();
     let mut settings = settings(Store::Redis);
     settings.redis_url = server.url();
     let app = TestApp::conformance(settings).await;
     let cookie = app.session_with(r#"{"a": 1}"#).await;
-    // Redis answers nothing for 3 s, three times the command timeout.
-    let port = server.port;
-    let sleeper = std::thread::spawn(move || ask_all(port, "DEBUG SLEEP 3"));
-    // Wait until Redis is really asleep: a PING then gets no answer.
-    let asleep = || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        std::io::Write::write_all(&mut stream, b"PING\r\n").unwrap();
-        std::io::Read::read(&mut stream, &mut [0u8; 16]).is_err()
-    };
-    let mut tries = 0;
-    while !asleep() {
-        tries += 1;
-        assert!(tries < 50, "Redis never went to sleep");
-    }
+    // Redis holds every client's commands for 3 s, three times the command
+    // timeout. `CLIENT PAUSE` answers at once: from its answer on, the pause
+    // is on, and it lasts until at least 3 s after `paused_at`.
+    let paused_at = Instant::now();
+    let mut pause = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    pause.write_all(b"CLIENT PAUSE 3000 ALL\r\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(&pause).read_line(&mut answer).unwrap();
+    assert_eq!(answer, "+OK\r\n", "Redis paused");
     let reply = app.patch(Some(&cookie), r#"{"a": 2}"#).await;
+    let answered_after = paused_at.elapsed();
     assert_eq!(
         reply.status, 503,
         "a slow store fails the request instead of holding it"
     );
+    assert!(
+        answered_after < Duration::from_secs(3),
+        "answered after {answered_after:?}, past the pause: not the command timeout"
+    );
     assert!(reply.set_cookies().is_empty());
-    sleeper.join().unwrap();
     let mut data = None;
     for _ in 0..100 {
         let reply = app.get("/session", Some(&cookie)).await;
