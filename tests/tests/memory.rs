@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::routing::post;
+use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
@@ -44,8 +45,20 @@ async fn a_forged_id_leaves_no_record() {
     let store = MemoryStorage::new();
     let app = app_on(&store, None).await;
     let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    app.get("/session", Some(forged)).await;
-    assert!(store.is_empty());
+    let reply = app.patch(Some(forged), r#"{"a": 1}"#).await;
+    assert_eq!(reply.status, 200);
+    let issued = reply.new_cookie();
+    assert_ne!(issued, forged, "the forged id is not adopted");
+    assert_eq!(store.len(), 1, "one record, under the id the store drew");
+    assert_eq!(
+        app.get("/session", Some(forged)).await.json()["new"],
+        true,
+        "nothing is stored under the forged id"
+    );
+    assert_eq!(
+        app.get("/session", Some(&issued)).await.data(),
+        json!({"a": 1})
+    );
 }
 
 #[tokio::test]
