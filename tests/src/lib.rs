@@ -2,6 +2,7 @@
 //! and speaks plain HTTP to it, one explicit cookie at a time (no cookie
 //! jar, so every test says which cookie it replays).
 
+pub mod counters;
 pub mod servers;
 
 use std::net::SocketAddr;

@@ -5,22 +5,46 @@
 //! process ends (its stdin, a pipe from us, closes), so servers shared by a
 //! whole test binary never outlive it. A missing binary fails the test with
 //! the package to install; nothing is skipped.
+//!
+//! Ports: Memcached binds a port of the kernel's choosing and tells us which
+//! (`-p -1` with `MEMCACHED_PORT_FILENAME`). Redis cannot (`--port 0` means
+//! "no TCP"), so it gets a port that was free a moment ago; another test may
+//! take it first, so a server is only ready once the one answering on its
+//! port reports our server's pid, and a server that exits (the port was
+//! taken) is started again on another port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// How many ports a server that finds its port taken tries in all.
+const PORT_TRIES: usize = 10;
+
+/// Starts `"$@"` in the background with its output discarded, prints its
+/// pid, kills it when a line (or end of file) arrives on stdin, and exits
+/// when it exits, whichever comes first.
+const GUARD: &str = r#"
+exec 3<&0
+"$@" >/dev/null 2>&1 3<&- & server=$!
+echo "$server"
+{ read _ <&3; kill -9 "$server" 2>/dev/null; } &
+wait "$server"
+"#;
 
 /// A server process and the guard that ends it.
 pub struct Process {
     guard: Child,
     stdin: Option<ChildStdin>,
+    /// The server's own pid (not the guard's).
+    pub pid: u32,
 }
 
 impl Process {
-    fn spawn(program: &str, package: &str, args: &[String]) -> Self {
+    fn spawn(program: &str, package: &str, args: &[String], env: &[(&str, &Path)]) -> Self {
         let found = std::env::var_os("PATH").is_some_and(|path| {
             std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
         });
@@ -32,17 +56,31 @@ impl Process {
         );
         let mut guard = Command::new("sh")
             .arg("-c")
-            .arg(r#""$@" & server=$!; read _; kill -9 $server 2>/dev/null; wait $server 2>/dev/null"#)
+            .arg(GUARD)
             .arg("guard")
             .arg(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {program}: {error}"));
         let stdin = guard.stdin.take();
-        Self { guard, stdin }
+        let mut line = String::new();
+        BufReader::new(guard.stdout.take().expect("the guard's stdout"))
+            .read_line(&mut line)
+            .expect("the guard prints the server's pid");
+        let pid = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the guard printed {line:?}, not a pid"));
+        Self { guard, stdin, pid }
+    }
+
+    /// Whether the server has exited (by itself: a port already taken).
+    fn exited(&mut self) -> bool {
+        matches!(self.guard.try_wait(), Ok(Some(_)))
     }
 
     /// Kills the server and waits until it is gone.
@@ -60,8 +98,9 @@ impl Drop for Process {
     }
 }
 
-/// A loopback port nobody listens on (nor on `port + offset`, for the
-/// cluster bus), at most 55535.
+/// A loopback port nobody listened on a moment ago (nor on `port + offset`,
+/// for the cluster bus), at most 55535. Someone else may take it before it
+/// is used: servers started on it check that they got it.
 pub fn free_port(offset: u16) -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -99,9 +138,24 @@ pub fn ask_all(port: u16, command: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+/// How a server's start-up is going.
+enum Startup {
+    Ready,
+    Pending,
+    /// The server exited: its port was taken.
+    Exited,
+}
+
+/// Polls `state` until the server is ready (`true`) or has exited
+/// (`false`); a server neither ready nor gone after 20 s fails the test.
+fn wait_for(what: &str, mut state: impl FnMut() -> Startup) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
+    loop {
+        match state() {
+            Startup::Ready => return true,
+            Startup::Exited => return false,
+            Startup::Pending => {}
+        }
         assert!(
             Instant::now() < deadline,
             "{what} did not come up within 20 s"
@@ -110,11 +164,65 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    wait_for(what, || {
+        if ready() {
+            Startup::Ready
+        } else {
+            Startup::Pending
+        }
+    });
+}
+
+/// A new, empty directory of this test process.
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("typed-sessions-{name}-{}", std::process::id()));
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "typed-sessions-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
+}
+
+/// Starts `redis-server` with `args` on `port` and waits until it answers
+/// there; `None` when it exits instead (someone else has the port).
+fn launch_redis(port: u16, args: &[String]) -> Option<Process> {
+    let mut all = vec!["--port".to_owned(), port.to_string()];
+    all.extend_from_slice(args);
+    let mut process = Process::spawn("redis-server", "redis-server", &all, &[]);
+    let ours = format!("process_id:{}\r\n", process.pid);
+    let started = wait_for("redis-server", || {
+        if process.exited() {
+            Startup::Exited
+        } else if ask_all(port, "INFO server").contains(&ours) {
+            Startup::Ready
+        } else {
+            Startup::Pending
+        }
+    });
+    started.then_some(process)
+}
+
+/// Starts `redis-server` with `args` on a free port (and `port + offset`
+/// free too), trying other ports while the chosen one turns out taken.
+fn launch_redis_on_a_free_port(offset: u16, args: impl Fn(u16) -> Vec<String>) -> (u16, Process) {
+    launch_redis_on_the_first_free((0..PORT_TRIES).map(|_| free_port(offset)), args)
+}
+
+/// Starts `redis-server` with `args` on the first of `ports` it can have.
+fn launch_redis_on_the_first_free(
+    ports: impl IntoIterator<Item = u16>,
+    args: impl Fn(u16) -> Vec<String>,
+) -> (u16, Process) {
+    for port in ports {
+        if let Some(process) = launch_redis(port, &args(port)) {
+            return (port, process);
+        }
+    }
+    panic!("redis-server found every port it tried taken")
 }
 
 /// A standalone `redis-server` without persistence.
@@ -124,44 +232,34 @@ pub struct RedisServer {
     process: Process,
 }
 
+fn redis_args(dir: &Path) -> Vec<String> {
+    [
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        dir.to_str().expect("UTF-8 temp dir"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
-        Self::start_on(free_port(0))
+        let (port, process) = launch_redis_on_a_free_port(0, |_| redis_args(&scratch_dir("redis")));
+        Self { port, process }
     }
 
-    /// Starts a server on `port` (to restart one that was stopped).
+    /// Starts a server on `port` (to restart one that was stopped); fails
+    /// the test if the port has been taken since.
     pub fn start_on(port: u16) -> Self {
-        Self::start_with(port, &[])
-    }
-
-    /// Starts a server that accepts `DEBUG SLEEP`, to play a slow store.
-    pub fn start_debuggable() -> Self {
-        Self::start_with(free_port(0), &["--enable-debug-command", "yes"])
-    }
-
-    fn start_with(port: u16, extra: &[&str]) -> Self {
-        let dir = scratch_dir(&format!("redis-{port}"));
-        let args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.to_str().expect("UTF-8 temp dir"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-        let process = Process::spawn("redis-server", "redis-server", &args);
-        wait_until("redis-server", || {
-            ask(port, "PING").is_some_and(|l| l.starts_with("+PONG"))
-        });
+        let process = launch_redis(port, &redis_args(&scratch_dir("redis")))
+            .unwrap_or_else(|| panic!("redis-server could not have port {port} again"));
         Self { port, process }
     }
 
@@ -191,44 +289,22 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three nodes and joins them with `redis-cli --cluster create`.
     pub fn start() -> Self {
-        let mut ports = Vec::new();
-        while ports.len() < 3 {
-            let port = free_port(10_000);
-            if !ports.contains(&port) {
-                ports.push(port);
-            }
-        }
-        let dir = scratch_dir(&format!("cluster-{}", ports[0]));
-        let nodes: Vec<Process> = ports
-            .iter()
-            .map(|port| {
-                let args: Vec<String> = [
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    dir.to_str().expect("UTF-8 temp dir"),
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                Process::spawn("redis-server", "redis-server", &args)
+        let dir = scratch_dir("cluster");
+        let (ports, nodes): (Vec<u16>, Vec<Process>) = (0..3)
+            .map(|_| {
+                // A node also listens on its port + 10000, the cluster bus.
+                launch_redis_on_a_free_port(10_000, |port| {
+                    let mut args = vec![
+                        "--cluster-enabled".to_owned(),
+                        "yes".to_owned(),
+                        "--cluster-config-file".to_owned(),
+                        format!("nodes-{port}.conf"),
+                    ];
+                    args.extend(redis_args(&dir));
+                    args
+                })
             })
-            .collect();
-        for port in &ports {
-            wait_until("cluster node", || {
-                ask(*port, "PING").is_some_and(|l| l.starts_with("+PONG"))
-            });
-        }
+            .unzip();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for port in &ports {
@@ -274,17 +350,58 @@ pub struct Memcached {
 }
 
 impl Memcached {
-    /// Starts one on a free port.
+    /// Starts one on a port the kernel picks, and learns which.
     pub fn start() -> Self {
-        Self::start_on(free_port(0))
+        // With `-p -1` memcached binds port 0 and writes the port it got to
+        // this file (first to `FILE.lck`, then renamed: it appears whole).
+        let ports_file = scratch_dir("memcached").join("ports");
+        let mut process = Self::spawn("-1", &ports_file);
+        let mut port = None;
+        let started = wait_for("memcached", || {
+            if process.exited() {
+                return Startup::Exited;
+            }
+            port = port.or_else(|| {
+                let text = std::fs::read_to_string(&ports_file).ok()?;
+                text.lines()
+                    .find_map(|line| line.strip_prefix("TCP INET: "))
+                    .and_then(|port| port.trim().parse().ok())
+            });
+            match port {
+                Some(port) if ask(port, "version").is_some_and(|l| l.starts_with("VERSION")) => {
+                    Startup::Ready
+                }
+                _ => Startup::Pending,
+            }
+        });
+        assert!(started, "memcached exited on start-up");
+        let port = port.expect("a ready memcached has a port");
+        Self { port, process }
     }
 
-    /// Starts one on `port`.
+    /// Starts one on `port` (to restart one that was stopped); fails the
+    /// test if the port has been taken since.
     pub fn start_on(port: u16) -> Self {
+        let mut process = Self::spawn(&port.to_string(), &scratch_dir("memcached").join("ports"));
+        let ours = format!("STAT pid {}\r\n", process.pid);
+        let started = wait_for("memcached", || {
+            if process.exited() {
+                Startup::Exited
+            } else if ask_all(port, "stats").contains(&ours) {
+                Startup::Ready
+            } else {
+                Startup::Pending
+            }
+        });
+        assert!(started, "memcached could not have port {port} again");
+        Self { port, process }
+    }
+
+    fn spawn(port: &str, ports_file: &Path) -> Process {
         // As root memcached refuses to start without `-u root`.
         let args: Vec<String> = [
             "-p",
-            &port.to_string(),
+            port,
             "-l",
             "127.0.0.1",
             "-U",
@@ -297,11 +414,12 @@ impl Memcached {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let process = Process::spawn("memcached", "memcached", &args);
-        wait_until("memcached", || {
-            ask(port, "version").is_some_and(|l| l.starts_with("VERSION"))
-        });
-        Self { port, process }
+        Process::spawn(
+            "memcached",
+            "memcached",
+            &args,
+            &[("MEMCACHED_PORT_FILENAME", ports_file)],
+        )
     }
 
     /// `127.0.0.1:PORT`.
@@ -336,4 +454,43 @@ pub fn shared_redis_cluster() -> &'static RedisCluster {
 pub fn shared_memcached() -> &'static [Memcached; 2] {
     static SERVERS: OnceLock<[Memcached; 2]> = OnceLock::new();
     SERVERS.get_or_init(|| [Memcached::start(), Memcached::start()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_server_whose_port_is_taken_moves_to_the_next() {
+        let other_redis = RedisServer::start();
+        let other_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = [
+            other_redis.port,
+            other_listener.local_addr().unwrap().port(),
+        ];
+        let (port, process) =
+            launch_redis_on_the_first_free(taken.into_iter().chain([free_port(0)]), |_| {
+                redis_args(&scratch_dir("redis"))
+            });
+        assert!(!taken.contains(&port), "started on a taken port {port}");
+        assert!(
+            ask_all(port, "INFO server").contains(&format!("process_id:{}\r\n", process.pid)),
+            "another server answers on {port}"
+        );
+    }
+
+    #[test]
+    fn memcached_servers_get_ports_of_their_own() {
+        let servers = [Memcached::start(), Memcached::start()];
+        assert_ne!(servers[0].port, servers[1].port);
+        for server in &servers {
+            assert!(
+                server
+                    .stats()
+                    .contains(&format!("STAT pid {}\r\n", server.process.pid)),
+                "another server answers on {}",
+                server.port
+            );
+        }
+    }
 }

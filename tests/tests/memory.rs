@@ -1,4 +1,5 @@
-//! What only the in-memory store does: records, merges and purges.
+//! What only the in-memory store does: records, purges and eviction (merges
+//! of concurrent writes are in `concurrency.rs`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,9 @@ use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
-use typed_sessions::{AnyStorage, MemoryStorage, Session};
+use typed_sessions::{
+    AnyStorage, MemoryStorage, Session, SessionRecord, SessionStorage, StorageContext,
+};
 
 async fn app_on(store: &MemoryStorage, max_age: Option<u64>) -> TestApp {
     let mut settings = Settings::new(Store::Memory);
@@ -42,8 +45,20 @@ async fn a_forged_id_leaves_no_record() {
     let store = MemoryStorage::new();
     let app = app_on(&store, None).await;
     let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    app.get("/session", Some(forged)).await;
-    assert!(store.is_empty());
+    let reply = app.patch(Some(forged), r#"{"a": 1}"#).await;
+    assert_eq!(reply.status, 200);
+    let issued = reply.new_cookie();
+    assert_ne!(issued, forged, "the forged id is not adopted");
+    assert_eq!(store.len(), 1, "one record, under the id the store drew");
+    assert_eq!(
+        app.get("/session", Some(forged)).await.json()["new"],
+        true,
+        "nothing is stored under the forged id"
+    );
+    assert_eq!(
+        app.get("/session", Some(&issued)).await.data(),
+        json!({"a": 1})
+    );
 }
 
 #[tokio::test]
@@ -60,29 +75,70 @@ async fn expired_records_are_purged() {
     assert_eq!(store.len(), 16, "the two expired records are gone");
 }
 
+/// Stores a new session of `max_age` seconds at time 0 straight into the
+/// store; returns its cookie value.
+async fn create(store: &MemoryStorage, max_age: u64) -> String {
+    let mut record = SessionRecord::new(0, Some(max_age));
+    record.data.insert("a".to_owned(), 1.into());
+    store
+        .create(&record, &StorageContext::new("session", 0))
+        .await
+        .unwrap()
+}
+
+/// Whether the store still holds the session `value`.
+async fn holds(store: &MemoryStorage, value: &str) -> bool {
+    store
+        .load(value, &StorageContext::new("session", 0))
+        .await
+        .unwrap()
+        .is_some()
+}
+
 #[tokio::test]
-async fn concurrent_changes_to_different_keys_of_one_session_are_all_kept() {
-    let store = MemoryStorage::new();
-    let app = Arc::new(app_on(&store, None).await);
-    let cookie = app.session_with(r#"{"start": true}"#).await;
-    let writers = (0..20).map(|i| {
-        let app = app.clone();
-        let cookie = cookie.clone();
-        tokio::spawn(async move {
-            let reply = app
-                .patch(Some(&cookie), &format!(r#"{{"key{i}": {i}}}"#))
-                .await;
-            assert_eq!(reply.status, 200);
-        })
-    });
-    for writer in writers.collect::<Vec<_>>() {
-        writer.await.unwrap();
+async fn a_full_store_drops_the_records_closest_to_expiry_first() {
+    // Each of the store's sixteen parts holds four records; ids, which the
+    // store draws, decide the part, so the checks below hold whichever
+    // records share a part, as long as each part gets at least four late
+    // ones. Parts do not get equal shares (the least used gets about one id
+    // in 32), so there are 2000 late ones: 60 and more per part on average.
+    const PER_PART: usize = 4;
+    let store = MemoryStorage::new().with_max_records(16 * PER_PART);
+    // First sessions that expire soon, then sessions that expire later,
+    // each of those a second sooner than the one before.
+    let mut soon = Vec::new();
+    for i in 0..400 {
+        soon.push(create(&store, 1_000 + i).await);
     }
-    let data = app.get("/session", Some(&cookie)).await.data();
-    assert_eq!(data["start"], true);
-    for i in 0..20 {
-        assert_eq!(data[format!("key{i}")], json!(i), "key{i} lost: {data}");
+    let mut late = Vec::new();
+    for i in 0..2_000 {
+        late.push(create(&store, 100_000 - i).await);
     }
+    assert_eq!(store.len(), 16 * PER_PART, "every part is full");
+
+    let mut soon_kept = 0;
+    for value in &soon {
+        soon_kept += usize::from(holds(&store, value).await);
+    }
+    assert_eq!(
+        soon_kept, 0,
+        "each late session dropped one expiring sooner, while there were any"
+    );
+    // Closest to expiry first: each part keeps its newest session (it
+    // arrived last, nothing was dropped for it yet) and, of the others,
+    // the three expiring last, which are the first three late ones it got,
+    // so the first three late ones of the whole store, whatever their
+    // parts. Dropping the oldest first, or at random, loses them.
+    for (i, value) in late.iter().enumerate().take(PER_PART - 1) {
+        assert!(
+            holds(&store, value).await,
+            "late session {i} expires after every other of its part but was dropped"
+        );
+    }
+    assert!(
+        holds(&store, late.last().unwrap()).await,
+        "the newest session is kept"
+    );
 }
 
 #[tokio::test]

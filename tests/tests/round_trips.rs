@@ -1,210 +1,187 @@
 //! Round trips to Redis and Memcached, counted by the servers themselves
-//! (`INFO commandstats`, `stats`) around N requests: none for a request that
-//! does not use its session, one for a load, one for a save.
+//! around N requests: every command Redis ran (`INFO commandstats`, which
+//! counts the commands of a script too) and every command counter of
+//! Memcached (`stats`), each compared whole with what one request of each
+//! kind should cost. Each test has servers of its own, so nothing else is
+//! counted; connections and scripts are set up before counting starts, so
+//! what is counted is the steady state of a request, and a reconnect in
+//! the middle would show.
 
+use serde_json::json;
 use session_examples::conformance::Store;
-use session_tests::servers::{Memcached, RedisServer};
+use session_tests::counters::{Calls, MemcachedCalls, RedisCalls, calls};
+use session_tests::servers::{Memcached, RedisCluster, RedisServer};
 use session_tests::{TestApp, settings};
 use typed_sessions::{AnyStorage, RedisStorage};
 
 const N: u64 = 20;
 
-/// Calls of each command since the last `CONFIG RESETSTAT`, for the
-/// commands this crate sends (commands run inside a script are counted by
-/// Redis too: `hgetall` is top-level only when no script reads).
-struct RedisCalls {
-    hgetall: u64,
-    evalsha: u64,
-    eval: u64,
-    other_data_commands: u64,
-}
-
-fn redis_calls(server: &RedisServer) -> RedisCalls {
-    let stats = server.command("INFO commandstats");
-    let calls = |name: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0)
+/// The conformance app on Redis at `urls` (one URL: standalone; several:
+/// cluster seed nodes).
+async fn redis_app(urls: &[String], refresh_on_read: bool) -> TestApp {
+    let storage = match urls {
+        [url] => RedisStorage::connect(url).await,
+        nodes => RedisStorage::connect_cluster(nodes).await,
     };
-    let bookkeeping = [
-        "config|resetstat",
-        "info",
-        "quit",
-        "ping",
-        "hello",
-        "client|setinfo",
-        "select",
-    ];
-    let everything: u64 = stats
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            let count: u64 = rest.split(',').next()?.parse().ok()?;
-            (!bookkeeping.contains(&name)).then_some(count)
-        })
-        .sum();
-    let (hgetall, evalsha, eval) = (calls("hgetall"), calls("evalsha"), calls("eval"));
-    RedisCalls {
-        hgetall,
-        evalsha,
-        eval,
-        other_data_commands: everything.saturating_sub(hgetall + evalsha + eval),
-    }
-}
-
-async fn redis_app(server: &RedisServer, refresh_on_read: bool) -> TestApp {
-    let storage = RedisStorage::connect(&server.url())
-        .await
-        .unwrap()
-        .with_ttl_refresh_on_read(refresh_on_read);
+    let storage = storage.unwrap().with_ttl_refresh_on_read(refresh_on_read);
     TestApp::conformance_on(settings(Store::Redis), AnyStorage::new(storage), |routes| {
         routes
     })
     .await
 }
 
-#[tokio::test]
-async fn redis_costs_nothing_untouched_one_round_trip_to_load_and_one_to_save() {
-    let server = RedisServer::start();
-    let app = redis_app(&server, false).await;
-    // The first save loads the scripts into Redis; count the steady state.
-    let cookie = app.session_with(r#"{"count": 0}"#).await;
-    app.post("/session/incr?key=count", Some(&cookie), "").await;
-
-    server.command("CONFIG RESETSTAT");
-    for _ in 0..N {
-        assert_eq!(app.get("/untouched", Some(&cookie)).await.status, 200);
-    }
-    let calls = redis_calls(&server);
-    assert_eq!(
-        (
-            calls.hgetall,
-            calls.evalsha + calls.eval + calls.other_data_commands
-        ),
-        (0, 0),
-        "untouched"
-    );
-
-    server.command("CONFIG RESETSTAT");
-    for _ in 0..N {
-        assert_eq!(app.get("/session", Some(&cookie)).await.status, 200);
-    }
-    let calls = redis_calls(&server);
-    assert_eq!(calls.hgetall, N, "one HGETALL per read-only request");
-    assert_eq!(
-        calls.evalsha + calls.eval + calls.other_data_commands,
-        0,
-        "a read writes nothing"
-    );
-
-    server.command("CONFIG RESETSTAT");
-    for _ in 0..N {
-        assert_eq!(
-            app.post("/session/incr?key=count", Some(&cookie), "")
-                .await
-                .status,
-            200
-        );
-    }
-    let calls = redis_calls(&server);
-    assert_eq!(calls.hgetall, N, "one round trip to load");
-    assert_eq!(calls.evalsha, N, "one round trip to save");
-    assert_eq!(calls.eval, 0, "the script is cached: EVALSHA, not EVAL");
-
-    server.command("CONFIG RESETSTAT");
-    for _ in 0..N {
-        assert_eq!(
-            app.post("/session/incr?key=count", None, "").await.status,
-            200
-        );
-    }
-    let calls = redis_calls(&server);
-    assert_eq!(
-        (calls.hgetall, calls.evalsha),
-        (0, N),
-        "no cookie: no load, one save"
-    );
-}
-
-#[tokio::test]
-async fn redis_ttl_refresh_on_read_costs_one_round_trip_per_read() {
-    let server = RedisServer::start();
-    let app = redis_app(&server, true).await;
-    let cookie = app.session_with(r#"{"count": 0}"#).await;
-    app.get("/session", Some(&cookie)).await;
-
-    server.command("CONFIG RESETSTAT");
-    for _ in 0..N {
-        let reply = app.get("/session", Some(&cookie)).await;
-        assert!(reply.set_cookies().is_empty());
-    }
-    assert_eq!(
-        redis_calls(&server).evalsha,
-        N,
-        "one script per read, which reads and refreshes"
-    );
-}
-
-/// Memcached's own counters of reads and writes.
-fn memcached_counts(server: &Memcached) -> (u64, u64) {
-    let stats = server.stats();
-    let stat = |name: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("STAT {name} ")))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0)
+/// N requests `send(i)`, each answered 200; panics with the body of the
+/// first that is not.
+macro_rules! n_times {
+    ($i:ident => $send:expr) => {
+        for $i in 0..N {
+            let reply = $send;
+            assert_eq!(reply.status, 200, "request {}: {}", $i, reply.body);
+        }
     };
-    (
-        stat("cmd_get"),
-        stat("cmd_set") + stat("cmd_touch") + stat("delete_hits") + stat("delete_misses"),
-    )
+}
+
+/// What every kind of request costs on Redis (standalone or cluster at
+/// `ports`), command by command.
+async fn redis_costs(urls: &[String], ports: &[u16]) {
+    let app = redis_app(urls, false).await;
+    let refreshing = redis_app(urls, true).await;
+
+    // Every script is loaded on every node before counting starts: on the
+    // first use of a script on a node the client sends `SCRIPT LOAD` and
+    // then `EVALSHA` again, a one-off cost. Random ids put new sessions on
+    // random nodes, so this goes on until each node has loaded the three
+    // (`CREATE`, `UPDATE`, `LOAD_AND_REFRESH`).
+    let mut warm_up = RedisCalls::new(ports);
+    let mut loaded = 0;
+    for _ in 0..200 {
+        let cookie = app.session_with(r#"{"count": 0}"#).await;
+        app.post("/session/incr?key=count", Some(&cookie), "").await;
+        refreshing.get("/session", Some(&cookie)).await;
+        loaded += warm_up
+            .since_last()
+            .get("script|load")
+            .copied()
+            .unwrap_or(0);
+        if loaded == 3 * ports.len() as u64 {
+            break;
+        }
+    }
+    assert_eq!(
+        loaded,
+        3 * ports.len() as u64,
+        "three scripts loaded on each node"
+    );
+    let cookie = app.session_with(r#"{"count": 0}"#).await;
+
+    let mut counter = RedisCalls::new(ports);
+    let mut cost = |what: &str, expected: Calls| {
+        assert_eq!(counter.since_last(), expected, "{what}");
+    };
+
+    n_times!(_i => app.get("/untouched", Some(&cookie)).await);
+    cost("an untouched session costs nothing", calls(&[]));
+
+    n_times!(_i => app.get("/session", Some(&cookie)).await);
+    cost("a read is one HGETALL", calls(&[("hgetall", N)]));
+
+    n_times!(i => {
+        let reply = app.post("/session/incr?key=count", Some(&cookie), "").await;
+        assert_eq!(reply.json()["value"], json!(i + 1));
+        reply
+    });
+    cost(
+        "a write is one HGETALL to load and one script to save, which \
+         checks the record exists (EXPIRE), sets the changed key and \
+         deletes the max age field of a session without one",
+        calls(&[
+            ("hgetall", N),
+            ("evalsha", N),
+            ("expire", N),
+            ("hset", N),
+            ("hdel", N),
+        ]),
+    );
+
+    n_times!(_i => app.post("/session/incr?key=count", None, "").await);
+    cost(
+        "a new session loads nothing and is one script that checks the id \
+         is free, writes the record and sets its expiry",
+        calls(&[("evalsha", N), ("exists", N), ("hset", N), ("expire", N)]),
+    );
+
+    n_times!(_i => {
+        let reply = refreshing.get("/session", Some(&cookie)).await;
+        assert_eq!(reply.data(), json!({"count": N}));
+        reply
+    });
+    cost(
+        "a read with TTL refresh is one script that reads the record and \
+         its TTL, moves its last activity and sets its expiry again",
+        calls(&[
+            ("evalsha", N),
+            ("hgetall", N),
+            ("hget", N),
+            ("hset", N),
+            ("expire", N),
+        ]),
+    );
 }
 
 #[tokio::test]
-async fn memcached_costs_nothing_untouched_one_round_trip_to_load_and_one_to_save() {
+async fn every_redis_command_of_each_kind_of_request() {
+    let server = RedisServer::start();
+    redis_costs(&[server.url()], &[server.port]).await;
+}
+
+#[tokio::test]
+async fn every_redis_cluster_command_of_each_kind_of_request() {
+    // A cluster of its own: the shared one counts other tests' commands.
+    let cluster = RedisCluster::start();
+    let urls: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
+    redis_costs(&urls, &cluster.ports).await;
+}
+
+#[tokio::test]
+async fn every_memcached_command_of_each_kind_of_request() {
     let server = Memcached::start();
     let mut settings = settings(Store::Memcached);
     settings.memcached_servers = vec![server.addr()];
     let app = TestApp::conformance(settings).await;
     let cookie = app.session_with(r#"{"count": 0}"#).await;
 
-    let measure = |before: (u64, u64)| {
-        let after = memcached_counts(&server);
-        (after.0 - before.0, after.1 - before.1)
+    let mut counter = MemcachedCalls::new(server.port);
+    let mut cost = |what: &str, expected: Calls| {
+        assert_eq!(counter.since_last(), expected, "{what}");
     };
 
-    let before = memcached_counts(&server);
-    for _ in 0..N {
-        app.get("/untouched", Some(&cookie)).await;
-    }
-    assert_eq!(measure(before), (0, 0), "untouched");
+    n_times!(_i => app.get("/untouched", Some(&cookie)).await);
+    cost("an untouched session costs nothing", calls(&[]));
 
-    let before = memcached_counts(&server);
-    for _ in 0..N {
-        app.get("/session", Some(&cookie)).await;
-    }
-    assert_eq!(
-        measure(before),
-        (N, 0),
-        "one get per read-only request, no write"
+    n_times!(_i => app.get("/session", Some(&cookie)).await);
+    cost(
+        "a read is one get that finds the item",
+        calls(&[("cmd_get", N), ("get_hits", N)]),
     );
 
-    let before = memcached_counts(&server);
-    for _ in 0..N {
-        app.post("/session/incr?key=count", Some(&cookie), "").await;
-    }
-    assert_eq!(
-        measure(before),
-        (N, N),
-        "one get to load, one cas write to save"
+    n_times!(i => {
+        let reply = app.post("/session/incr?key=count", Some(&cookie), "").await;
+        assert_eq!(reply.json()["value"], json!(i + 1));
+        reply
+    });
+    cost(
+        "a write is one get to load and one set with the loaded CAS",
+        calls(&[
+            ("cmd_get", N),
+            ("get_hits", N),
+            ("cmd_set", N),
+            ("cas_hits", N),
+        ]),
     );
 
-    let before = memcached_counts(&server);
-    for _ in 0..N {
-        app.post("/session/incr?key=count", None, "").await;
-    }
-    assert_eq!(measure(before), (0, N), "no cookie: no load, one add");
+    n_times!(_i => app.post("/session/incr?key=count", None, "").await);
+    cost(
+        "a new session loads nothing and is one add",
+        calls(&[("cmd_set", N)]),
+    );
 }
