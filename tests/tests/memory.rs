@@ -9,7 +9,7 @@ use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
 use typed_sessions::{
-    AnyStorage, MemoryStorage, Session, SessionRecord, SessionStorage, StorageContext,
+    AnyStorage, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord, StorageContext,
 };
 
 async fn app_on(store: &MemoryStorage, max_age: Option<u64>) -> TestApp {
@@ -76,8 +76,8 @@ async fn expired_records_are_purged() {
 }
 
 /// Stores a new session of `max_age` seconds at time 0 straight into the
-/// store; returns its cookie value.
-async fn create(store: &MemoryStorage, max_age: u64) -> String {
+/// store; returns its id.
+async fn create(store: &MemoryStorage, max_age: u64) -> SessionId {
     let mut record = SessionRecord::new(0, Some(max_age));
     record.data.insert("a".to_owned(), 1.into());
     store
@@ -86,10 +86,10 @@ async fn create(store: &MemoryStorage, max_age: u64) -> String {
         .unwrap()
 }
 
-/// Whether the store still holds the session `value`.
-async fn holds(store: &MemoryStorage, value: &str) -> bool {
+/// Whether the store still holds the session `id`.
+async fn holds(store: &MemoryStorage, id: &SessionId) -> bool {
     store
-        .load(value, &StorageContext::new("session", 0))
+        .load(id, &StorageContext::new("session", 0))
         .await
         .unwrap()
         .is_some()
@@ -100,8 +100,7 @@ async fn a_full_store_drops_the_records_closest_to_expiry_first() {
     // Each of the store's sixteen parts holds four records; ids, which the
     // store draws, decide the part, so the checks below hold whichever
     // records share a part, as long as each part gets at least four late
-    // ones. Parts do not get equal shares (the least used gets about one id
-    // in 32), so there are 2000 late ones: 60 and more per part on average.
+    // ones: with 2000 late ones, about 125 per part.
     const PER_PART: usize = 4;
     let store = MemoryStorage::new().with_max_records(16 * PER_PART);
     // First sessions that expire soon, then sessions that expire later,
