@@ -57,12 +57,18 @@ impl SessionRecord {
 
     /// Whether the session has outlived its idle timeout (from the last
     /// write) or the absolute timeout (from creation) at `now`.
+    ///
+    /// Times are whole seconds, read from the clock rounded down, so a
+    /// difference of `max_age` whole seconds may be a little less than
+    /// `max_age` of real time: a session expires only once `now` is *past*
+    /// `updated + max_age`, so it never ends before `max_age` of real idle
+    /// time, and at most a second after.
     pub fn is_expired(&self, now: u64, absolute_timeout: Option<u64>) -> bool {
         let idle = self
             .max_age
-            .is_some_and(|max_age| now >= self.updated.saturating_add(max_age));
+            .is_some_and(|max_age| now > self.updated.saturating_add(max_age));
         let absolute =
-            absolute_timeout.is_some_and(|limit| now >= self.created.saturating_add(limit));
+            absolute_timeout.is_some_and(|limit| now > self.created.saturating_add(limit));
         idle || absolute
     }
 
@@ -108,9 +114,12 @@ impl SessionRecord {
     /// Seconds from `updated` until a server-side record of this session may
     /// be dropped: its `max_age`, or `default_ttl` for a session without one,
     /// at least one second and at most ten years (the longest expiry every
-    /// store accepts; Memcached's absolute times end in 2106).
+    /// store accepts; Memcached's absolute times end in 2106), plus the
+    /// second by which [`SessionRecord::is_expired`] may outlast it (a
+    /// store's own clock ticking in whole seconds, like Memcached's, could
+    /// otherwise drop it early).
     pub fn ttl(&self, default_ttl: u64) -> u64 {
-        self.max_age.unwrap_or(default_ttl).clamp(1, MAX_STORE_TTL)
+        self.max_age.unwrap_or(default_ttl).clamp(1, MAX_STORE_TTL) + 1
     }
 }
 
@@ -192,11 +201,12 @@ mod tests {
     #[test]
     fn idle_timeout_counts_from_the_last_write() {
         let mut record = SessionRecord::new(1_000, Some(60));
-        assert!(!record.is_expired(1_059, None));
-        assert!(record.is_expired(1_060, None));
+        // 60 whole seconds on the clock may be 59.01 real ones: not yet.
+        assert!(!record.is_expired(1_060, None));
+        assert!(record.is_expired(1_061, None));
         record.updated = 1_050;
-        assert!(!record.is_expired(1_100, None));
-        assert!(record.is_expired(1_110, None));
+        assert!(!record.is_expired(1_110, None));
+        assert!(record.is_expired(1_111, None));
     }
 
     #[test]
@@ -209,7 +219,7 @@ mod tests {
         );
         let mut deep = serde_json::json!(0);
         for _ in 0..10_000 {
-            deep = serde_json::json!([deep]);
+            deep = Value::Array(vec![deep]);
         }
         assert_eq!(depth(&deep), 10_000);
         // serde_json drops a value recursively: unwind it by hand.
@@ -234,19 +244,19 @@ mod tests {
     fn absolute_timeout_counts_from_creation_whatever_the_writes() {
         let mut record = SessionRecord::new(1_000, Some(60));
         record.updated = 1_990;
-        assert!(!record.is_expired(1_999, Some(1_000)));
-        assert!(record.is_expired(2_000, Some(1_000)));
+        assert!(!record.is_expired(2_000, Some(1_000)));
+        assert!(record.is_expired(2_001, Some(1_000)));
     }
 
     #[test]
     fn no_max_age_never_idles_out() {
         let record = SessionRecord::new(1_000, None);
         assert!(!record.is_expired(u64::MAX, None));
-        assert_eq!(record.ttl(86_400), 86_400);
+        assert_eq!(record.ttl(86_400), 86_401);
         let forever = SessionRecord::new(1_000, Some(u64::MAX));
         assert_eq!(
             forever.ttl(86_400),
-            MAX_STORE_TTL,
+            MAX_STORE_TTL + 1,
             "stores get an expiry they accept"
         );
     }

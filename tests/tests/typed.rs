@@ -140,7 +140,7 @@ async fn typed_max_age_applies_and_the_smallest_wins(store: Store) {
         reply.cookie_attributes()
     );
     let cookie = reply.new_cookie();
-    app.clock.advance(60);
+    app.clock.advance(61);
     assert_eq!(
         app.get("/session", Some(&cookie)).await.json()["new"],
         true,

@@ -320,15 +320,16 @@ mod tests {
         let store = MemoryStorage::new().with_default_ttl(Duration::from_secs(100));
         let short = store.create_now(&record(0, Some(10), serde_json::json!({"a": 1})), 0);
         let long = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
-        assert!(store.load_now(&short, 9).is_some());
-        assert!(store.load_now(&short, 10).is_none());
+        // Kept through the second its max age ends in (see `ttl`).
+        assert!(store.load_now(&short, 10).is_some());
+        assert!(store.load_now(&short, 11).is_none());
         assert_eq!(
             store.len(),
             1,
             "the expired record is gone, not just hidden"
         );
-        assert!(store.load_now(&long, 99).is_some());
-        assert!(store.load_now(&long, 100).is_none());
+        assert!(store.load_now(&long, 100).is_some());
+        assert!(store.load_now(&long, 101).is_none());
         assert!(store.is_empty());
     }
 
