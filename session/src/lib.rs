@@ -68,6 +68,10 @@
 //! | `set_name(value)` | stores it, marking only its key changed (`None` removes the key) |
 //! | `name_mut()` | a guard to change it in place, stored back (marking only its key) when dropped |
 //!
+//! Each accessor is as visible as its field: a private field's accessors
+//! are usable only in the struct's module, a `pub(crate)` field's in the
+//! crate.
+//!
 //! [`TypedSession::get`] reads the whole struct, [`TypedSession::set`]
 //! writes it back marking only the keys whose values differ, and
 //! [`TypedSession::session`] is the dynamic map underneath.
