@@ -4,9 +4,9 @@
 //! ```text
 //! cargo run --example typed
 //! curl -si -X POST localhost:8081/login -d 'ann'              # note the cookie
-//! curl -s  -X POST localhost:8081/cart/42 -H 'cookie: session=…'
-//! curl -s  localhost:8081/ -H 'cookie: session=…'
-//! curl -si -X POST localhost:8081/logout -H 'cookie: session=…'
+//! curl -s  -X POST localhost:8081/cart/42 -H 'cookie: __Host-session=…'
+//! curl -s  localhost:8081/ -H 'cookie: __Host-session=…'
+//! curl -si -X POST localhost:8081/logout -H 'cookie: __Host-session=…'
 //! ```
 //!
 //! Login calls `renew`, so a session id planted before login is worthless

@@ -91,6 +91,28 @@ pub(crate) struct Shared {
     pub(crate) error_responder: ErrorResponder,
 }
 
+/// The cookie's name unless one is given, with the defaults' attributes
+/// (`Secure`, `Path=/`, no `Domain`): the `__Host-` prefix makes browsers
+/// refuse a cookie of this name that lacks them, so no other site of the
+/// domain (a sibling subdomain) can set or overwrite it (OWASP ASVS 4.0.3,
+/// V3.4.4).
+pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
+
+impl Config {
+    /// The name a layer with these attributes gets when none is given: the
+    /// strongest prefix they allow.
+    fn default_cookie_name(&self) -> &'static str {
+        match (
+            self.secure,
+            self.cookie_path == "/" && self.cookie_domain.is_none(),
+        ) {
+            (true, true) => DEFAULT_COOKIE_NAME,
+            (true, false) => "__Secure-session",
+            (false, _) => "session",
+        }
+    }
+}
+
 /// The validated configuration the layer runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -109,7 +131,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            cookie_name: "session".to_owned(),
+            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
             cookie_path: "/".to_owned(),
             cookie_domain: None,
             secure: true,
@@ -173,9 +195,11 @@ impl Config {
 /// Builds a [`SessionLayer`]; start with [`SessionLayer::builder`].
 ///
 /// Every setting has a default, following the OWASP session management
-/// cheat sheet: the cookie is `HttpOnly`, `SameSite=Lax` and `Secure`.
-/// Browsers keep `Secure` cookies on `http://localhost`; for plain HTTP on
-/// any other host call `.secure(false)` (development only).
+/// cheat sheet: the cookie is `HttpOnly`, `SameSite=Lax` and `Secure`, and
+/// named `__Host-session`. Browsers keep `Secure` (and `__Host-`) cookies on
+/// `http://localhost`; for plain HTTP on any other host call
+/// `.secure(false)` (development only), which also names the cookie
+/// `session`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -191,6 +215,9 @@ impl Config {
 /// ```
 #[must_use = "call `.build()` to get the layer"]
 pub struct SessionLayerBuilder {
+    /// Whether `cookie_name` was called; otherwise the name is chosen by
+    /// the other attributes at build.
+    named: bool,
     storage: AnyStorage,
     config: Config,
     clock: Arc<dyn Clock>,
@@ -200,6 +227,7 @@ pub struct SessionLayerBuilder {
 impl SessionLayerBuilder {
     pub(crate) fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
         Self {
+            named: false,
             storage: AnyStorage::new(storage),
             config: Config::default(),
             clock: Arc::new(SystemClock),
@@ -207,9 +235,14 @@ impl SessionLayerBuilder {
         }
     }
 
-    /// The cookie's name. Default: `session`.
+    /// The cookie's name. Default: [`DEFAULT_COOKIE_NAME`], `__Host-session`,
+    /// which browsers accept only with `Secure`, `Path=/` and no `Domain`
+    /// and which no other site of the domain can set; with other attributes
+    /// the default is `__Secure-session` (`Secure` with a `Path` or
+    /// `Domain`) or `session` (without `Secure`).
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.config.cookie_name = name.into();
+        self.named = true;
         self
     }
 
@@ -316,7 +349,10 @@ impl SessionLayerBuilder {
 
     /// Checks the configuration, the storage's included, and builds the
     /// layer.
-    pub fn build(self) -> Result<SessionLayer, ConfigError> {
+    pub fn build(mut self) -> Result<SessionLayer, ConfigError> {
+        if !self.named {
+            self.config.cookie_name = self.config.default_cookie_name().to_owned();
+        }
         self.config.validate()?;
         self.storage.validate()?;
         Ok(SessionLayer::from_shared(Shared {
@@ -344,6 +380,29 @@ mod tests {
         assert!(config.validate().is_ok());
         assert!(config.secure && config.http_only);
         assert_eq!(config.same_site, SameSite::Lax);
+        assert_eq!(config.cookie_name, "__Host-session");
+    }
+
+    #[test]
+    fn the_default_name_takes_the_strongest_prefix_the_attributes_allow() {
+        let name = |builder: SessionLayerBuilder| builder.build().unwrap().cookie_name().to_owned();
+        let builder = || SessionLayer::builder(crate::MemoryStorage::new());
+        assert_eq!(name(builder()), "__Host-session");
+        assert_eq!(name(builder().cookie_path("/app")), "__Secure-session");
+        assert_eq!(
+            name(builder().cookie_domain(Some("example.com".into()))),
+            "__Secure-session"
+        );
+        assert_eq!(name(builder().secure(false)), "session");
+        assert_eq!(name(builder().secure(false).cookie_name("id")), "id");
+        assert!(
+            builder()
+                .cookie_name("__Host-id")
+                .cookie_path("/app")
+                .build()
+                .is_err(),
+            "a name given is kept, and checked"
+        );
     }
 
     #[test]

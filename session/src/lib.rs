@@ -133,7 +133,8 @@
 //! - Call [`Session::renew`] on login and every change of privilege (or
 //!   [`Session::start_new`] to drop the old data too): the old id becomes
 //!   worthless, which defeats session fixation.
-//! - Cookies default to `HttpOnly`, `Secure` and `SameSite=Lax`.
+//! - Cookies default to `HttpOnly`, `Secure` and `SameSite=Lax`, and to the
+//!   name `__Host-session`, which no other site of the domain can set.
 //! - Ids and keys never appear in `Debug` output or logs.
 //!
 //! # Concurrency
@@ -170,7 +171,7 @@ mod throttle;
 mod typed;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ErrorResponder, SameSite, SessionLayerBuilder};
+pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuilder};
 pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
 pub use extract::SessionRejection;
 pub use id::SessionId;

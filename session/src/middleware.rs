@@ -72,6 +72,12 @@ impl SessionLayer {
         SessionLayerBuilder::new(storage)
     }
 
+    /// The name of the session cookie, as configured or chosen by default
+    /// (see [`SessionLayerBuilder::cookie_name`]).
+    pub fn cookie_name(&self) -> &str {
+        &self.shared.config.cookie_name
+    }
+
     pub(crate) fn from_shared(shared: Shared) -> Self {
         Self {
             shared: Arc::new(shared),

@@ -83,11 +83,8 @@ impl TestApp {
         let layer = settings
             .layer_with(storage.clone(), clock.clone())
             .expect("valid test configuration");
+        let cookie_name = layer.cookie_name().to_owned();
         let router = extend(conformance::routes()).layer(layer);
-        let cookie_name = settings
-            .cookie_name
-            .clone()
-            .unwrap_or_else(|| "session".to_owned());
         Self::serve(router, cookie_name, clock, storage).await
     }
 

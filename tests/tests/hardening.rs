@@ -18,6 +18,7 @@ for_every_storage!(
     a_session_written_by_a_fast_clock_is_refused,
     wide_sessions_are_kept_by_every_server_store,
     what_is_saved_reads_back_and_deeper_values_are_refused,
+    the_default_cookie_is_a_host_cookie,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -324,4 +325,23 @@ async fn what_is_saved_reads_back_and_deeper_values_are_refused(store: Store) {
         assert_eq!(read.json()["new"], false, "{levels} levels");
         assert_eq!(read.data()["user"], "ann", "{levels} levels");
     }
+}
+
+async fn the_default_cookie_is_a_host_cookie(store: Store) {
+    let app = app(store).await;
+    assert_eq!(app.cookie_name(), "__Host-session");
+    let reply = app.patch(None, r#"{"a": 1}"#).await;
+    let header = reply.session_set_cookie().expect("a session cookie");
+    assert!(header.starts_with("__Host-session="), "{header}");
+    let attributes = reply.cookie_attributes();
+    for required in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(
+            attributes.iter().any(|a| a == required),
+            "{required} in {attributes:?}"
+        );
+    }
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("Domain")),
+        "{attributes:?}"
+    );
 }
