@@ -4,6 +4,7 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
 use syn::{
     Data, DeriveInput, Fields, GenericArgument, Ident, Path, PathArguments, Type, Visibility,
 };
@@ -22,7 +23,10 @@ pub struct Field<'a> {
     pub ident: &'a Ident,
     /// The field's visibility, which its accessors get.
     pub vis: &'a Visibility,
-    pub ty: &'a Type,
+    /// The field's type, with `Self` spelled as the struct's name: the
+    /// generated code names it inside impls of other types, where `Self`
+    /// means something else.
+    pub ty: Type,
     pub attrs: FieldAttrs,
     /// The field's name without `r#` (`r#type` is `type`): what its
     /// accessors are named after (`type()`, `set_type`, `type_mut`).
@@ -54,7 +58,7 @@ pub enum Fallback<'a> {
 }
 
 impl<'a> Field<'a> {
-    fn from_syn(field: &'a syn::Field, errors: &mut Vec<syn::Error>) -> Self {
+    fn from_syn(field: &'a syn::Field, data: &Ident, errors: &mut Vec<syn::Error>) -> Self {
         let ident = field.ident.as_ref().expect("named fields have names");
         let attrs = attr::field(&field.attrs, errors);
         let name = ident.unraw().to_string();
@@ -65,7 +69,7 @@ impl<'a> Field<'a> {
         Self {
             ident,
             vis: &field.vis,
-            ty: &field.ty,
+            ty: without_self(&field.ty, data),
             attrs,
             name,
             key,
@@ -133,7 +137,7 @@ impl<'a> Input<'a> {
         let fields = fields
             .named
             .iter()
-            .map(|field| Field::from_syn(field, errors))
+            .map(|field| Field::from_syn(field, &node.ident, errors))
             .collect();
         Ok(Self {
             ident: &node.ident,
@@ -143,6 +147,27 @@ impl<'a> Input<'a> {
             fields,
         })
     }
+}
+
+/// `ty` with every path that starts with `Self` starting with `data`
+/// instead (the struct has no generic parameters, so the two are the same
+/// type).
+fn without_self(ty: &Type, data: &Ident) -> Type {
+    struct SelfToName<'a>(&'a Ident);
+    impl VisitMut for SelfToName<'_> {
+        fn visit_path_mut(&mut self, path: &mut Path) {
+            if path.leading_colon.is_none()
+                && let Some(first) = path.segments.first_mut()
+                && first.ident == "Self"
+            {
+                first.ident = Ident::new(&self.0.to_string(), first.ident.span());
+            }
+            visit_mut::visit_path_mut(self, path);
+        }
+    }
+    let mut ty = ty.clone();
+    SelfToName(data).visit_type_mut(&mut ty);
+    ty
 }
 
 fn is_option(ty: &Type) -> bool {

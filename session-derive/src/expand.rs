@@ -121,7 +121,7 @@ fn key_ident(data: &syn::Ident, field: &Field<'_>) -> syn::Ident {
 fn key_type(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
     let key_type = key_ident(data, field);
     let key = &field.key;
-    let ty = field.ty;
+    let ty = &field.ty;
     let value = quote_spanned!(ty.span()=> type Value = #ty;);
     quote! {
         #[doc(hidden)]
@@ -150,7 +150,7 @@ fn fallback_fn(fallback: &Fallback<'_>) -> TokenStream {
 /// module only, as the field is.
 fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenStream {
     let vis = field.vis;
-    let ty = field.ty;
+    let ty = &field.ty;
     let name = field.ident;
     let plain = &field.name;
     let setter = format_ident!("set_{}", plain);
