@@ -151,12 +151,15 @@ impl fmt::Debug for SessionKey {
 pub struct EncryptedCookieStorage {
     /// The sealing key first, then the keys accepted for reading.
     keys: Arc<[SealingKey]>,
-    /// Cookies opened lately, and what they open to.
+    /// Cookies opened lately with these keys, and what they open to. Clones
+    /// share it; a storage with other keys has its own.
     opened: Option<Arc<OpenedCookies>>,
+    /// The capacity `opened` was made with.
+    cache_capacity: usize,
 }
 
-/// Cookies remembered by default: about 2 MB for sessions of a few hundred
-/// bytes.
+/// Cookies remembered by default: at most 32 MiB of decoded sessions (8 KiB
+/// per cookie of capacity), whatever their shape.
 const DEFAULT_CACHED_COOKIES: usize = 4096;
 
 impl EncryptedCookieStorage {
@@ -165,6 +168,7 @@ impl EncryptedCookieStorage {
         Self {
             keys: Arc::new([SealingKey::new(&key.0)]),
             opened: OpenedCookies::new(DEFAULT_CACHED_COOKIES).map(Arc::new),
+            cache_capacity: DEFAULT_CACHED_COOKIES,
         }
     }
 
@@ -172,15 +176,23 @@ impl EncryptedCookieStorage {
     /// (every request between two writes) is not decrypted and parsed
     /// again. Only the exact same value under the same cookie name
     /// is found, and expiry is still checked on every request; the cost is
-    /// the decrypted sessions held in memory. Default: 4096; 0 turns it off.
+    /// the decrypted sessions held in memory, at most 8 KiB per cookie of
+    /// capacity (fewer costly sessions are kept, and none that alone would
+    /// take a sixteenth of that). Default: 4096 (32 MiB at most); 0 turns it
+    /// off.
     #[must_use]
     pub fn with_cache_capacity(mut self, cookies: usize) -> Self {
         self.opened = OpenedCookies::new(cookies).map(Arc::new);
+        self.cache_capacity = cookies;
         self
     }
 
     /// Also opens cookies sealed with `old_keys` (never seals with them).
     /// Calls add up: keys given earlier stay.
+    ///
+    /// The storage returned starts with an empty cache of opened cookies:
+    /// `self` (and its clones) cannot open what the old keys open, so they
+    /// must never be answered from what this storage opened.
     #[must_use]
     pub fn with_old_keys(self, old_keys: impl IntoIterator<Item = SessionKey>) -> Self {
         let keys: Vec<SealingKey> = self
@@ -191,7 +203,8 @@ impl EncryptedCookieStorage {
             .collect();
         Self {
             keys: keys.into(),
-            opened: self.opened,
+            opened: OpenedCookies::new(self.cache_capacity).map(Arc::new),
+            cache_capacity: self.cache_capacity,
         }
     }
 
@@ -305,6 +318,41 @@ mod tests {
         assert_eq!(storage.open_cached(&tampered, "session"), None);
         let uncached = storage.clone().with_cache_capacity(0);
         assert_eq!(uncached.open_cached(&sealed, "session"), Some(record()));
+    }
+
+    #[test]
+    fn a_storage_given_old_keys_caches_apart_from_the_one_it_came_from() {
+        let old = SessionKey::generate();
+        let sealed_with_old = EncryptedCookieStorage::new(old.clone())
+            .seal_for(&record(), "session")
+            .unwrap();
+        let current = EncryptedCookieStorage::new(SessionKey::generate());
+        let rotated = current.clone().with_old_keys([old]);
+        assert_eq!(
+            rotated.open_cached(&sealed_with_old, "session"),
+            Some(record())
+        );
+        assert_eq!(
+            current.open_cached(&sealed_with_old, "session"),
+            None,
+            "the storage without the old key does not open it, cached or not"
+        );
+        let sealed = current.seal_for(&record(), "session").unwrap();
+        assert_eq!(current.open_cached(&sealed, "session"), Some(record()));
+        assert_eq!(rotated.open_cached(&sealed, "session"), Some(record()));
+    }
+
+    #[test]
+    fn old_keys_keep_the_cache_capacity() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate())
+            .with_cache_capacity(0)
+            .with_old_keys([SessionKey::generate()]);
+        assert!(storage.opened.is_none());
+        let storage = EncryptedCookieStorage::new(SessionKey::generate())
+            .with_old_keys([SessionKey::generate()]);
+        let sealed = storage.seal_for(&record(), "session").unwrap();
+        storage.open_cached(&sealed, "session");
+        assert_eq!(storage.opened.as_ref().map(|opened| opened.len()), Some(1));
     }
 
     #[test]
