@@ -309,9 +309,9 @@ mod cache_memory {
                 Box::new(|n| json!({"list": vec![json!({"": 0}); n]})),
             ),
             (
-                "objects of one key, nested 100 deep",
+                "objects of one key, nested 60 deep (a value may nest 64)",
                 Box::new(
-                    |n| json!({"list": (0..n.div_ceil(100)).map(|i| chain(100.min(n - i * 100))).collect::<Vec<_>>()}),
+                    |n| json!({"list": (0..n.div_ceil(60)).map(|i| chain(60.min(n - i * 60))).collect::<Vec<_>>()}),
                 ),
             ),
         ]
