@@ -1,11 +1,11 @@
 //! What the server storages (memory, Redis, Memcached) have in common: the
 //! defaults, the key format, the command timeout and drawing a fresh id.
 
-use std::future::Future;
 use std::time::Duration;
 
-use crate::error::{ConfigError, StorageError};
-use crate::id::SessionId;
+use crate::error::ConfigError;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
 
 /// How long the record of a session without `max_age` lives after its last
 /// write, unless configured: one day. No record lives forever.
@@ -24,6 +24,7 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
+#[cfg(any(feature = "redis", feature = "memcached"))]
 /// Fresh ids drawn before `create` gives up: a collision of 256-bit ids does
 /// not happen, so the bound only keeps a misbehaving store from looping us
 /// forever.
@@ -31,6 +32,7 @@ const ID_TRIES: u32 = 3;
 
 /// Stores a new record under a fresh id: `insert` writes it under the id it
 /// is given if no record has that id, and says whether it did.
+#[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
     store: &'static str,
     mut insert: F,
@@ -94,6 +96,13 @@ pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn ttls_are_whole_seconds_and_not_zero() {
+        assert!(check_positive("ttl", Duration::ZERO).is_err());
+        assert!(check_positive("ttl", Duration::from_millis(999)).is_err());
+        assert!(check_positive("ttl", Duration::from_secs(1)).is_ok());
+    }
+
     #[cfg(any(feature = "redis", feature = "memcached"))]
     #[test]
     fn keys_hide_the_id_and_are_stable() {
@@ -106,6 +115,7 @@ mod tests {
         assert_ne!(key, store_key("session:", &SessionId::generate()));
     }
 
+    #[cfg(any(feature = "redis", feature = "memcached"))]
     #[test]
     fn a_store_that_always_collides_fails_after_three_ids() {
         let mut tries = 0;
@@ -118,6 +128,7 @@ mod tests {
     }
 
     /// Polls a future that is ready at once.
+    #[cfg(any(feature = "redis", feature = "memcached"))]
     fn poll_once<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
