@@ -519,7 +519,7 @@ pub(crate) mod tests {
     }
 
     /// Everything logged while `f` runs on this thread.
-    fn logs_of(f: impl FnMut() -> bool) -> String {
+    pub(crate) fn logs_during(f: impl FnOnce()) -> String {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -538,19 +538,24 @@ pub(crate) mod tests {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        let mut f = f;
-        tracing::subscriber::with_default(subscriber, || {
-            // Warnings a client can cause go out once a second per call
-            // site, which other tests share: call until one is logged.
-            for _ in 0..30 {
-                if f() && !captured.0.lock().unwrap().is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        tracing::subscriber::with_default(subscriber, f);
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
+    }
+
+    /// What `f` logs, calling it until it logs something (at most three
+    /// seconds): warnings a client can cause go out once a second per call
+    /// site, which other tests share. `f` says whether it did its part.
+    pub(crate) fn logs_of(mut f: impl FnMut() -> bool) -> String {
+        let mut logs = String::new();
+        for _ in 0..30 {
+            logs = logs_during(|| assert!(f()));
+            if !logs.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        logs
     }
 
     #[test]

@@ -125,13 +125,9 @@ impl<T: SessionData> Fields<T> {
     fn get<K: FieldKey<Data = T>>(&self) -> Option<K::Value> {
         match self.session.try_get(K::KEY) {
             Ok(value) => value,
-            Err(error) => {
-                tracing::warn!(
-                    key = K::KEY,
-                    data = std::any::type_name::<T>(),
-                    %error,
-                    "stored session value does not fit the field's type; treated as missing"
-                );
+            Err(_) => {
+                // The key and the type only: serde's message quotes the value.
+                crate::session::wrong_type::<K::Value>(K::KEY);
                 None
             }
         }
@@ -385,7 +381,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::session::tests::session_with;
+    use crate::session::tests::{logs_of, session_with};
 
     fn guest() -> String {
         "guest".to_owned()
@@ -408,6 +404,16 @@ mod tests {
             state.changes.set_keys().map(str::to_owned).collect(),
             state.changes.removed_keys().map(str::to_owned).collect(),
         )
+    }
+
+    #[test]
+    fn a_stored_value_of_another_type_is_logged_by_key_and_type_never_by_value() {
+        // serde's message would quote it: `invalid type: string "s3cret-value"`.
+        let session = session_with(None, json!({"user_id": "s3cret-value"}));
+        let account = TypedSession::<Account>::from_session(session);
+        let logs = logs_of(|| account.user_id().is_err());
+        assert!(logs.contains("user_id") && logs.contains("u64"), "{logs}");
+        assert!(!logs.contains("s3cret"), "{logs}");
     }
 
     #[test]

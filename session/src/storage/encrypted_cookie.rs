@@ -246,7 +246,7 @@ impl CookieStorage for EncryptedCookieStorage {
     fn open(&self, cookie_value: &str, cx: &StorageContext<'_>) -> Option<SessionRecord> {
         let opened = self.open_cached(cookie_value, cx.cookie_name);
         if opened.is_none() {
-            tracing::warn!(
+            crate::throttle::throttled_warn!(
                 "session cookie does not open (tampered, truncated, another key or cookie name); \
                  starting a new session"
             );
@@ -277,6 +277,20 @@ mod tests {
 
     fn version(sealed: &str) -> u8 {
         URL_SAFE_NO_PAD.decode(sealed).unwrap()[0]
+    }
+
+    #[test]
+    fn a_flood_of_cookies_that_do_not_open_is_not_a_flood_of_warnings() {
+        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let cx = StorageContext::new("session", 1_000);
+        let logs = crate::session::tests::logs_during(|| {
+            for i in 0..1_000 {
+                assert_eq!(storage.open(&format!("forged-{i}"), &cx), None);
+            }
+        });
+        // One warning a second for this call site (two if the run spans a
+        // second boundary), not a thousand.
+        assert!(logs.lines().count() <= 2, "{logs}");
     }
 
     #[test]
