@@ -33,14 +33,9 @@ pub(crate) async fn save(
             .map(|id| cookies::set_cookie(config, id.as_str(), state.record.max_age, now)));
     }
     state.record.updated = now;
-    let too_deep = if state.changes.is_full_rewrite() {
-        state
-            .record
-            .too_deep(state.record.data.keys().map(String::as_str))
-    } else {
-        state.record.too_deep(state.changes.set_keys())
-    };
-    if let Some(key) = too_deep {
+    // Only values set in this request: loaded ones have read back already,
+    // and refusing them would lock a session out of renew() for good.
+    if let Some(key) = state.record.too_deep(state.changes.set_keys()) {
         return Err(SaveError::ValueTooDeep {
             key: key.to_owned(),
             limit: MAX_VALUE_DEPTH,

@@ -250,9 +250,11 @@ fn keep_out_of_shared_caches(headers: &mut http::HeaderMap) {
         let key = directive.split('=').next().unwrap_or_default().trim();
         key.eq_ignore_ascii_case(name)
     };
+    // Only the bare directives keep a shared cache out: `private="Field"`
+    // lets it store the response without those fields.
     if directives
         .iter()
-        .any(|d| named(d, "no-store") || named(d, "private"))
+        .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
     {
         return;
     }

@@ -153,6 +153,10 @@ async fn responses_that_set_the_cookie_are_private(store: Store) {
         ("public, max-age=60", "private, max-age=60"),
         ("max-age=60, s-maxage=600", "private, max-age=60"),
         ("no-store", "no-store"),
+        (
+            "private=\"x-user\", max-age=5",
+            "private, private=\"x-user\", max-age=5",
+        ),
         ("private, max-age=5", "private, max-age=5"),
     ] {
         let reply = app
@@ -344,4 +348,42 @@ async fn the_default_cookie_is_a_host_cookie(store: Store) {
         !attributes.iter().any(|a| a.starts_with("Domain")),
         "{attributes:?}"
     );
+}
+
+/// A value deeper than the limit, stored before the limit existed, must not
+/// lock its session out of renew() (a login) or of writes to other keys.
+#[tokio::test]
+async fn a_deep_value_stored_before_the_limit_does_not_block_its_session() {
+    use typed_sessions::{AnyStorage, MemoryStorage, ServerStorage, SessionRecord, StorageContext};
+    let store = MemoryStorage::new();
+    let levels = typed_sessions::MAX_VALUE_DEPTH + 10;
+    let mut record = SessionRecord::new(START, None);
+    let deep: serde_json::Value = serde_json::from_str(&nested(levels)).unwrap();
+    record.data.insert("deep".into(), deep["deep"].clone());
+    record.data.insert("user".into(), json!("ann"));
+    let id = store
+        .create(&record, &StorageContext::new("__Host-session", START))
+        .await
+        .unwrap();
+    let app = TestApp::conformance_on(
+        settings(Store::Memory),
+        AnyStorage::new(store.clone()),
+        |routes| {
+            routes.route(
+                "/renew",
+                post(|session: Session| async move {
+                    session.renew();
+                    "renewed"
+                }),
+            )
+        },
+    )
+    .await;
+    let reply = app.patch(Some(id.as_str()), r#"{"n": 1}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let renewed = app.post("/renew", Some(id.as_str()), "").await;
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let cookie = renewed.new_cookie();
+    let read = app.get("/session", Some(&cookie)).await;
+    assert_eq!(read.data()["user"], "ann", "renewed with its data");
 }
