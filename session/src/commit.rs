@@ -41,7 +41,7 @@ pub(crate) async fn save(
             limit: MAX_VALUE_DEPTH,
         });
     }
-    let header = |value: &str| set_cookie(config, value, state.record.max_age, now);
+    let header = |value: &str| checked_set_cookie(config, value, state.record.max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {
             if state.record.data.is_empty() {
@@ -93,7 +93,15 @@ async fn save_on_server(
     };
     let header = header(id.as_str())?;
     if let Some(old) = &state.discard {
-        let existed = storage.delete(old, cx).await?;
+        let existed = match storage.delete(old, cx).await {
+            Ok(existed) => existed,
+            Err(error) => {
+                // No cookie goes out, so the new record would be an orphan:
+                // take it back if the store lets us.
+                let _ = storage.delete(&id, cx).await;
+                return Err(error.into());
+            }
+        };
         if !existed && state.carries_stored_data {
             // The renewed session was ended elsewhere while this request
             // ran: its data must not live on under the new id.
@@ -113,7 +121,7 @@ fn removal(config: &Config, state: &State) -> Option<String> {
 }
 
 /// The `Set-Cookie` for a saved session, refused when browsers would drop it.
-fn set_cookie(
+fn checked_set_cookie(
     config: &Config,
     value: &str,
     max_age: Option<u64>,

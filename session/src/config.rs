@@ -146,7 +146,7 @@ impl Default for Config {
 }
 
 impl Config {
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.cookie_name;
         let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if name.is_empty() || !name.bytes().all(token_char) {
@@ -168,13 +168,18 @@ impl Config {
         if self.same_site == SameSite::None && !self.secure {
             return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
-        if name.starts_with("__Secure-") && !self.secure {
+        // Browsers read the prefixes without regard to case.
+        let prefixed = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Secure-") && !self.secure {
             return Err(ConfigError::CookiePrefix {
                 name: name.clone(),
                 requirement: "Secure",
             });
         }
-        if name.starts_with("__Host-")
+        if prefixed("__Host-")
             && (!self.secure || self.cookie_path != "/" || self.cookie_domain.is_some())
         {
             return Err(ConfigError::CookiePrefix {
@@ -196,10 +201,10 @@ impl Config {
 ///
 /// Every setting has a default, following the OWASP session management
 /// cheat sheet: the cookie is `HttpOnly`, `SameSite=Lax` and `Secure`, and
-/// named `__Host-session`. Browsers keep `Secure` (and `__Host-`) cookies on
-/// `http://localhost`; for plain HTTP on any other host call
-/// `.secure(false)` (development only), which also names the cookie
-/// `session`.
+/// named `__Host-session`. Chrome and Firefox keep `Secure` (and `__Host-`)
+/// cookies on `http://localhost`; for plain HTTP on any other host (or in
+/// Safari) call `.secure(false)` (development only), which also names the
+/// cookie `session`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -440,6 +445,16 @@ mod tests {
         assert!(check(|c| c.cookie_path = "/a;b".into()).is_err());
         assert!(check(|c| c.max_age = Some(0)).is_err());
         assert!(check(|c| c.cookie_name = "__Host-id".into()).is_ok());
+        assert!(
+            matches!(
+                check(|c| {
+                    c.cookie_name = "__host-id".into();
+                    c.cookie_path = "/app".into();
+                }),
+                Err(ConfigError::CookiePrefix { .. })
+            ),
+            "browsers read prefixes in any case"
+        );
     }
 
     #[test]

@@ -182,13 +182,15 @@ mod tests {
     #[test]
     fn set_cookie_carries_every_attribute() {
         let config = Config {
+            cookie_name: "__Secure-id".into(),
             cookie_domain: Some("example.com".into()),
             cookie_path: "/app".into(),
             ..Config::default()
         };
+        assert!(config.validate().is_ok());
         let header = set_cookie(&config, "v", Some(60), 0);
+        assert!(header.starts_with("__Secure-id=v; "), "{header}");
         for part in [
-            "session=v",
             "Path=/app",
             "Domain=example.com",
             "Max-Age=60",
@@ -245,8 +247,8 @@ mod tests {
     #[test]
     fn removal_keeps_the_flags() {
         let header = removal(&Config::default());
+        assert!(header.starts_with("__Host-session=; "), "{header}");
         for part in [
-            "session=;",
             "Max-Age=0",
             "Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             "Secure",

@@ -57,12 +57,15 @@ impl SessionId {
     }
 
     /// A short tag of the id for logs: the same id always gives the same
-    /// tag, so one session's requests can be followed, and 32 bits of a hash
-    /// say nothing usable about the 256-bit id.
+    /// tag, on every server and build, so one session's requests can be
+    /// followed; 32 bits of SHA-256 say nothing usable about the 256-bit id.
     pub(crate) fn fingerprint(&self) -> String {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(self.0);
-        format!("{:08x}", hash >> 32)
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0);
+        format!(
+            "{:08x}",
+            u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+        )
     }
 
     /// The id's text as bytes, without the UTF-8 check of `as_str`.
@@ -71,8 +74,8 @@ impl SessionId {
     }
 }
 
-/// Hashes the id's text alone (no length prefix: every id has the same
-/// length), so a hasher may key on its first bytes.
+/// Hashes the id's text alone, in one `write` (no length prefix: every id
+/// has the same length), so a hasher sees the whole id at once.
 impl Hash for SessionId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write(&self.0);
@@ -132,7 +135,7 @@ mod tests {
         assert_eq!(
             recorder.0,
             id.as_str().as_bytes(),
-            "no length prefix: the memory store keys its shards on the first bytes"
+            "one write of the whole id, as the memory store's hasher expects"
         );
     }
 

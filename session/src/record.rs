@@ -13,6 +13,9 @@ pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 /// for the whole document, of which the record's own envelope takes two;
 /// a value the layer accepted and could not read back would be a session
 /// lost on the next request, so deeper values are refused when saving.
+/// Half the limit leaves room for formats that wrap records further (a
+/// store of a later release, aiohttp_session's records) while no real
+/// session comes near it.
 pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// How far ahead of this server's clock a record's times may be: a
@@ -27,7 +30,7 @@ pub const MAX_CLOCK_SKEW: u64 = 60;
 /// under the session's id. Its JSON form is
 /// `{"created": 1764000000, "updated": 1764000100, "max_age": 3600, "session": {...}}`
 /// (`max_age` absent or `null` when the session has none).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// When the session was created, in seconds since the Unix epoch. Writes
     /// never move it.
@@ -140,6 +143,19 @@ fn depth(value: &Value) -> usize {
     deepest
 }
 
+/// Shows the times and the keys, never the values (tokens, secrets), so a
+/// storage that logs what it loaded leaks nothing.
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("created", &self.created)
+            .field("updated", &self.updated)
+            .field("max_age", &self.max_age)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// Which keys of the session map a request set and removed.
 ///
 /// Server-side stores merge only these into the stored record, so two
@@ -207,6 +223,15 @@ mod tests {
         record.updated = 1_050;
         assert!(!record.is_expired(1_110, None));
         assert!(record.is_expired(1_111, None));
+    }
+
+    #[test]
+    fn debug_shows_keys_but_never_values() {
+        let mut record = SessionRecord::new(1_000, Some(60));
+        record.data.insert("csrf".into(), "s3cret".into());
+        let debug = format!("{record:?}");
+        assert!(debug.contains("csrf") && debug.contains("1000"), "{debug}");
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]

@@ -178,8 +178,9 @@ impl EncryptedCookieStorage {
     /// is found, and expiry is still checked on every request; the cost is
     /// the decrypted sessions held in memory, at most 8 KiB per cookie of
     /// capacity (fewer costly sessions are kept, and none that alone would
-    /// take a sixteenth of that). Default: 4096 (32 MiB at most); 0 turns it
-    /// off.
+    /// take a sixteenth of the whole budget), plus the cache's tables, about
+    /// 210 bytes per cookie of capacity once grown. Default: 4096 (32 MiB
+    /// and about 840 KiB of tables at most); 0 turns it off.
     #[must_use]
     pub fn with_cache_capacity(mut self, cookies: usize) -> Self {
         self.opened = OpenedCookies::new(cookies).map(Arc::new);
