@@ -8,7 +8,7 @@ use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::SaveError;
 use crate::record::MAX_VALUE_DEPTH;
 use crate::session::{Session, State};
-use crate::storage::{ServerRef, StorageContext, StorageRef};
+use crate::storage::{DynServerStorage, StorageContext, StorageRef};
 
 /// Writes what changed in `session` and returns the `Set-Cookie` value to
 /// send, if any.
@@ -59,7 +59,7 @@ pub(crate) async fn save(
 /// the deletion of a discarded one, so a failure part-way leaves the
 /// client's cookie naming a whole record.
 async fn save_on_server(
-    storage: ServerRef<'_>,
+    storage: &dyn DynServerStorage,
     config: &Config,
     state: &State,
     cx: &StorageContext<'_>,

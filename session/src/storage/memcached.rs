@@ -26,7 +26,7 @@ use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
 
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    create_with_fresh_id, store_key, timed,
+    check_timeout, create_with_fresh_id, store_key, timed,
 };
 use super::{Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
@@ -322,12 +322,6 @@ impl ServerStorage for MemcachedStorage {
             });
         }
         check_positive("the Memcached store's default TTL", self.default_ttl)?;
-        if self.command_timeout.is_zero() {
-            return Err(ConfigError::StorageSetting {
-                setting: "the Memcached command timeout",
-                problem: "it must be greater than zero".into(),
-            });
-        }
-        Ok(())
+        check_timeout("the Memcached command timeout", self.command_timeout)
     }
 }

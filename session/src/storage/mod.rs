@@ -187,8 +187,9 @@ pub trait ServerStorage: Send + Sync + 'static {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// [`ServerStorage`] in a form that can be boxed (`dyn`).
-trait DynServerStorage: Send + Sync + 'static {
+/// [`ServerStorage`] in a form that can be boxed (`dyn`): what the layer
+/// calls.
+pub(crate) trait DynServerStorage: Send + Sync + 'static {
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
@@ -281,47 +282,7 @@ enum Erased {
 /// The storage of the request's session, as the layer works with it.
 pub(crate) enum StorageRef<'a> {
     Cookie(&'a dyn CookieStorage),
-    Server(ServerRef<'a>),
-}
-
-/// A server storage, with the calls the layer makes.
-#[derive(Clone, Copy)]
-pub(crate) struct ServerRef<'a>(&'a dyn DynServerStorage);
-
-impl ServerRef<'_> {
-    pub(crate) async fn load(
-        self,
-        id: &SessionId,
-        cx: &StorageContext<'_>,
-    ) -> Result<Option<Loaded>, StorageError> {
-        self.0.load(id, cx).await
-    }
-
-    pub(crate) async fn create(
-        self,
-        record: &SessionRecord,
-        cx: &StorageContext<'_>,
-    ) -> Result<SessionId, StorageError> {
-        self.0.create(record, cx).await
-    }
-
-    pub(crate) async fn update(
-        self,
-        id: &SessionId,
-        record: &SessionRecord,
-        changes: &Changes,
-        cx: &StorageContext<'_>,
-    ) -> Result<bool, StorageError> {
-        self.0.update(id, record, changes, cx).await
-    }
-
-    pub(crate) async fn delete(
-        self,
-        id: &SessionId,
-        cx: &StorageContext<'_>,
-    ) -> Result<bool, StorageError> {
-        self.0.delete(id, cx).await
-    }
+    Server(&'a dyn DynServerStorage),
 }
 
 impl AnyStorage {
@@ -341,7 +302,7 @@ impl AnyStorage {
     pub(crate) fn kind(&self) -> StorageRef<'_> {
         match &self.0 {
             Erased::Cookie(storage) => StorageRef::Cookie(storage.as_ref()),
-            Erased::Server(storage) => StorageRef::Server(ServerRef(storage.as_ref())),
+            Erased::Server(storage) => StorageRef::Server(storage.as_ref()),
         }
     }
 

@@ -28,7 +28,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    create_with_fresh_id, store_key, timed,
+    check_timeout, create_with_fresh_id, store_key, timed,
 };
 use super::{Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
@@ -491,13 +491,7 @@ impl ServerStorage for RedisStorage {
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_positive("the Redis store's default TTL", self.default_ttl)?;
-        if self.command_timeout.is_zero() {
-            return Err(ConfigError::StorageSetting {
-                setting: "the Redis command timeout",
-                problem: "it must be greater than zero".into(),
-            });
-        }
-        Ok(())
+        check_timeout("the Redis command timeout", self.command_timeout)
     }
 }
 

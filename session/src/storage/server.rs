@@ -61,6 +61,19 @@ pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(
     Ok(())
 }
 
+/// A command timeout, refused at build time when it is zero (every command
+/// would fail).
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
+    if timeout.is_zero() {
+        return Err(ConfigError::StorageSetting {
+            setting,
+            problem: "it must be greater than zero".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs a client command, failing it with [`StorageError::Timeout`] after
 /// `timeout` and with [`StorageError::Unavailable`] on the client's error.
 #[cfg(any(feature = "redis", feature = "memcached"))]
