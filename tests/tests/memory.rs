@@ -206,6 +206,35 @@ async fn returning_users_keep_their_sessions_through_a_flood_of_one_shot_session
     assert!(store.len() <= CAP, "{} records kept", store.len());
 }
 
+#[tokio::test]
+async fn the_store_is_capped_by_default() {
+    let over = MemoryStorage::DEFAULT_MAX_RECORDS + 10_000;
+    let store = MemoryStorage::new();
+    for _ in 0..over {
+        create(&store, 3_600).await;
+    }
+    let kept = store.len();
+    assert!(
+        kept <= MemoryStorage::DEFAULT_MAX_RECORDS,
+        "{kept} records kept, over the default cap"
+    );
+    // Every part is full, give or take the rounding of the cap per part.
+    assert!(
+        kept >= MemoryStorage::DEFAULT_MAX_RECORDS - 16,
+        "{kept} records kept"
+    );
+
+    let unbounded = MemoryStorage::new().without_max_records();
+    for _ in 0..over {
+        create(&unbounded, 3_600).await;
+    }
+    assert_eq!(
+        unbounded.len(),
+        over,
+        "without a cap, every session is kept"
+    );
+}
+
 /// Counts, for each thread, the bytes it holds from the allocator, as
 /// glibc's malloc reserves them: the size asked for and 8 bytes of header,
 /// in steps of 16, at least 32. Tests of other threads do not count.
@@ -271,7 +300,7 @@ fn bytes_per_session(sessions: usize, data: serde_json::Value) -> isize {
     record.data = data.as_object().cloned().unwrap();
     let cx = StorageContext::new("session", 1_764_000_000);
     // The thread's random generator and buffers are allocated once, before.
-    let store = MemoryStorage::new();
+    let store = MemoryStorage::new().without_max_records();
     ready(store.create(&record, &cx)).unwrap();
     let before = HELD.get();
     for _ in 1..sessions {
@@ -286,8 +315,8 @@ fn bytes_per_session(sessions: usize, data: serde_json::Value) -> isize {
 fn a_one_key_session_takes_at_most_250_bytes() {
     // Sixteen parts of 3,600 records: each part's table has just doubled,
     // to 8,192 slots, and is at its emptiest (44% full), the worst case;
-    // at 100,000 records it is 76% full.
-    for sessions in [57_600, 100_000] {
+    // at 100,000 records (the default cap) it is 76% full.
+    for sessions in [57_600, MemoryStorage::DEFAULT_MAX_RECORDS] {
         let one_key = bytes_per_session(sessions, json!({"n": 1}));
         let ten_keys = bytes_per_session(
             sessions,

@@ -62,12 +62,15 @@ fn shard_of(key: Key) -> usize {
 /// age after the default TTL) and are purged as time passes, so memory does
 /// not grow with abandoned sessions.
 ///
-/// With [`MemoryStorage::with_max_records`], a full store makes room by dropping a session *on probation* (one not requested
+/// The store holds at most [`MemoryStorage::DEFAULT_MAX_RECORDS`] records
+/// unless told otherwise ([`MemoryStorage::with_max_records`]). A full
+/// store makes room by dropping a session *on probation* (one not requested
 /// again since the request that made it) closest to expiry, and a returning
 /// session only when none is on probation, so a flood of one-shot sessions
 /// cannot push out the users who come back. Records are packed into a few
 /// bytes: a session with one small key takes about 180 bytes of memory in
-/// all, ten keys about 230 (`BENCHMARKS.md`).
+/// all, ten keys about 230 (`BENCHMARKS.md`), so the default cap bounds the
+/// store to about 20 MB of such sessions.
 ///
 /// Clones share one store. The store is split in 16 parts by id, each behind
 /// its own lock, taken for a few map operations and never across an
@@ -89,13 +92,25 @@ pub struct MemoryStorage {
 struct Part(Mutex<Records>);
 
 impl MemoryStorage {
-    /// An empty store with the default TTL (one day) and no cap.
+    /// The most records a store keeps unless told otherwise: 100,000.
+    ///
+    /// `BENCHMARKS.md` measures about 180 bytes per one-key session and 230
+    /// per ten-key session, everything included, so this is about 20 MB of
+    /// small sessions; bigger ones add about the size of their data (as
+    /// JSON, or less). Enough live sessions for an app that runs as one
+    /// process, few enough that a flood of new sessions cannot exhaust a
+    /// small server's memory; an app with more live users raises it with
+    /// [`MemoryStorage::with_max_records`].
+    pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+    /// An empty store with the default TTL (one day) and the default cap
+    /// ([`MemoryStorage::DEFAULT_MAX_RECORDS`]).
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Part::default()).collect(),
             sweep: Arc::default(),
             default_ttl: DEFAULT_TTL,
-            max_records: None,
+            max_records: Some(Self::DEFAULT_MAX_RECORDS),
         }
     }
 
@@ -113,10 +128,23 @@ impl MemoryStorage {
     /// session in a full part drops that part's session on probation
     /// closest to expiry, or its returning session closest to expiry when
     /// none is on probation (a warning is logged then: the cap is too low
-    /// for the app's users). Default: no cap; at least 1.
+    /// for the app's users). Default:
+    /// [`MemoryStorage::DEFAULT_MAX_RECORDS`]; at least 1.
     #[must_use]
     pub fn with_max_records(mut self, max_records: usize) -> Self {
         self.max_records = Some(max_records.max(1));
+        self
+    }
+
+    /// No cap: the store keeps every live session, however many. Memory
+    /// then grows with every new session until they expire, so anyone who
+    /// can make the app store a session (any route that writes to the
+    /// session of a visitor without a cookie) can exhaust it. Prefer a
+    /// [`MemoryStorage::with_max_records`] above your number of live
+    /// sessions.
+    #[must_use]
+    pub fn without_max_records(mut self) -> Self {
+        self.max_records = None;
         self
     }
 
