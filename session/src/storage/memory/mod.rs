@@ -1,18 +1,25 @@
 //! Server-side sessions in this process's memory.
+//!
+//! The store is split in parts by id ([`part`]), each keeping its records
+//! packed into a few bytes ([`packed`]).
 
-use std::collections::{BTreeSet, HashMap};
+mod packed;
+mod part;
+
 use std::fmt;
 use std::future::{Future, ready};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use self::packed::Packed;
+use self::part::{Class, Key, Records};
 use super::server::{DEFAULT_TTL, check_positive};
 use super::{Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::throttle::throttled_warn;
 
 /// Independent parts of the store, each behind its own lock, so requests of
 /// different sessions rarely wait for each other and no single map grows
@@ -35,19 +42,16 @@ fn mix(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The hash of the maps: [`mix`] of the id's text (the only thing an id
-/// writes into a hasher).
-#[derive(Default)]
-struct IdHasher(u64);
+/// The key of `id`'s record in its part: the [`mix`] of its text.
+fn key_of(id: &SessionId) -> Key {
+    mix(id.as_bytes())
+}
 
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = mix(bytes);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// The part of the store that holds the record of `key`: the top bits of
+/// the key, so the parts are even.
+fn shard_of(key: Key) -> usize {
+    const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+    (key >> (u64::BITS - SHARD_BITS)) as usize
 }
 
 /// Keeps sessions in this process's memory, under random ids: the embedded
@@ -56,8 +60,18 @@ impl Hasher for IdHasher {
 ///
 /// Records expire `max_age` after their last write (a session without a max
 /// age after the default TTL) and are purged as time passes, so memory does
-/// not grow with abandoned sessions. With [`MemoryStorage::with_max_records`],
-/// a full store makes room by dropping the records closest to expiry.
+/// not grow with abandoned sessions.
+///
+/// The store holds at most [`MemoryStorage::DEFAULT_MAX_RECORDS`] records
+/// unless told otherwise ([`MemoryStorage::with_max_records`]). A full
+/// store makes room by dropping a session *on probation* (one not requested
+/// again since the request that made it) closest to expiry, and a returning
+/// session only when none is on probation, so a flood of one-shot sessions
+/// cannot push out the users who come back. Records are packed into a few
+/// bytes: a session with one small key takes about 180 bytes of memory in
+/// all, ten keys about 230 (`BENCHMARKS.md`), so the default cap bounds the
+/// store to about 20 MB of such sessions.
+///
 /// Clones share one store. The store is split in 16 parts by id, each behind
 /// its own lock, taken for a few map operations and never across an
 /// `.await`.
@@ -77,59 +91,26 @@ pub struct MemoryStorage {
 #[repr(align(128))]
 struct Part(Mutex<Records>);
 
-#[derive(Default)]
-struct Records {
-    by_id: HashMap<SessionId, Entry, BuildHasherDefault<IdHasher>>,
-    /// `(expires_at, id)` of every record, soonest first.
-    by_expiry: BTreeSet<(u64, SessionId)>,
-}
-
-struct Entry {
-    record: SessionRecord,
-    expires_at: u64,
-}
-
-impl Records {
-    fn purge_expired(&mut self, now: u64) {
-        while let Some((expires_at, _)) = self.by_expiry.first() {
-            if *expires_at > now {
-                break;
-            }
-            if let Some((_, id)) = self.by_expiry.pop_first() {
-                self.by_id.remove(&id);
-            }
-        }
-    }
-
-    fn insert(&mut self, id: SessionId, record: SessionRecord, expires_at: u64) {
-        self.by_expiry.insert((expires_at, id.clone()));
-        self.by_id.insert(id, Entry { record, expires_at });
-    }
-
-    /// Removes the record of `id`; whether there was one.
-    fn remove(&mut self, id: &SessionId) -> bool {
-        let Some(entry) = self.by_id.remove(id) else {
-            return false;
-        };
-        self.by_expiry.remove(&(entry.expires_at, id.clone()));
-        true
-    }
-
-    fn evict_soonest(&mut self) {
-        if let Some((_, id)) = self.by_expiry.pop_first() {
-            self.by_id.remove(&id);
-        }
-    }
-}
-
 impl MemoryStorage {
-    /// An empty store with the default TTL (one day) and no cap.
+    /// The most records a store keeps unless told otherwise: 100,000.
+    ///
+    /// `BENCHMARKS.md` measures about 180 bytes per one-key session and 230
+    /// per ten-key session, everything included, so this is about 20 MB of
+    /// small sessions; bigger ones add about the size of their data (as
+    /// JSON, or less). Enough live sessions for an app that runs as one
+    /// process, few enough that a flood of new sessions cannot exhaust a
+    /// small server's memory; an app with more live users raises it with
+    /// [`MemoryStorage::with_max_records`].
+    pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+    /// An empty store with the default TTL (one day) and the default cap
+    /// ([`MemoryStorage::DEFAULT_MAX_RECORDS`]).
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Part::default()).collect(),
             sweep: Arc::default(),
             default_ttl: DEFAULT_TTL,
-            max_records: None,
+            max_records: Some(Self::DEFAULT_MAX_RECORDS),
         }
     }
 
@@ -143,18 +124,33 @@ impl MemoryStorage {
     }
 
     /// The most records kept at once, counted per sixteenth of the store
-    /// (each part holds at most `max_records / 16`, rounded up); a new
-    /// session in a full part drops that part's record closest to expiry.
-    /// Default: no cap.
+    /// (each part holds at most `max_records / 16`, rounded up). A new
+    /// session in a full part drops that part's session on probation
+    /// closest to expiry, or its returning session closest to expiry when
+    /// none is on probation (a warning is logged then: the cap is too low
+    /// for the app's users). Default:
+    /// [`MemoryStorage::DEFAULT_MAX_RECORDS`]; at least 1.
     #[must_use]
     pub fn with_max_records(mut self, max_records: usize) -> Self {
         self.max_records = Some(max_records.max(1));
         self
     }
 
+    /// No cap: the store keeps every live session, however many. Memory
+    /// then grows with every new session until they expire, so anyone who
+    /// can make the app store a session (any route that writes to the
+    /// session of a visitor without a cookie) can exhaust it. Prefer a
+    /// [`MemoryStorage::with_max_records`] above your number of live
+    /// sessions.
+    #[must_use]
+    pub fn without_max_records(mut self) -> Self {
+        self.max_records = None;
+        self
+    }
+
     /// How many live records the store holds.
     pub fn len(&self) -> usize {
-        (0..SHARDS).map(|shard| self.lock(shard).by_id.len()).sum()
+        (0..SHARDS).map(|shard| self.lock(shard).len()).sum()
     }
 
     /// Whether the store holds no records.
@@ -170,12 +166,6 @@ impl MemoryStorage {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The part of the store that holds `id`: the top bits of its mix, so
-    /// the parts are even and independent of the bucket the map picks.
-    fn records(&self, id: &SessionId) -> MutexGuard<'_, Records> {
-        self.lock(shard_of(id))
-    }
-
     fn shard_cap(&self) -> Option<usize> {
         self.max_records.map(|max| max.div_ceil(SHARDS))
     }
@@ -187,27 +177,35 @@ impl MemoryStorage {
     }
 
     fn load_now(&self, id: &SessionId, now: u64) -> Option<Loaded> {
-        let mut records = self.records(id);
+        let key = key_of(id);
+        let mut records = self.lock(shard_of(key));
         records.purge_expired(now);
-        let entry = records.by_id.get(id)?;
-        Some(Loaded::new(entry.record.clone()))
+        records.load(key, id).map(Loaded::new)
     }
 
     fn create_now(&self, record: &SessionRecord, now: u64) -> SessionId {
         let expires_at = self.expires_at(record);
         loop {
             let id = SessionId::generate();
-            let mut records = self.records(&id);
-            if records.by_id.contains_key(&id) {
+            let key = key_of(&id);
+            let packed = Packed::new(&id, record);
+            let mut records = self.lock(shard_of(key));
+            if records.contains(key) {
                 continue;
             }
             records.purge_expired(now);
             if let Some(max) = self.shard_cap() {
-                while records.by_id.len() >= max {
-                    records.evict_soonest();
+                while records.len() >= max {
+                    if records.evict() == Some(Class::Returning) {
+                        throttled_warn!(
+                            max_records = ?self.max_records,
+                            "the memory store is full of returning sessions and dropped one; \
+                             raise `MemoryStorage::with_max_records`"
+                        );
+                    }
                 }
             }
-            records.insert(id.clone(), record.clone(), expires_at);
+            records.insert(key, packed, expires_at);
             drop(records);
             let next = self.sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
             self.lock(next).purge_expired(now);
@@ -223,24 +221,16 @@ impl MemoryStorage {
         now: u64,
     ) -> bool {
         let expires_at = self.expires_at(record);
-        let mut records = self.records(id);
+        let key = key_of(id);
+        let mut records = self.lock(shard_of(key));
         records.purge_expired(now);
-        let Some(entry) = records.by_id.get_mut(id) else {
-            return false;
-        };
-        entry.record.merge(record, changes);
-        let previous_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
-        if previous_expiry != expires_at {
-            records.by_expiry.remove(&(previous_expiry, id.clone()));
-            records.by_expiry.insert((expires_at, id.clone()));
-        }
-        true
+        records.update(key, id, record, changes, expires_at)
     }
-}
 
-fn shard_of(id: &SessionId) -> usize {
-    const SHARD_BITS: u32 = SHARDS.trailing_zeros();
-    (mix(id.as_bytes()) >> (u64::BITS - SHARD_BITS)) as usize
+    fn delete_now(&self, id: &SessionId) -> bool {
+        let key = key_of(id);
+        self.lock(shard_of(key)).remove(key, id)
+    }
 }
 
 impl Default for MemoryStorage {
@@ -291,7 +281,7 @@ impl ServerStorage for MemoryStorage {
         id: &SessionId,
         _cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send {
-        ready(Ok(self.records(id).remove(id)))
+        ready(Ok(self.delete_now(id)))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -365,7 +355,7 @@ mod tests {
     fn a_deleted_record_is_not_brought_back_by_an_update() {
         let store = MemoryStorage::new();
         let id = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
-        assert!(store.records(&id).remove(&id));
+        assert!(store.delete_now(&id));
         assert!(!store.update_now(
             &id,
             &record(0, None, serde_json::json!({"a": 2})),
@@ -394,12 +384,33 @@ mod tests {
         );
     }
 
+    fn class_of(store: &MemoryStorage, id: &SessionId) -> Option<Class> {
+        let key = key_of(id);
+        store.lock(shard_of(key)).class_of(key)
+    }
+
+    #[test]
+    fn a_session_leaves_probation_on_its_next_load_or_update() {
+        let store = MemoryStorage::new();
+        let loaded = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        let updated = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        assert_eq!(class_of(&store, &loaded), Some(Class::Probation));
+        assert_eq!(class_of(&store, &updated), Some(Class::Probation));
+        store.load_now(&loaded, 1);
+        assert_eq!(class_of(&store, &loaded), Some(Class::Returning));
+        let mut changes = Changes::default();
+        changes.record_set("a");
+        let record = record(0, None, serde_json::json!({"a": 2}));
+        assert!(store.update_now(&updated, &record, &changes, 1));
+        assert_eq!(class_of(&store, &updated), Some(Class::Returning));
+    }
+
     #[test]
     fn ids_spread_evenly_over_the_parts_of_the_store() {
         let ids = 64_000;
         let mut counts = [0usize; SHARDS];
         for _ in 0..ids {
-            counts[shard_of(&SessionId::generate())] += 1;
+            counts[shard_of(key_of(&SessionId::generate()))] += 1;
         }
         let expected = ids / SHARDS;
         for (shard, count) in counts.iter().enumerate() {
@@ -419,7 +430,7 @@ mod tests {
         }
         for shard in 0..SHARDS {
             assert!(
-                !store.lock(shard).by_id.is_empty(),
+                store.lock(shard).len() > 0,
                 "part {shard} got none of 400 sessions"
             );
         }
