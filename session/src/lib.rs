@@ -116,7 +116,7 @@
 //! | storage | where the data is | use it for |
 //! |---|---|---|
 //! | [`EncryptedCookieStorage`] | in the cookie, sealed with AES-256-GCM | small sessions (the cookie is limited to 4096 bytes), no server state |
-//! | [`MemoryStorage`] | in this process, the cookie holds a random id | one process; lost on restart |
+//! | [`MemoryStorage`] | in this process, the cookie holds a random id; at most 100,000 records by default, one-shot sessions evicted first | one process; lost on restart |
 //! | `RedisStorage` (feature `redis`) | Redis or Redis Cluster, under a hash of a random id | several processes or machines |
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
