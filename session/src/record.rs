@@ -129,16 +129,28 @@ impl SessionRecord {
 /// How deeply arrays and objects nest in `value` (a scalar is 0), found
 /// without recursion, so no value is too deep to measure.
 fn depth(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut pending = vec![(value, 0)];
-    while let Some((value, level)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        deepest = deepest.max(level + 1);
-        pending.extend(children.map(|child| (child, level + 1)));
+    fn containers(value: &Value) -> Option<Box<dyn Iterator<Item = &Value> + '_>> {
+        match value {
+            Value::Array(items) => Some(Box::new(items.iter())),
+            Value::Object(map) => Some(Box::new(map.values())),
+            _ => None,
+        }
+    }
+    // Every save measures the values it sets, most of them scalars: those
+    // cost nothing, and only nested containers are ever queued.
+    let Some(children) = containers(value) else {
+        return 0;
+    };
+    let mut deepest = 1;
+    let mut pending = vec![(children, 1)];
+    while let Some((mut children, level)) = pending.pop() {
+        if let Some(child) = children.next() {
+            pending.push((children, level));
+            if let Some(grandchildren) = containers(child) {
+                deepest = deepest.max(level + 1);
+                pending.push((grandchildren, level + 1));
+            }
+        }
     }
     deepest
 }
