@@ -97,7 +97,11 @@ pub struct Settings {
     pub redis_url: String,
     /// `MEMCACHED_URL`, split at commas.
     pub memcached_servers: Vec<String>,
-    /// Not in the environment: an absolute session lifetime, for tests.
+    /// Not in the environment: the idle timeout of browser-session
+    /// sessions, for tests; `None` keeps the library's default.
+    pub idle_timeout: Option<u64>,
+    /// Not in the environment: the absolute session lifetime, for tests;
+    /// `None` keeps the library's default.
     pub absolute_timeout: Option<u64>,
     /// Not in the environment: the key prefix of server-side records, so
     /// tests can find their own.
@@ -121,6 +125,7 @@ impl Settings {
             same_site: None,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
             memcached_servers: vec!["127.0.0.1:11211".to_owned()],
+            idle_timeout: None,
             absolute_timeout: None,
             key_prefix: None,
         }
@@ -259,10 +264,15 @@ impl Settings {
     ) -> Result<SessionLayer, String> {
         let mut builder = SessionLayer::builder(storage)
             .max_age(self.max_age.map(Duration::from_secs))
-            .absolute_timeout(self.absolute_timeout.map(Duration::from_secs))
             .cookie_domain(self.cookie_domain.clone())
             .clock(clock)
             .error_responder(json_error);
+        if let Some(idle) = self.idle_timeout {
+            builder = builder.idle_timeout(Some(Duration::from_secs(idle)));
+        }
+        if let Some(absolute) = self.absolute_timeout {
+            builder = builder.absolute_timeout(Some(Duration::from_secs(absolute)));
+        }
         if let Some(name) = &self.cookie_name {
             builder = builder.cookie_name(name.clone());
         }

@@ -8,12 +8,12 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use typed_sessions::{
-    CookieStorage, EncryptedCookieStorage, Session, SessionId, SessionKey, SessionRecord,
+    CookieStorage, EncryptedCookieStorage, MaxAge, Session, SessionId, SessionKey, SessionRecord,
     StorageContext, TypedSession,
 };
 
 fn record(bytes: usize) -> SessionRecord {
-    let mut record = SessionRecord::new(1_764_000_000, Some(3600));
+    let mut record = SessionRecord::new(1_764_000_000, MaxAge::Seconds(3600));
     record.data.insert("user".into(), "ann".into());
     let filler = bytes.saturating_sub(serde_json::to_vec(&record).expect("serializes").len() + 10);
     record.data.insert("blob".into(), "x".repeat(filler).into());

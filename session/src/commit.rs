@@ -23,14 +23,16 @@ pub(crate) async fn save(
 ) -> Result<Option<String>, SaveError> {
     let config = &shared.config;
     let now = shared.clock.now();
-    let cx = StorageContext::new(&config.cookie_name, now);
     let mut state = session.take_for_save();
-    if !state.is_changed() {
+    let max_age = state.cookie_max_age();
+    let cx = StorageContext::new(&config.cookie_name, now)
+        .with_idle_limit(config.lifetimes.idle_limit(state.record.max_age));
+    if !state.is_changed() && !state.refresh {
         // Only the cookie's expiry moved (the store extended the session on
         // this read): send it again, write nothing.
         return Ok(state
             .identity
-            .map(|id| cookies::set_cookie(config, id.as_str(), state.record.max_age, now)));
+            .map(|id| cookies::set_cookie(config, id.as_str(), max_age, now)));
     }
     state.record.updated = now;
     // Only values set in this request: loaded ones have read back already,
@@ -41,7 +43,7 @@ pub(crate) async fn save(
             limit: MAX_VALUE_DEPTH,
         });
     }
-    let header = |value: &str| checked_set_cookie(config, value, state.record.max_age, now);
+    let header = |value: &str| checked_set_cookie(config, value, max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {
             if state.record.data.is_empty() {

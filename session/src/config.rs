@@ -10,6 +10,7 @@ use http::StatusCode;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::lifetime::Lifetimes;
 use crate::middleware::SessionLayer;
 use crate::storage::{AnyStorage, SessionStorage};
 
@@ -122,8 +123,7 @@ pub(crate) struct Config {
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
-    pub(crate) max_age: Option<u64>,
-    pub(crate) absolute_timeout: Option<u64>,
+    pub(crate) lifetimes: Lifetimes,
     pub(crate) save_on_server_error: bool,
     pub(crate) private_responses: bool,
 }
@@ -137,8 +137,7 @@ impl Default for Config {
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
-            max_age: None,
-            absolute_timeout: None,
+            lifetimes: Lifetimes::default(),
             save_on_server_error: false,
             private_responses: true,
         }
@@ -187,11 +186,19 @@ impl Config {
                 requirement: "Secure, Path=/ and no Domain",
             });
         }
-        if self.max_age == Some(0) {
-            return Err(ConfigError::ZeroDuration("max_age"));
-        }
-        if self.absolute_timeout == Some(0) {
-            return Err(ConfigError::ZeroDuration("absolute_timeout"));
+        let Lifetimes {
+            max_age,
+            idle_timeout,
+            absolute_timeout,
+        } = self.lifetimes;
+        for (setting, value) in [
+            ("max_age", max_age),
+            ("idle_timeout", idle_timeout),
+            ("absolute_timeout", absolute_timeout),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::ZeroDuration(setting));
+            }
         }
         Ok(())
     }
@@ -204,7 +211,13 @@ impl Config {
 /// named `__Host-session`. Chrome and Firefox keep `Secure` (and `__Host-`)
 /// cookies on `http://localhost`; for plain HTTP on any other host (or in
 /// Safari) call `.secure(false)` (development only), which also names the
-/// cookie `session`.
+/// cookie `session`. No session lives forever by default: a browser-session
+/// cookie, ended by the server after 30 minutes without a request or 12
+/// hours after it began ([`idle_timeout`](Self::idle_timeout),
+/// [`absolute_timeout`](Self::absolute_timeout)).
+///
+/// An app that keeps users signed in for two weeks of inactivity, and at
+/// most a month:
 ///
 /// ```
 /// use std::time::Duration;
@@ -212,8 +225,8 @@ impl Config {
 ///
 /// let layer = SessionLayer::builder(MemoryStorage::new())
 ///     .cookie_name("id")
-///     .max_age(Some(Duration::from_secs(30 * 60)))
-///     .absolute_timeout(Some(Duration::from_secs(12 * 3600)))
+///     .max_age(Some(Duration::from_secs(14 * 86_400)))
+///     .absolute_timeout(Some(Duration::from_secs(30 * 86_400)))
 ///     .same_site(SameSite::Strict)
 ///     .build()
 ///     .expect("valid session configuration");
@@ -282,22 +295,43 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// The idle timeout of new sessions, in whole seconds: a session expires
-    /// this long after its last write, enforced by the server, and its
-    /// cookie carries a matching `Max-Age` and `Expires`. A handler can
-    /// change it per session with [`Session::set_max_age`](crate::Session::set_max_age).
-    /// Default: `None`, a browser-session cookie without a server-side idle
-    /// timeout (server-side stores still drop records after their default
-    /// TTL).
+    /// The cookie's lifetime: with `Some`, sessions get a persistent cookie
+    /// (`Max-Age` and `Expires`) and end this long after their last write,
+    /// enforced by the server; with `None` (the default), a browser-session
+    /// cookie, which the browser drops when it closes and the server ends
+    /// after [`idle_timeout`](Self::idle_timeout). Whole seconds.
+    ///
+    /// It binds every session that did not choose its own max age, also the
+    /// ones issued before a deploy that changed it; a handler can choose one
+    /// per session with [`Session::set_max_age`](crate::Session::set_max_age)
+    /// (a "remember me"), which is kept across deploys. The
+    /// [`absolute_timeout`](Self::absolute_timeout) still ends a session, but
+    /// never before its max age.
     pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.config.max_age = max_age.map(|age| age.as_secs());
+        self.config.lifetimes.max_age = max_age.map(|age| age.as_secs());
+        self
+    }
+
+    /// How long a browser-session session may go unused before the server
+    /// ends it. Default: 30 minutes ([`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT)), OWASP's bound
+    /// for low-risk applications and ASVS 4.0.3's level 2 (V3.3.2). A
+    /// session read after more than half of it is written again (its times
+    /// only), so it ends only after this long without a request, and each
+    /// costs at most one write per half of it. `None` keeps idle sessions
+    /// until the absolute timeout (server-side stores still drop records
+    /// after their own default TTL).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.lifetimes.idle_timeout = timeout.map(|timeout| timeout.as_secs());
         self
     }
 
     /// A limit on a session's whole life, counted from its creation, however
-    /// active it is. Default: `None`.
+    /// active it is; a session that chose a longer max age of its own lives
+    /// that long. Default: 12 hours ([`DEFAULT_ABSOLUTE_TIMEOUT`](crate::DEFAULT_ABSOLUTE_TIMEOUT), ASVS 4.0.3
+    /// V3.3.2 level 2). `None` lets an active session live forever: an
+    /// explicit choice, since a stolen cookie would too.
     pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.absolute_timeout = timeout.map(|timeout| timeout.as_secs());
+        self.config.lifetimes.absolute_timeout = timeout.map(|timeout| timeout.as_secs());
         self
     }
 
@@ -443,7 +477,9 @@ mod tests {
             );
         }
         assert!(check(|c| c.cookie_path = "/a;b".into()).is_err());
-        assert!(check(|c| c.max_age = Some(0)).is_err());
+        assert!(check(|c| c.lifetimes.max_age = Some(0)).is_err());
+        assert!(check(|c| c.lifetimes.idle_timeout = Some(0)).is_err());
+        assert!(check(|c| c.lifetimes.absolute_timeout = Some(0)).is_err());
         assert!(check(|c| c.cookie_name = "__Host-id".into()).is_ok());
         assert!(
             matches!(

@@ -101,15 +101,26 @@
 //!
 //! # Expiry
 //!
-//! A session's `max_age` is an idle timeout counted from its last write and
-//! enforced by the server: the creation and last-write times travel with
-//! the session (sealed inside an encrypted cookie, or in the server-side
-//! record), so a replayed old cookie opens as a new empty session whatever
-//! the browser does. `max_age` is set for new sessions by
-//! [`SessionLayerBuilder::max_age`], per session by [`Session::set_max_age`]
-//! (persisted with the session), and sent as the cookie's `Max-Age` and
-//! `Expires`. [`SessionLayerBuilder::absolute_timeout`] caps a session's
-//! whole life from its creation.
+//! Every session ends, enforced by the server: the creation and last-write
+//! times travel with the session (sealed inside an encrypted cookie, or in
+//! the server-side record), so a replayed old cookie opens as a new empty
+//! session whatever the browser does. A session ends after its idle limit
+//! without a write, or its absolute limit after its creation:
+//!
+//! - the idle limit is the max age the session chose
+//!   ([`Session::set_max_age`], a typed struct's `max_age`), else the
+//!   layer's [`max_age`](SessionLayerBuilder::max_age) (a persistent cookie
+//!   with `Max-Age` and `Expires`), else, for a browser-session cookie, the
+//!   layer's [`idle_timeout`](SessionLayerBuilder::idle_timeout): 30 minutes
+//!   by default;
+//! - the absolute limit is the layer's
+//!   [`absolute_timeout`](SessionLayerBuilder::absolute_timeout), 12 hours by
+//!   default, but never shorter than the session's max age.
+//!
+//! A record keeps only what the session chose ([`MaxAge`]), so a deploy
+//! that changes the layer's lifetimes binds sessions issued before it. A
+//! read after more than half of the idle limit writes the session's times
+//! again, so an active user is not logged out by the idle limit.
 //!
 //! # Storages
 //!
@@ -160,6 +171,7 @@ mod cookies;
 mod error;
 mod extract;
 mod id;
+mod lifetime;
 mod middleware;
 #[cfg(all(doctest, feature = "redis", feature = "memcached"))]
 mod readme;
@@ -175,6 +187,7 @@ pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuil
 pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
 pub use extract::SessionRejection;
 pub use id::SessionId;
+pub use lifetime::{DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MaxAge};
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{Changes, MAX_CLOCK_SKEW, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord};
 pub use session::Session;

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::lifetime::MaxAge;
+
 /// The longest TTL given to a stored record: ten years.
 pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 
@@ -28,20 +30,26 @@ pub const MAX_CLOCK_SKEW: u64 = 60;
 ///
 /// Cookie storages carry it whole in the cookie; server-side stores keep it
 /// under the session's id. Its JSON form is
-/// `{"created": 1764000000, "updated": 1764000100, "max_age": 3600, "session": {...}}`
-/// (`max_age` absent or `null` when the session has none).
+/// `{"created": 1764000000, "updated": 1764000100, "own_max_age": 3600, "session": {...}}`
+/// (`own_max_age` absent when the session follows the layer's lifetimes,
+/// `null` for a browser-session cookie the session chose; see [`MaxAge`]).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// When the session was created, in seconds since the Unix epoch. Writes
     /// never move it.
     pub created: u64,
     /// When the session was last written, in seconds since the Unix epoch.
-    /// The idle timeout (`max_age`) counts from here.
+    /// The idle timeout counts from here.
     #[serde(default)]
     pub updated: u64,
-    /// The session's own idle timeout in seconds, persisted with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<u64>,
+    /// The lifetime the session chose for itself, if any; every other limit
+    /// is the layer's, read at each load.
+    #[serde(
+        rename = "own_max_age",
+        default,
+        skip_serializing_if = "MaxAge::is_layer"
+    )]
+    pub max_age: MaxAge,
     /// The session's data: string keys to JSON values.
     #[serde(rename = "session", default)]
     pub data: Map<String, Value>,
@@ -49,30 +57,13 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     /// An empty session created at `now`.
-    pub fn new(now: u64, max_age: Option<u64>) -> Self {
+    pub fn new(now: u64, max_age: MaxAge) -> Self {
         Self {
             created: now,
             updated: now,
             max_age,
             data: Map::new(),
         }
-    }
-
-    /// Whether the session has outlived its idle timeout (from the last
-    /// write) or the absolute timeout (from creation) at `now`.
-    ///
-    /// Times are whole seconds, read from the clock rounded down, so a
-    /// difference of `max_age` whole seconds may be a little less than
-    /// `max_age` of real time: a session expires only once `now` is *past*
-    /// `updated + max_age`, so it never ends before `max_age` of real idle
-    /// time, and at most a second after.
-    pub fn is_expired(&self, now: u64, absolute_timeout: Option<u64>) -> bool {
-        let idle = self
-            .max_age
-            .is_some_and(|max_age| now > self.updated.saturating_add(max_age));
-        let absolute =
-            absolute_timeout.is_some_and(|limit| now > self.created.saturating_add(limit));
-        idle || absolute
     }
 
     /// The first key, among `keys`, whose value nests deeper than
@@ -112,17 +103,6 @@ impl SessionRecord {
         }
         self.updated = from.updated;
         self.max_age = from.max_age;
-    }
-
-    /// Seconds from `updated` until a server-side record of this session may
-    /// be dropped: its `max_age`, or `default_ttl` for a session without one,
-    /// at least one second and at most ten years (the longest expiry every
-    /// store accepts; Memcached's absolute times end in 2106), plus the
-    /// second by which [`SessionRecord::is_expired`] may outlast it (a
-    /// store's own clock ticking in whole seconds, like Memcached's, could
-    /// otherwise drop it early).
-    pub fn ttl(&self, default_ttl: u64) -> u64 {
-        self.max_age.unwrap_or(default_ttl).clamp(1, MAX_STORE_TTL) + 1
     }
 }
 
@@ -227,19 +207,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn idle_timeout_counts_from_the_last_write() {
-        let mut record = SessionRecord::new(1_000, Some(60));
-        // 60 whole seconds on the clock may be 59.01 real ones: not yet.
-        assert!(!record.is_expired(1_060, None));
-        assert!(record.is_expired(1_061, None));
-        record.updated = 1_050;
-        assert!(!record.is_expired(1_110, None));
-        assert!(record.is_expired(1_111, None));
-    }
-
-    #[test]
     fn debug_shows_keys_but_never_values() {
-        let mut record = SessionRecord::new(1_000, Some(60));
+        let mut record = SessionRecord::new(1_000, MaxAge::Seconds(60));
         record.data.insert("csrf".into(), "s3cret".into());
         let debug = format!("{record:?}");
         assert!(debug.contains("csrf") && debug.contains("1000"), "{debug}");
@@ -267,34 +236,13 @@ mod tests {
 
     #[test]
     fn times_more_than_the_skew_ahead_are_from_the_future() {
-        let mut record = SessionRecord::new(1_000, Some(60));
+        let mut record = SessionRecord::new(1_000, MaxAge::Seconds(60));
         assert!(!record.is_from_the_future(1_000 - MAX_CLOCK_SKEW));
         assert!(record.is_from_the_future(1_000 - MAX_CLOCK_SKEW - 1));
         record.created = 0;
         assert!(
             record.is_from_the_future(1_000 - MAX_CLOCK_SKEW - 1),
             "updated counts too"
-        );
-    }
-
-    #[test]
-    fn absolute_timeout_counts_from_creation_whatever_the_writes() {
-        let mut record = SessionRecord::new(1_000, Some(60));
-        record.updated = 1_990;
-        assert!(!record.is_expired(2_000, Some(1_000)));
-        assert!(record.is_expired(2_001, Some(1_000)));
-    }
-
-    #[test]
-    fn no_max_age_never_idles_out() {
-        let record = SessionRecord::new(1_000, None);
-        assert!(!record.is_expired(u64::MAX, None));
-        assert_eq!(record.ttl(86_400), 86_401);
-        let forever = SessionRecord::new(1_000, Some(u64::MAX));
-        assert_eq!(
-            forever.ttl(86_400),
-            MAX_STORE_TTL + 1,
-            "stores get an expiry they accept"
         );
     }
 
@@ -312,13 +260,30 @@ mod tests {
 
     #[test]
     fn record_json_keeps_the_documented_shape() {
-        let json = r#"{"created":10,"updated":20,"max_age":30,"session":{"a":1}}"#;
+        let json = r#"{"created":10,"updated":20,"own_max_age":30,"session":{"a":1}}"#;
         let record: SessionRecord = serde_json::from_str(json).unwrap();
-        assert_eq!(record.max_age, Some(30));
+        assert_eq!(record.max_age, MaxAge::Seconds(30));
         assert_eq!(serde_json::to_string(&record).unwrap(), json);
+        let browser = r#"{"created":10,"updated":20,"own_max_age":null,"session":{}}"#;
+        let record: SessionRecord = serde_json::from_str(browser).unwrap();
+        assert_eq!(record.max_age, MaxAge::BrowserSession);
+        assert_eq!(serde_json::to_string(&record).unwrap(), browser);
+        let layer = r#"{"created":10,"updated":20,"session":{}}"#;
+        let record: SessionRecord = serde_json::from_str(layer).unwrap();
+        assert_eq!(record.max_age, MaxAge::Layer);
+        assert_eq!(serde_json::to_string(&record).unwrap(), layer);
         // aiohttp_session's simple-cookie shape still reads.
         let old: SessionRecord =
             serde_json::from_str(r#"{"created":10,"session":{"a":1}}"#).unwrap();
         assert_eq!(old.data["a"], 1);
+    }
+
+    #[test]
+    fn a_max_age_written_before_own_lifetimes_follows_the_layer() {
+        // Records of earlier releases copied the layer's max age of the
+        // time: the layer's current setting replaces it.
+        let json = r#"{"created":10,"updated":20,"max_age":3600,"session":{"a":1}}"#;
+        let record: SessionRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(record.max_age, MaxAge::Layer);
     }
 }

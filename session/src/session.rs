@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::id::SessionId;
+use crate::lifetime::{Lifetimes, MaxAge};
 use crate::record::{Changes, SessionRecord};
 
 /// The session of the current request.
@@ -40,8 +41,8 @@ pub struct Session {
 pub(crate) struct RequestFacts {
     /// The request's time, in seconds since the Unix epoch.
     pub(crate) now: u64,
-    /// The max age the layer gives new sessions.
-    pub(crate) default_max_age: Option<u64>,
+    /// The lifetimes the layer is configured with.
+    pub(crate) lifetimes: Lifetimes,
     /// The request carried a session cookie, which an empty session must
     /// remove.
     pub(crate) had_cookie: bool,
@@ -84,6 +85,9 @@ pub(crate) struct State {
     /// `renew` moved a stored record's data to a new identity: the save
     /// must find the old record still there, or carry nothing.
     pub(crate) carries_stored_data: bool,
+    /// The session was read after more than half of its idle time: the
+    /// save writes it again (its times), even if nothing changed.
+    pub(crate) refresh: bool,
     pub(crate) facts: RequestFacts,
 }
 
@@ -91,7 +95,7 @@ impl State {
     /// A new empty session at the request's time.
     fn new(facts: RequestFacts) -> Self {
         Self {
-            record: SessionRecord::new(facts.now, facts.default_max_age),
+            record: SessionRecord::new(facts.now, MaxAge::Layer),
             identity: None,
             version: None,
             is_new: true,
@@ -101,6 +105,7 @@ impl State {
             resend_cookie: false,
             typed_max_age: None,
             carries_stored_data: false,
+            refresh: false,
             facts,
         }
     }
@@ -108,7 +113,16 @@ impl State {
     /// The session a storage found.
     fn found(found: Found, facts: RequestFacts) -> Self {
         Self {
-            resend_cookie: found.extended && found.record.max_age.is_some(),
+            resend_cookie: found.extended
+                && facts
+                    .lifetimes
+                    .cookie_max_age(found.record.max_age)
+                    .is_some(),
+            refresh: facts.lifetimes.needs_refresh(
+                found.record.max_age,
+                found.record.updated,
+                facts.now,
+            ),
             record: found.record,
             identity: found.identity,
             version: found.version,
@@ -124,12 +138,17 @@ impl State {
     /// Whether the layer has anything to do after the handler: write the
     /// session, or send its cookie again.
     pub(crate) fn needs_commit(&self) -> bool {
-        self.is_changed() || (self.resend_cookie && self.identity.is_some())
+        self.is_changed() || self.refresh || (self.resend_cookie && self.identity.is_some())
+    }
+
+    /// The cookie's `Max-Age`: the session's own, or the layer's.
+    pub(crate) fn cookie_max_age(&self) -> Option<u64> {
+        self.facts.lifetimes.cookie_max_age(self.record.max_age)
     }
 
     fn reset_to_new(&mut self) {
         self.discard_identity();
-        self.record = SessionRecord::new(self.facts.now, self.facts.default_max_age);
+        self.record = SessionRecord::new(self.facts.now, MaxAge::Layer);
         self.typed_max_age = None;
         self.carries_stored_data = false;
         self.is_new = true;
@@ -294,17 +313,23 @@ impl Session {
         self.lock().record.created
     }
 
-    /// The session's idle timeout: it expires this long after its last write.
-    /// `None` means no timeout and a browser-session cookie.
+    /// The session's max age: its cookie's `Max-Age`, and how long it may
+    /// go without a write. The session's own, if it chose one, else the
+    /// layer's; `None` means a browser-session cookie (which the server
+    /// still ends after the layer's idle timeout).
     pub fn max_age(&self) -> Option<Duration> {
-        self.lock().record.max_age.map(Duration::from_secs)
+        self.lock().cookie_max_age().map(Duration::from_secs)
     }
 
-    /// Sets this session's idle timeout (whole seconds), persisted with the
-    /// session: it also sets the cookie's `Max-Age` and `Expires`.
+    /// Chooses this session's own max age (whole seconds), persisted with
+    /// it and kept whatever the layer's configuration becomes: `Some` for a
+    /// persistent cookie (a "remember me") that ends this long after the
+    /// last write, `None` for a browser-session cookie. The layer's absolute
+    /// timeout still applies, but never ends the session before its max age.
     pub fn set_max_age(&self, max_age: Option<Duration>) {
         let mut state = self.lock();
-        state.record.max_age = max_age.map(|age| age.as_secs());
+        state.record.max_age =
+            max_age.map_or(MaxAge::BrowserSession, |age| MaxAge::Seconds(age.as_secs()));
         state.must_save = true;
     }
 
@@ -316,8 +341,8 @@ impl Session {
             .typed_max_age
             .map_or(max_age, |other| other.min(max_age));
         state.typed_max_age = Some(smallest);
-        if state.record.max_age != Some(smallest) {
-            state.record.max_age = Some(smallest);
+        if state.record.max_age != MaxAge::Seconds(smallest) {
+            state.record.max_age = MaxAge::Seconds(smallest);
             state.must_save = true;
         }
     }
@@ -407,7 +432,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn session_with(identity: Option<SessionId>, data: Value) -> Session {
-        let mut record = SessionRecord::new(100, Some(60));
+        let mut record = SessionRecord::new(100, MaxAge::Seconds(60));
         record.data = data.as_object().cloned().unwrap_or_default();
         let found = Found {
             record,
@@ -417,7 +442,10 @@ pub(crate) mod tests {
         };
         let facts = RequestFacts {
             now: 200,
-            default_max_age: Some(30),
+            lifetimes: Lifetimes {
+                max_age: Some(30),
+                ..Lifetimes::default()
+            },
             had_cookie: true,
         };
         Session::found(found, facts)

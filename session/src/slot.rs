@@ -89,7 +89,7 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
     let cookie = cookies::find(headers, &config.cookie_name);
     let facts = RequestFacts {
         now,
-        default_max_age: config.max_age,
+        lifetimes: config.lifetimes,
         had_cookie: cookie.is_some(),
     };
     let found = match cookie {
@@ -117,11 +117,14 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
             );
             return false;
         }
-        let expired = found.record.is_expired(now, config.absolute_timeout);
-        if expired {
+        let record = &found.record;
+        let ended = config
+            .lifetimes
+            .has_ended(record.max_age, record.created, record.updated, now);
+        if ended {
             tracing::debug!("session expired; starting a new session");
         }
-        !expired
+        !ended
     });
     Ok(match found {
         Some(found) => {

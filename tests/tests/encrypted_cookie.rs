@@ -238,7 +238,8 @@ mod cache_memory {
     fn fullest(storage: &EncryptedCookieStorage, shape: impl Fn(usize) -> Value) -> SessionRecord {
         let cx = StorageContext::new("session", 1_700_000_000);
         let record = |n: usize| {
-            let mut record = SessionRecord::new(1_700_000_000, Some(3600));
+            let mut record =
+                SessionRecord::new(1_700_000_000, typed_sessions::MaxAge::Seconds(3600));
             let Value::Object(data) = shape(n) else {
                 panic!("a shape is an object")
             };

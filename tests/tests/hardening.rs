@@ -6,7 +6,7 @@ use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
 use session_tests::{START, TestApp, for_every_storage, is_server_side, settings};
-use typed_sessions::Session;
+use typed_sessions::{MaxAge, Session};
 
 for_every_storage!(
     a_foreign_byte_in_another_cookie_keeps_the_session,
@@ -380,7 +380,7 @@ async fn a_deep_value_stored_before_the_limit_does_not_block_its_session() {
     use typed_sessions::{AnyStorage, MemoryStorage, ServerStorage, SessionRecord, StorageContext};
     let store = MemoryStorage::new();
     let levels = typed_sessions::MAX_VALUE_DEPTH + 10;
-    let mut record = SessionRecord::new(START, None);
+    let mut record = SessionRecord::new(START, MaxAge::Layer);
     let deep: serde_json::Value = serde_json::from_str(&nested(levels)).unwrap();
     record.data.insert("deep".into(), deep["deep"].clone());
     record.data.insert("user".into(), json!("ann"));

@@ -15,7 +15,8 @@ use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
 use typed_sessions::{
-    AnyStorage, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord, StorageContext,
+    AnyStorage, MaxAge, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord,
+    StorageContext,
 };
 
 async fn app_on(store: &MemoryStorage, max_age: Option<u64>) -> TestApp {
@@ -85,12 +86,10 @@ async fn expired_records_are_purged() {
 /// Stores a new session of `max_age` seconds at time 0 straight into the
 /// store; returns its id.
 async fn create(store: &MemoryStorage, max_age: u64) -> SessionId {
-    let mut record = SessionRecord::new(0, Some(max_age));
+    let mut record = SessionRecord::new(0, MaxAge::Seconds(max_age));
     record.data.insert("a".to_owned(), 1.into());
-    store
-        .create(&record, &StorageContext::new("session", 0))
-        .await
-        .unwrap()
+    let cx = StorageContext::new("session", 0).with_idle_limit(Some(max_age));
+    store.create(&record, &cx).await.unwrap()
 }
 
 /// Whether the store still holds the session `id` (which, as any request
@@ -296,7 +295,7 @@ fn ready<F: Future>(future: F) -> F::Output {
 /// The bytes one session of `data` takes in a store of `sessions` of them,
 /// everything the store allocates for it included, as seen by this thread.
 fn bytes_per_session(sessions: usize, data: serde_json::Value) -> isize {
-    let mut record = SessionRecord::new(1_764_000_000, Some(86_400));
+    let mut record = SessionRecord::new(1_764_000_000, MaxAge::Seconds(86_400));
     record.data = data.as_object().cloned().unwrap();
     let cx = StorageContext::new("session", 1_764_000_000);
     // The thread's random generator and buffers are allocated once, before.

@@ -163,16 +163,18 @@ async fn max_age_sends_max_age_and_expires(store: Store) {
 
 async fn expired_cookie_replayed_is_an_empty_session(store: Store) {
     let app = app_with(store, |s| s.max_age = Some(60)).await;
-    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let read = app.session_with(r#"{"a": 1}"#).await;
+    let replayed = app.session_with(r#"{"a": 1}"#).await;
     // 60 seconds on a clock read in whole seconds may be 59.01 real ones:
-    // the session is still there, and gone one second later.
+    // the session is still there, and gone one second later. (Two sessions,
+    // since a read past half the max age extends the one it reads.)
     app.clock.advance(60);
     assert_eq!(
-        app.get("/session", Some(&cookie)).await.data(),
+        app.get("/session", Some(&read)).await.data(),
         json!({"a": 1})
     );
     app.clock.advance(1);
-    let reply = app.get("/session", Some(&cookie)).await;
+    let reply = app.get("/session", Some(&replayed)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.json()["new"],
@@ -191,12 +193,7 @@ async fn writes_slide_the_expiry(store: Store) {
         assert_eq!(reply.json()["new"], false, "still alive after {} s", 40 * n);
         cookie = reply.new_cookie();
     }
-    app.clock.advance(60);
-    assert_eq!(
-        app.get("/session", Some(&cookie)).await.data(),
-        json!({"n": 5})
-    );
-    app.clock.advance(1);
+    app.clock.advance(61);
     assert_eq!(app.get("/session", Some(&cookie)).await.json()["new"], true);
 }
 
@@ -218,12 +215,12 @@ async fn per_session_max_age_is_persisted(store: Store) {
     );
     assert!(reply.cookie_attributes().contains(&"Max-Age=10".to_owned()));
     let cookie = reply.new_cookie();
-    app.clock.advance(10);
+    app.clock.advance(5);
     assert_eq!(
         app.get("/session", Some(&cookie)).await.json()["new"],
         false
     );
-    app.clock.advance(1);
+    app.clock.advance(6);
     assert_eq!(app.get("/session", Some(&cookie)).await.json()["new"], true);
 
     let cookie = app.session_with(r#"{"a": 1}"#).await;

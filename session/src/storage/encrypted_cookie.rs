@@ -268,10 +268,11 @@ impl CookieStorage for EncryptedCookieStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
     use proptest::prelude::*;
 
     fn record() -> SessionRecord {
-        let mut record = SessionRecord::new(1_000, Some(60));
+        let mut record = SessionRecord::new(1_000, MaxAge::Seconds(60));
         record.data.insert("user".into(), "ann".into());
         record
     }

@@ -9,7 +9,7 @@
 //! # Record layout
 //!
 //! One item per session under `prefix + base64url(SHA-256(id))`, holding
-//! the record as JSON: `{"created":…,"updated":…,"max_age":…,"session":{…}}`.
+//! the record as JSON: `{"created":…,"updated":…,"own_max_age":…,"session":{…}}`.
 //! New records are written with `add` (insert-if-absent). A load keeps the
 //! item's CAS; a save then writes with that CAS in one round trip when
 //! nothing was written since the load (the usual case), and otherwise
@@ -162,8 +162,8 @@ impl MemcachedStorage {
 
     /// Memcached's expiry: relative seconds up to 30 days, an absolute time
     /// beyond (the client converts), never 0 ("never expires").
-    fn ttl(&self, record: &SessionRecord) -> Ttl {
-        let seconds = record.ttl(self.default_ttl.as_secs());
+    fn ttl(&self, cx: &StorageContext<'_>) -> Ttl {
+        let seconds = cx.record_ttl(self.default_ttl.as_secs());
         Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
     }
 
@@ -229,10 +229,10 @@ impl ServerStorage for MemcachedStorage {
     async fn create(
         &self,
         record: &SessionRecord,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
         let bytes = self.encode(record)?;
-        let ttl = self.ttl(record);
+        let ttl = self.ttl(cx);
         create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
             let bytes = &bytes;
@@ -256,7 +256,7 @@ impl ServerStorage for MemcachedStorage {
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let ttl = self.ttl(record);
+        let ttl = self.ttl(cx);
         // Nothing written since this request loaded the session: its record
         // is the stored one plus this request's changes, written in one
         // round trip.

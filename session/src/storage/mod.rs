@@ -52,6 +52,12 @@ pub struct StorageContext<'a> {
     /// [`Loaded`] when this request loaded the session, so it can write in
     /// one round trip if nothing changed in between.
     pub version: Option<u64>,
+    /// On [`ServerStorage::create`] and [`ServerStorage::update`]: how many
+    /// seconds after the record's `updated` time the layer may still load
+    /// it (the session's idle limit, from its own max age or the layer's
+    /// configuration); `None` when the session has no idle limit. Stores
+    /// read it through [`StorageContext::record_ttl`].
+    pub idle_limit: Option<u64>,
 }
 
 impl<'a> StorageContext<'a> {
@@ -61,7 +67,30 @@ impl<'a> StorageContext<'a> {
             cookie_name,
             now,
             version: None,
+            idle_limit: None,
         }
+    }
+
+    /// The same context, for writing a session with this idle limit.
+    #[must_use]
+    pub fn with_idle_limit(mut self, idle_limit: Option<u64>) -> Self {
+        self.idle_limit = idle_limit;
+        self
+    }
+
+    /// Seconds from the record's `updated` time until a store may drop it:
+    /// the session's idle limit, or `default_ttl` (the store's own setting)
+    /// for a session without one; at least one second and at most
+    /// [`MAX_STORE_TTL`](crate::MAX_STORE_TTL) (the longest expiry every
+    /// store accepts; Memcached's absolute times end in 2106); plus the
+    /// second by which the layer's check may outlast the limit (a store's
+    /// clock ticking in whole seconds, like Memcached's, could otherwise
+    /// drop the record early).
+    pub fn record_ttl(&self, default_ttl: u64) -> u64 {
+        self.idle_limit
+            .unwrap_or(default_ttl)
+            .clamp(1, crate::record::MAX_STORE_TTL)
+            + 1
     }
 
     /// The same context, carrying the version the session was loaded at.

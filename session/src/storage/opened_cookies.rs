@@ -220,9 +220,10 @@ fn map_heap(map: &serde_json::Map<String, Value>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
 
     fn record(n: u64) -> SessionRecord {
-        let mut record = SessionRecord::new(n, None);
+        let mut record = SessionRecord::new(n, MaxAge::Layer);
         record.data.insert("n".into(), n.into());
         record
     }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `c` | creation time, Unix seconds |
 //! | `u` | last write, Unix seconds |
-//! | `a` | the session's max age in seconds (absent: none) |
+//! | `m` | the max age the session chose: seconds, or `b` for a browser-session cookie (absent: it follows the layer's lifetimes) |
 //! | `t` | the TTL the record was given, in seconds |
 //! | `d:<key>` | the JSON value of session key `<key>` |
 //!
@@ -33,9 +33,15 @@ use super::server::{
 use super::{Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
+use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 
 const DATA_PREFIX: &str = "d:";
+
+/// The field of a session's own max age ([`MaxAge`]): absent when it
+/// follows the layer, [`BROWSER_SESSION`] or the seconds.
+const OWN_MAX_AGE: &str = "m";
+const BROWSER_SESSION: &str = "b";
 
 /// A script with `chunks(command, first, last)`: runs `command` on `KEYS[1]`
 /// with `ARGV[first..=last]`, at most 1000 arguments at a time, since Lua's
@@ -319,8 +325,8 @@ impl RedisStorage {
         Ok(Some(loaded))
     }
 
-    fn ttl(&self, record: &SessionRecord) -> u64 {
-        record.ttl(self.default_ttl.as_secs())
+    fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
+        cx.record_ttl(self.default_ttl.as_secs())
     }
 }
 
@@ -339,9 +345,16 @@ fn encode<'a>(
         "t".to_owned(),
         ttl.to_string(),
     ];
-    if let Some(max_age) = record.max_age {
-        args.push("a".to_owned());
-        args.push(max_age.to_string());
+    match record.max_age {
+        MaxAge::Layer => {}
+        MaxAge::BrowserSession => {
+            args.push(OWN_MAX_AGE.to_owned());
+            args.push(BROWSER_SESSION.to_owned());
+        }
+        MaxAge::Seconds(seconds) => {
+            args.push(OWN_MAX_AGE.to_owned());
+            args.push(seconds.to_string());
+        }
     }
     let mut push = |key: &str, value: &serde_json::Value| -> Result<(), StorageError> {
         args.push(format!("{DATA_PREFIX}{key}"));
@@ -366,7 +379,7 @@ fn encode<'a>(
 }
 
 fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
-    let mut record = SessionRecord::new(0, None);
+    let mut record = SessionRecord::new(0, MaxAge::Layer);
     let mut has_created = false;
     for (field, value) in fields {
         if let Some(key) = field.strip_prefix(DATA_PREFIX) {
@@ -380,7 +393,12 @@ fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
                     has_created = true;
                 }
                 "u" => record.updated = value.parse().ok()?,
-                "a" => record.max_age = Some(value.parse().ok()?),
+                // Records of earlier releases keep the layer's max age of
+                // the time in `a`: the current setting replaces it.
+                OWN_MAX_AGE if value == BROWSER_SESSION => {
+                    record.max_age = MaxAge::BrowserSession;
+                }
+                OWN_MAX_AGE => record.max_age = MaxAge::Seconds(value.parse().ok()?),
                 _ => {}
             }
         }
@@ -416,9 +434,9 @@ impl ServerStorage for RedisStorage {
     async fn create(
         &self,
         record: &SessionRecord,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
-        let ttl = self.ttl(record);
+        let ttl = self.ttl(cx);
         let fields = encode(record, ttl, None::<std::iter::Empty<&str>>)?;
         create_with_fresh_id("Redis", |id| {
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
@@ -441,9 +459,9 @@ impl ServerStorage for RedisStorage {
         id: &SessionId,
         record: &SessionRecord,
         changes: &Changes,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
-        let ttl = self.ttl(record);
+        let ttl = self.ttl(cx);
         let full = changes.is_full_rewrite();
         let fields = if full {
             encode(record, ttl, None::<std::iter::Empty<&str>>)?
@@ -458,8 +476,8 @@ impl ServerStorage for RedisStorage {
                 .map(|key| format!("{DATA_PREFIX}{key}"))
                 .collect()
         };
-        if record.max_age.is_none() && !full {
-            removed.push("a".to_owned());
+        if record.max_age.is_layer() && !full {
+            removed.push(OWN_MAX_AGE.to_owned());
         }
         let mut invocation = self.scripts.update.key(store_key(&self.prefix, id));
         invocation
@@ -501,7 +519,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_hash_fields() {
-        let mut record = SessionRecord::new(10, Some(60));
+        let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
         record.updated = 20;
         record.data.insert("user".into(), "ann".into());
         record
@@ -513,18 +531,36 @@ mod tests {
             .map(|pair| (pair[0].clone(), pair[1].clone()))
             .collect();
         assert!(pairs.contains(&("t".to_owned(), "60".to_owned())));
+        assert_eq!(decode(pairs), Some(record.clone()));
+        record.max_age = MaxAge::BrowserSession;
+        let fields = encode(&record, 60, None::<std::iter::Empty<&str>>).unwrap();
+        let pairs = fields
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
         assert_eq!(decode(pairs), Some(record));
     }
 
     #[test]
+    fn a_max_age_of_an_earlier_release_follows_the_layer() {
+        let fields = vec![
+            ("c".to_owned(), "10".to_owned()),
+            ("u".to_owned(), "20".to_owned()),
+            ("a".to_owned(), "3600".to_owned()),
+        ];
+        let record = decode(fields).expect("an old record still loads");
+        assert_eq!(record.max_age, MaxAge::Layer);
+    }
+
+    #[test]
     fn partial_encoding_writes_only_the_changed_keys() {
-        let mut record = SessionRecord::new(10, None);
+        let mut record = SessionRecord::new(10, MaxAge::Layer);
         record.data.insert("a".into(), 1.into());
         record.data.insert("b".into(), 2.into());
         let fields = encode(&record, 5, Some(["b"].into_iter())).unwrap();
         assert!(fields.contains(&"d:b".to_owned()));
         assert!(!fields.contains(&"d:a".to_owned()));
-        assert!(!fields.contains(&"a".to_owned()), "no max age field");
+        assert!(!fields.contains(&"m".to_owned()), "no max age field");
     }
 
     #[test]

@@ -69,11 +69,12 @@ impl CookieStorage for SimpleCookieStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
     use proptest::prelude::*;
 
     #[test]
     fn round_trips_and_stays_readable() {
-        let mut record = SessionRecord::new(10, Some(60));
+        let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
         record
             .data
             .insert("greeting".into(), "hello, world; \"x\"".into());
@@ -113,13 +114,17 @@ mod tests {
         (
             any::<u64>(),
             any::<u64>(),
-            any::<Option<u64>>(),
+            any::<Option<Option<u64>>>(),
             prop::collection::btree_map(text(), json_value(), 0..6),
         )
             .prop_map(|(created, updated, max_age, data)| SessionRecord {
                 created,
                 updated,
-                max_age,
+                max_age: match max_age {
+                    None => MaxAge::Layer,
+                    Some(None) => MaxAge::BrowserSession,
+                    Some(Some(seconds)) => MaxAge::Seconds(seconds),
+                },
                 data: data.into_iter().collect(),
             })
     }

@@ -179,15 +179,18 @@ fn with_associated_data<T>(header: &[u8], cookie_name: &str, f: impl FnOnce(&[u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
     use proptest::prelude::*;
 
     /// The secret of the fixed vectors below.
     const SECRET: &[u8; 32] = b"typed-sessions fixed test key 01";
 
     /// The record of the fixed vectors, as `{"created":1700000000,
-    /// "updated":1700000000,"max_age":3600,"session":{"n":1,"user":"ann"}}`.
+    /// "updated":1700000000,"max_age":3600,"session":{"n":1,"user":"ann"}}`:
+    /// its `max_age`, the layer's setting when it was sealed, now reads as
+    /// following the layer's current one.
     fn vector_record() -> SessionRecord {
-        let mut record = SessionRecord::new(1_700_000_000, Some(3600));
+        let mut record = SessionRecord::new(1_700_000_000, MaxAge::Layer);
         record.data.insert("user".into(), "ann".into());
         record.data.insert("n".into(), 1.into());
         record

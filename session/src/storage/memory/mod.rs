@@ -170,10 +170,10 @@ impl MemoryStorage {
         self.max_records.map(|max| max.div_ceil(SHARDS))
     }
 
-    fn expires_at(&self, record: &SessionRecord) -> u64 {
+    fn expires_at(&self, record: &SessionRecord, cx: &StorageContext<'_>) -> u64 {
         record
             .updated
-            .saturating_add(record.ttl(self.default_ttl.as_secs()))
+            .saturating_add(cx.record_ttl(self.default_ttl.as_secs()))
     }
 
     fn load_now(&self, id: &SessionId, now: u64) -> Option<Loaded> {
@@ -183,8 +183,8 @@ impl MemoryStorage {
         records.load(key, id).map(Loaded::new)
     }
 
-    fn create_now(&self, record: &SessionRecord, now: u64) -> SessionId {
-        let expires_at = self.expires_at(record);
+    fn create_now(&self, record: &SessionRecord, cx: &StorageContext<'_>) -> SessionId {
+        let (now, expires_at) = (cx.now, self.expires_at(record, cx));
         loop {
             let id = SessionId::generate();
             let key = key_of(&id);
@@ -218,9 +218,9 @@ impl MemoryStorage {
         id: &SessionId,
         record: &SessionRecord,
         changes: &Changes,
-        now: u64,
+        cx: &StorageContext<'_>,
     ) -> bool {
-        let expires_at = self.expires_at(record);
+        let (now, expires_at) = (cx.now, self.expires_at(record, cx));
         let key = key_of(id);
         let mut records = self.lock(shard_of(key));
         records.purge_expired(now);
@@ -263,7 +263,7 @@ impl ServerStorage for MemoryStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<SessionId, StorageError>> + Send {
-        ready(Ok(self.create_now(record, cx.now)))
+        ready(Ok(self.create_now(record, cx)))
     }
 
     fn update(
@@ -273,7 +273,7 @@ impl ServerStorage for MemoryStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send {
-        ready(Ok(self.update_now(id, record, changes, cx.now)))
+        ready(Ok(self.update_now(id, record, changes, cx)))
     }
 
     fn delete(
@@ -292,11 +292,17 @@ impl ServerStorage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
 
-    fn record(now: u64, max_age: Option<u64>, data: serde_json::Value) -> SessionRecord {
-        let mut record = SessionRecord::new(now, max_age);
+    fn record(now: u64, data: serde_json::Value) -> SessionRecord {
+        let mut record = SessionRecord::new(now, MaxAge::Layer);
         record.data = data.as_object().cloned().unwrap();
         record
+    }
+
+    /// A request at `now` writing a session with this idle limit.
+    fn at(now: u64, idle_limit: Option<u64>) -> StorageContext<'static> {
+        StorageContext::new("session", now).with_idle_limit(idle_limit)
     }
 
     #[test]
@@ -308,9 +314,9 @@ mod tests {
     #[test]
     fn records_expire_and_are_purged() {
         let store = MemoryStorage::new().with_default_ttl(Duration::from_secs(100));
-        let short = store.create_now(&record(0, Some(10), serde_json::json!({"a": 1})), 0);
-        let long = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
-        // Kept through the second its max age ends in (see `ttl`).
+        let short = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, Some(10)));
+        let long = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+        // Kept through the second its max age ends in (see `StorageContext::record_ttl`).
         assert!(store.load_now(&short, 10).is_some());
         assert!(store.load_now(&short, 11).is_none());
         assert_eq!(
@@ -326,23 +332,26 @@ mod tests {
     #[test]
     fn updates_merge_only_changed_keys() {
         let store = MemoryStorage::new();
-        let id = store.create_now(&record(0, None, serde_json::json!({"a": 1, "b": 1})), 0);
+        let id = store.create_now(
+            &record(0, serde_json::json!({"a": 1, "b": 1})),
+            &at(0, None),
+        );
         // Two requests loaded {a:1, b:1}; one sets a, the other removes b.
         let mut first = Changes::default();
         first.record_set("a");
         store.update_now(
             &id,
-            &record(0, None, serde_json::json!({"a": 2, "b": 1})),
+            &record(0, serde_json::json!({"a": 2, "b": 1})),
             &first,
-            1,
+            &at(1, None),
         );
         let mut second = Changes::default();
         second.record_removed("b");
         store.update_now(
             &id,
-            &record(0, None, serde_json::json!({"a": 1})),
+            &record(0, serde_json::json!({"a": 1})),
             &second,
-            1,
+            &at(1, None),
         );
         let loaded = store.load_now(&id, 2).unwrap();
         assert_eq!(
@@ -354,13 +363,13 @@ mod tests {
     #[test]
     fn a_deleted_record_is_not_brought_back_by_an_update() {
         let store = MemoryStorage::new();
-        let id = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        let id = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
         assert!(store.delete_now(&id));
         assert!(!store.update_now(
             &id,
-            &record(0, None, serde_json::json!({"a": 2})),
+            &record(0, serde_json::json!({"a": 2})),
             &Changes::default(),
-            1
+            &at(1, None)
         ));
         assert!(store.is_empty());
     }
@@ -370,7 +379,12 @@ mod tests {
         let store = MemoryStorage::new().with_max_records(SHARDS);
         // Far more sessions than the cap, the first ones expiring soonest.
         let values: Vec<SessionId> = (0..200)
-            .map(|i| store.create_now(&record(0, Some(10 + i), serde_json::json!({"a": 1})), 0))
+            .map(|i| {
+                store.create_now(
+                    &record(0, serde_json::json!({"a": 1})),
+                    &at(0, Some(10 + i)),
+                )
+            })
             .collect();
         assert!(store.len() <= SHARDS, "{} records kept", store.len());
         let newest = values.last().unwrap();
@@ -392,16 +406,16 @@ mod tests {
     #[test]
     fn a_session_leaves_probation_on_its_next_load_or_update() {
         let store = MemoryStorage::new();
-        let loaded = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
-        let updated = store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+        let loaded = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+        let updated = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
         assert_eq!(class_of(&store, &loaded), Some(Class::Probation));
         assert_eq!(class_of(&store, &updated), Some(Class::Probation));
         store.load_now(&loaded, 1);
         assert_eq!(class_of(&store, &loaded), Some(Class::Returning));
         let mut changes = Changes::default();
         changes.record_set("a");
-        let record = record(0, None, serde_json::json!({"a": 2}));
-        assert!(store.update_now(&updated, &record, &changes, 1));
+        let record = record(0, serde_json::json!({"a": 2}));
+        assert!(store.update_now(&updated, &record, &changes, &at(1, None)));
         assert_eq!(class_of(&store, &updated), Some(Class::Returning));
     }
 
@@ -426,7 +440,7 @@ mod tests {
     fn ids_spread_over_every_part_of_the_store() {
         let store = MemoryStorage::new();
         for _ in 0..400 {
-            store.create_now(&record(0, None, serde_json::json!({"a": 1})), 0);
+            store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
         }
         for shard in 0..SHARDS {
             assert!(

@@ -17,12 +17,14 @@ use std::cell::RefCell;
 use serde_json::{Map, Number, Value};
 
 use crate::id::SessionId;
+use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 
 /// A session's id and record in one allocation: the id's text, `created`
 /// and `updated` as 8 bytes each (little-endian, read without a loop: they
-/// take 5 bytes as varints, but 3 loops), `max_age` as a byte 0 (none) or 1
-/// and a varint (LEB128), then each key of the map (a string: its length
+/// take 5 bytes as varints, but 3 loops), the session's own `max_age` as a
+/// byte 0 (it follows the layer), 2 (a browser-session cookie) or 1 and a
+/// varint (LEB128) of the seconds, then each key of the map (a string: its length
 /// as a varint and its UTF-8 bytes) and its value, until the end, in no
 /// particular order.
 ///
@@ -51,7 +53,7 @@ const NUMBER_TEXT: u8 = 9;
 struct Header {
     created: u64,
     updated: u64,
-    max_age: Option<u64>,
+    max_age: MaxAge,
 }
 
 impl Packed {
@@ -138,8 +140,9 @@ impl Packed {
         let created = take_u64(&mut rest)?;
         let updated = take_u64(&mut rest)?;
         let max_age = match take_byte(&mut rest)? {
-            0 => None,
-            _ => Some(take_varint(&mut rest)?),
+            0 => MaxAge::Layer,
+            1 => MaxAge::Seconds(take_varint(&mut rest)?),
+            _ => MaxAge::BrowserSession,
         };
         let header = Header {
             created,
@@ -260,11 +263,12 @@ fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &Session
     bytes.extend_from_slice(&created.to_le_bytes());
     bytes.extend_from_slice(&times.updated.to_le_bytes());
     match times.max_age {
-        None => bytes.push(0),
-        Some(max_age) => {
+        MaxAge::Layer => bytes.push(0),
+        MaxAge::Seconds(seconds) => {
             bytes.push(1);
-            put_varint(bytes, max_age);
+            put_varint(bytes, seconds);
         }
+        MaxAge::BrowserSession => bytes.push(2),
     }
 }
 
@@ -474,11 +478,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every [`MaxAge`], from what proptest draws.
+    fn own(choice: Option<Option<u64>>) -> MaxAge {
+        match choice {
+            None => MaxAge::Layer,
+            Some(None) => MaxAge::BrowserSession,
+            Some(Some(seconds)) => MaxAge::Seconds(seconds),
+        }
+    }
+
     fn record(created: u64, updated: u64, max_age: Option<u64>, data: Value) -> SessionRecord {
         SessionRecord {
             created,
             updated,
-            max_age,
+            max_age: max_age.map_or(MaxAge::Layer, MaxAge::Seconds),
             data: data.as_object().cloned().unwrap(),
         }
     }
@@ -568,11 +581,11 @@ mod tests {
         fn any_record_reads_back_as_it_was_written(
             created: u64,
             updated: u64,
-            max_age: Option<u64>,
+            max_age: Option<Option<u64>>,
             data in prop::collection::btree_map(".*", value(), 0..8),
         ) {
             let id = SessionId::generate();
-            let record = SessionRecord { created, updated, max_age, data: data.into_iter().collect() };
+            let record = SessionRecord { created, updated, max_age: own(max_age), data: data.into_iter().collect() };
             let packed = Packed::new(&id, &record);
             prop_assert_eq!(packed.unpack(&id), Some(record));
         }
@@ -584,12 +597,12 @@ mod tests {
             set in prop::collection::vec("[a-e]", 0..4),
             removed in prop::collection::vec("[a-e]", 0..4),
             full_rewrite in prop::bool::weighted(0.2),
-            max_age: Option<u64>,
+            max_age: Option<Option<u64>>,
         ) {
             let id = SessionId::generate();
-            let mut record = SessionRecord::new(10, Some(60));
+            let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
             record.data = stored.into_iter().collect();
-            let mut newer = SessionRecord::new(20, max_age);
+            let mut newer = SessionRecord::new(20, own(max_age));
             newer.updated = 30;
             newer.data = from.into_iter().collect();
             let mut changes = Changes::default();

@@ -192,9 +192,13 @@ impl Hasher for KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifetime::MaxAge;
 
     fn packed() -> Packed {
-        Packed::new(&SessionId::generate(), &SessionRecord::new(0, None))
+        Packed::new(
+            &SessionId::generate(),
+            &SessionRecord::new(0, MaxAge::Layer),
+        )
     }
 
     #[test]
@@ -202,12 +206,16 @@ mod tests {
         let mut records = Records::default();
         // A returning session that expires first, then three new ones.
         let id = SessionId::generate();
-        records.insert(1, Packed::new(&id, &SessionRecord::new(0, None)), 10);
+        records.insert(
+            1,
+            Packed::new(&id, &SessionRecord::new(0, MaxAge::Layer)),
+            10,
+        );
         assert!(records.load(1, &id).is_some());
         records.insert(2, packed(), 3_000);
         records.insert(3, packed(), 1_000);
         let id = SessionId::generate();
-        let record = SessionRecord::new(0, None);
+        let record = SessionRecord::new(0, MaxAge::Layer);
         records.insert(4, Packed::new(&id, &record), 2_000);
         assert!(records.update(4, &id, &record, &Changes::default(), 5_000));
         assert_eq!(records.class_of(4), Some(Class::Returning), "written again");
@@ -231,7 +239,7 @@ mod tests {
     fn expired_records_of_both_classes_are_purged() {
         let mut records = Records::default();
         let (two, four) = (SessionId::generate(), SessionId::generate());
-        let record = SessionRecord::new(0, None);
+        let record = SessionRecord::new(0, MaxAge::Layer);
         records.insert(1, packed(), 10);
         records.insert(2, Packed::new(&two, &record), 20);
         assert!(records.load(2, &two).is_some());
