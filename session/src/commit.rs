@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{Config, Shared};
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::SaveError;
-use crate::record::MAX_VALUE_DEPTH;
+use crate::record::{MAX_RECORD_BYTES, MAX_VALUE_DEPTH};
 use crate::session::{Session, State};
 use crate::storage::{DynServerStorage, StorageContext, StorageRef};
 
@@ -72,6 +72,16 @@ async fn save_on_server(
             storage.delete(id, cx).await?;
         }
         return Ok(removal(config, state));
+    }
+    // Only a save that sets values can grow the session.
+    if state.changes.set_keys().next().is_some() || state.changes.is_full_rewrite() {
+        let size = state.record.json_size();
+        if size > MAX_RECORD_BYTES {
+            return Err(SaveError::SessionTooLarge {
+                size,
+                limit: MAX_RECORD_BYTES,
+            });
+        }
     }
     let id = match &state.identity {
         Some(id) => {

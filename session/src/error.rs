@@ -102,6 +102,18 @@ pub enum SaveError {
         /// The deepest nesting allowed, [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH).
         limit: usize,
     },
+    /// The session is larger than any server-side store is given; nothing
+    /// was sent.
+    #[error(
+        "the session would be {size} bytes as JSON, over the {limit}-byte limit of every \
+         server-side store; store less in the session"
+    )]
+    SessionTooLarge {
+        /// The size of the session's record as JSON, in bytes.
+        size: usize,
+        /// The limit, [`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES).
+        limit: usize,
+    },
 }
 
 impl SaveError {
@@ -109,9 +121,9 @@ impl SaveError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Storage(error) => error.status(),
-            Self::CookieTooLarge { .. } | Self::ValueTooDeep { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::CookieTooLarge { .. }
+            | Self::ValueTooDeep { .. }
+            | Self::SessionTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

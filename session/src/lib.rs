@@ -189,7 +189,9 @@ pub use extract::SessionRejection;
 pub use id::SessionId;
 pub use lifetime::{DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MaxAge};
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
-pub use record::{Changes, MAX_CLOCK_SKEW, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord};
+pub use record::{
+    Changes, MAX_CLOCK_SKEW, MAX_RECORD_BYTES, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord,
+};
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;

@@ -20,6 +20,14 @@ pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 /// session comes near it.
 pub const MAX_VALUE_DEPTH: usize = 64;
 
+/// The largest session a server-side store is given: the size of its
+/// record as JSON (`{"created":…,"session":{…}}`), in bytes. Memcached's
+/// default item size (1 MiB, with room for its key and header) is the
+/// smallest limit among the stores, so every store takes whatever any other
+/// takes; the layer checks it before anything is sent, and a larger session
+/// fails to save with [`SaveError::SessionTooLarge`](crate::SaveError::SessionTooLarge).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024 - 512;
+
 /// How far ahead of this server's clock a record's times may be: a
 /// server whose clock runs fast would otherwise lengthen the sessions it
 /// writes everywhere. Clocks kept by NTP agree to milliseconds.
@@ -74,6 +82,24 @@ impl SessionRecord {
                 .get(*key)
                 .is_some_and(|value| depth(value) > MAX_VALUE_DEPTH)
         })
+    }
+
+    /// The size of the record's JSON, in bytes, counted without building it.
+    pub(crate) fn json_size(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // A map of JSON values with string keys always serializes.
+        let _ = serde_json::to_writer(&mut count, self);
+        count.0
     }
 
     /// Whether the record claims to be created or written more than
@@ -205,6 +231,19 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_size_is_the_length_of_the_json() {
+        let mut record = SessionRecord::new(1_000, MaxAge::Seconds(60));
+        record.data.insert("user".into(), "ann\u{e9}\"".into());
+        record
+            .data
+            .insert("n".into(), serde_json::json!([1, {"a": null}]));
+        assert_eq!(
+            record.json_size(),
+            serde_json::to_vec(&record).unwrap().len()
+        );
+    }
 
     #[test]
     fn debug_shows_keys_but_never_values() {

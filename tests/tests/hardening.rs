@@ -6,7 +6,7 @@ use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
 use session_tests::{START, TestApp, for_every_storage, is_server_side, settings};
-use typed_sessions::{MaxAge, Session};
+use typed_sessions::{MAX_RECORD_BYTES, MaxAge, Session};
 
 for_every_storage!(
     a_foreign_byte_in_another_cookie_keeps_the_session,
@@ -17,6 +17,7 @@ for_every_storage!(
     a_renewal_does_not_bring_back_a_session_ended_meanwhile,
     a_session_written_by_a_fast_clock_is_refused,
     wide_sessions_are_kept_by_every_server_store,
+    every_server_store_keeps_sessions_up_to_the_size_limit_and_refuses_larger,
     what_is_saved_reads_back_and_deeper_values_are_refused,
     the_default_cookie_is_a_host_cookie,
 );
@@ -318,6 +319,56 @@ async fn wide_sessions_are_kept_by_every_server_store(store: Store) {
     assert_eq!(login.status, 200, "{}", login.body);
     let cookie = login.new_cookie();
     assert_eq!(app.get("/session", Some(&cookie)).await.data(), json!(wide));
+}
+
+async fn every_server_store_keeps_sessions_up_to_the_size_limit_and_refuses_larger(store: Store) {
+    if !is_server_side(store) {
+        return; // A cookie holds 4096 bytes: its limit is tested elsewhere.
+    }
+    let app = app(store).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // The record's JSON with an empty `big`; the clock stays at START, so
+    // both times are START.
+    let envelope =
+        format!(r#"{{"created":{START},"updated":{START},"session":{{"a":1,"big":""}}}}"#).len();
+    let at_limit = "x".repeat(MAX_RECORD_BYTES - envelope);
+    let reply = app
+        .patch(Some(&cookie), &json!({ "big": at_limit }).to_string())
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        &reply.body[..reply.body.len().min(200)]
+    );
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data()["big"]
+            .as_str()
+            .map(str::len),
+        Some(at_limit.len()),
+        "a session of exactly the limit reads back"
+    );
+    let over = "y".repeat(MAX_RECORD_BYTES - envelope + 1);
+    let reply = app
+        .patch(Some(&cookie), &json!({ "big": over }).to_string())
+        .await;
+    assert_eq!(reply.status, 500, "refused, not an outage");
+    assert!(reply.set_cookies().is_empty());
+    // The client is told the session could not be saved; the log says
+    // why (the size and the limit, see `SaveError::SessionTooLarge`).
+    assert!(reply.json()["error"].is_string(), "{}", reply.body);
+    assert!(
+        app.get("/session", Some(&cookie)).await.data()["big"]
+            .as_str()
+            .is_some_and(|big| big.starts_with('x')),
+        "nothing of the refused save was written"
+    );
+    // A new session over the limit is refused the same way.
+    let reply = app
+        .patch(None, &json!({ "big": over, "a": 1 }).to_string())
+        .await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.set_cookies().is_empty());
 }
 
 /// `{"deep": [[[…1…]]]}` with `levels` levels of arrays.

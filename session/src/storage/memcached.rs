@@ -37,8 +37,8 @@ use crate::record::{Changes, SessionRecord};
 /// are at most 250 bytes.
 const MAX_PREFIX_BYTES: usize = 200;
 /// Memcached's default item size limit (`-I 1m`), less room for the item
-/// header.
-const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
+/// header: the layer's limit on every server-side store.
+const DEFAULT_MAX_ITEM_BYTES: usize = crate::record::MAX_RECORD_BYTES;
 /// Merge attempts before a save gives up with a 503; between attempts a
 /// short random pause spreads competing writers apart.
 const CAS_TRIES: u32 = 16;
@@ -145,7 +145,10 @@ impl MemcachedStorage {
 
     /// The largest record sent to the servers, in bytes; a larger session
     /// fails to save with a clear error before anything is sent. Default:
-    /// just under 1 MiB, Memcached's default item size (`-I`).
+    /// just under 1 MiB, Memcached's default item size (`-I`), which is
+    /// also the layer's limit on every store
+    /// ([`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES)): set it only to
+    /// match servers started with a smaller `-I`.
     #[must_use]
     pub fn with_max_item_bytes(mut self, bytes: usize) -> Self {
         self.max_item_bytes = bytes;
