@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use session_examples::conformance::{Settings, app};
+use typed_sessions::SystemClock;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,8 +26,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let layer = match settings.layer().await {
-        Ok(layer) => layer,
+    let layers = match settings.storage().await {
+        Ok(storage) => settings
+            .layer_with(storage.clone(), SystemClock)
+            .and_then(|layer| Ok((layer, settings.admin_layer_with(storage, SystemClock)?))),
+        Err(message) => Err(message),
+    };
+    let (layer, admin) = match layers {
+        Ok(layers) => layers,
         Err(message) => {
             eprintln!("conformance: {message}");
             return ExitCode::FAILURE;
@@ -43,7 +50,7 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     println!("listening on http://{addr}");
-    if let Err(error) = axum::serve(listener, app(layer)).await {
+    if let Err(error) = axum::serve(listener, app(layer, admin)).await {
         eprintln!("conformance: server failed: {error}");
         return ExitCode::FAILURE;
     }

@@ -18,9 +18,18 @@ use typed_sessions::MemcachedStorage;
 #[cfg(feature = "redis")]
 use typed_sessions::RedisStorage;
 use typed_sessions::{
-    AnyStorage, Clock, EncryptedCookieStorage, MemoryStorage, SameSite, Session, SessionKey,
-    SessionLayer, SimpleCookieStorage, SystemClock, TypedSession,
+    AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
+    SessionKind, SessionLayer, SimpleCookieStorage, SystemClock, Transport, TypedSession,
 };
+
+/// The kind of the app's second, independent session, served under
+/// `/admin/session` with its own layer and cookie (the main cookie's name
+/// with `_admin` appended).
+pub struct Admin;
+
+impl SessionKind for Admin {
+    const NAME: &'static str = "admin";
+}
 
 /// The typed view of `/typed`: the keys `user` and `visits` of the same
 /// session map the dynamic routes change.
@@ -93,6 +102,8 @@ pub struct Settings {
     pub http_only: Option<bool>,
     /// `SESSION_COOKIE_SAMESITE`.
     pub same_site: Option<SameSite>,
+    /// `SESSION_TRANSPORT`.
+    pub transport: Transport,
     /// `REDIS_URL`.
     pub redis_url: String,
     /// `MEMCACHED_URL`, split at commas.
@@ -123,6 +134,7 @@ impl Settings {
             secure: None,
             http_only: None,
             same_site: None,
+            transport: Transport::Cookie,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
             memcached_servers: vec!["127.0.0.1:11211".to_owned()],
             idle_timeout: None,
@@ -186,6 +198,18 @@ impl Settings {
             .map(|value| value.parse::<SameSite>())
             .transpose()
             .map_err(|error| format!("SESSION_COOKIE_SAMESITE: {error}"))?;
+        if let Some(transport) = var("SESSION_TRANSPORT") {
+            settings.transport = match transport.as_str() {
+                "cookie" => Transport::Cookie,
+                "header" => Transport::Header,
+                "both" => Transport::Both,
+                _ => {
+                    return Err(format!(
+                        "SESSION_TRANSPORT must be cookie, header or both, got {transport:?}"
+                    ));
+                }
+            };
+        }
         Ok(settings)
     }
 
@@ -265,6 +289,7 @@ impl Settings {
         let mut builder = SessionLayer::builder(storage)
             .max_age(self.max_age.map(Duration::from_secs))
             .cookie_domain(self.cookie_domain.clone())
+            .transport(self.transport)
             .clock(clock)
             .error_responder(json_error);
         if let Some(idle) = self.idle_timeout {
@@ -297,6 +322,41 @@ impl Settings {
     pub async fn layer(&self) -> Result<SessionLayer, String> {
         self.layer_with(self.storage().await?, SystemClock)
     }
+
+    /// The layer of the [`Admin`] sessions over `storage` (the main one's
+    /// storage: kinds keep apart on one store), reading time from `clock`:
+    /// the same settings, the cookie named after the main one with `_admin`
+    /// appended.
+    pub fn admin_layer_with(
+        &self,
+        storage: AnyStorage,
+        clock: impl Clock,
+    ) -> Result<SessionLayer<Admin>, String> {
+        let main = self.layer_with(storage.clone(), SystemClock)?;
+        let mut builder = SessionLayer::builder(storage)
+            .kind::<Admin>()
+            .cookie_name(format!("{}_admin", main.cookie_name()))
+            .max_age(self.max_age.map(Duration::from_secs))
+            .cookie_domain(self.cookie_domain.clone())
+            .transport(self.transport)
+            .clock(clock)
+            .error_responder(json_error);
+        if let Some(path) = &self.cookie_path {
+            builder = builder.cookie_path(path.clone());
+        }
+        if let Some(secure) = self.secure {
+            builder = builder.secure(secure);
+        }
+        if let Some(http_only) = self.http_only {
+            builder = builder.http_only(http_only);
+        }
+        if let Some(same_site) = self.same_site {
+            builder = builder.same_site(same_site);
+        }
+        builder
+            .build()
+            .map_err(|error| format!("invalid admin session configuration: {error}"))
+    }
 }
 
 /// `error: cause: cause`, on one line.
@@ -319,15 +379,18 @@ pub fn routes() -> Router {
         .route("/session/invalidate", post(invalidate))
         .route("/session/login", post(login))
         .route("/session/max_age", post(set_max_age))
+        .route("/session/remember", post(remember))
+        .route("/flash", get(take_flashes).post(add_flash))
+        .route("/admin/session", get(show_admin).patch(change_admin))
         .route("/session/incr", post(increment))
         .route("/untouched", get(untouched))
         .route("/typed", get(typed))
         .route("/typed/visit", post(typed_visit))
 }
 
-/// The whole app: routes and session layer.
-pub fn app(layer: SessionLayer) -> Router {
-    routes().layer(layer)
+/// The whole app: routes and both session layers.
+pub fn app(layer: SessionLayer, admin: SessionLayer<Admin>) -> Router {
+    routes().layer(admin).layer(layer)
 }
 
 /// Errors as `{"error": "..."}`, for the layer and the handlers alike.
@@ -338,16 +401,17 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 /// The session view of `examples/CONFORMANCE.md`, serialized straight into the
 /// response (the data map is not copied).
 #[derive(serde::Serialize)]
-struct View<'a> {
+#[serde(bound = "")]
+struct View<'a, K: SessionKind> {
     new: bool,
     identity: Option<String>,
     created: u64,
     max_age: Option<u64>,
     empty: bool,
-    data: &'a Session,
+    data: &'a Session<K>,
 }
 
-fn view(session: &Session) -> Json<View<'_>> {
+fn view<K: SessionKind>(session: &Session<K>) -> Json<View<'_, K>> {
     Json(View {
         new: session.is_new(),
         identity: session.identity().map(|id| id.as_str().to_owned()),
@@ -437,6 +501,42 @@ async fn set_max_age(session: Session, body: Bytes) -> Result<Response, BadReque
     };
     session.set_max_age(max_age.map(Duration::from_secs));
     Ok(view(&session).into_response())
+}
+
+async fn show_admin(session: Session<Admin>) -> Response {
+    view(&session).into_response()
+}
+
+async fn change_admin(session: Session<Admin>, body: Bytes) -> Result<Response, BadRequest> {
+    for (key, value) in json_object(&body)? {
+        if value.is_null() {
+            session.remove(&key);
+        } else {
+            session.insert_value(&key, value);
+        }
+    }
+    Ok(view(&session).into_response())
+}
+
+async fn remember(session: Session, body: Bytes) -> Result<Response, BadRequest> {
+    let remember = json_object(&body)?
+        .get("remember")
+        .and_then(Value::as_bool)
+        .ok_or(BadRequest("remember must be true or false"))?;
+    session.remember(remember);
+    Ok(view(&session).into_response())
+}
+
+async fn add_flash(flash: Flash<String>, body: Bytes) -> Result<Response, BadRequest> {
+    let Some(Value::String(message)) = json_object(&body)?.remove("message") else {
+        return Err(BadRequest("message must be a string"));
+    };
+    flash.push(message);
+    Ok(view(flash.session()).into_response())
+}
+
+async fn take_flashes(flash: Flash<String>) -> Json<Value> {
+    Json(json!({ "messages": flash.take() }))
 }
 
 async fn increment(

@@ -13,6 +13,8 @@ pub struct ContainerAttrs {
     pub max_age: Option<(u64, Span)>,
     /// `crate = "path"`: where the runtime crate is.
     pub krate: Option<Path>,
+    /// `kind = Admin`: the session kind whose session the struct reads.
+    pub kind: Option<Path>,
 }
 
 /// `#[session(...)]` on a field.
@@ -63,6 +65,11 @@ pub fn container(attrs: &[Attribute], errors: &mut Vec<syn::Error>) -> Container
                 }
                 let expr: Expr = meta.value()?.parse()?;
                 parsed.max_age = Some((max_age(&expr)?, expr.span()));
+            } else if meta.path.is_ident("kind") {
+                if parsed.kind.is_some() {
+                    return Err(duplicate(&meta, "kind"));
+                }
+                parsed.kind = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("crate") {
                 if parsed.krate.is_some() {
                     return Err(duplicate(&meta, "crate"));
@@ -73,7 +80,8 @@ pub fn container(attrs: &[Attribute], errors: &mut Vec<syn::Error>) -> Container
                 return Err(meta.error("`rename` and `default` go on fields, not on the struct"));
             } else {
                 return Err(meta.error(
-                    "unknown setting for the struct: expected `max_age = ...` or `crate = \"...\"`",
+                    "unknown setting for the struct: expected `max_age = ...`, `kind = ...` \
+                     or `crate = \"...\"`",
                 ));
             }
             Ok(())
@@ -109,8 +117,13 @@ pub fn field(attrs: &[Attribute], errors: &mut Vec<syn::Error>) -> FieldAttrs {
                 } else {
                     DefaultAttr::Trait
                 });
-            } else if meta.path.is_ident("max_age") || meta.path.is_ident("crate") {
-                return Err(meta.error("`max_age` and `crate` go on the struct, not on a field"));
+            } else if meta.path.is_ident("max_age")
+                || meta.path.is_ident("crate")
+                || meta.path.is_ident("kind")
+            {
+                return Err(
+                    meta.error("`max_age`, `kind` and `crate` go on the struct, not on a field")
+                );
             } else {
                 return Err(meta.error(
                     "unknown setting for a field: expected `rename = \"...\"`, `default` \

@@ -35,6 +35,11 @@ fn expand(input: &Input<'_>) -> TokenStream {
         Some((seconds, _)) => quote!(::core::option::Option::Some(#seconds)),
         None => quote!(::core::option::Option::None),
     };
+    let kind: syn::Path = input
+        .attrs
+        .kind
+        .clone()
+        .unwrap_or_else(|| parse_quote!(#krate::Main));
     let keys = input.fields.iter().map(|field| &field.key);
     let accessors = input
         .fields
@@ -80,6 +85,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
             impl #krate::SessionData for #ident {
                 const MAX_AGE: ::core::option::Option<u64> = #max_age;
                 const KEYS: &'static [&'static str] = &[#(#keys),*];
+                type Kind = #kind;
                 type View = #view;
 
                 fn view(fields: #krate::__private::Fields<Self>) -> #view {

@@ -1,5 +1,5 @@
 //! Saving a session after the handler: what to write, in which order, and
-//! the `Set-Cookie` it produces.
+//! the `Set-Cookie` (or token header) it produces.
 
 use std::sync::Arc;
 
@@ -9,9 +9,26 @@ use crate::error::SaveError;
 use crate::record::{MAX_RECORD_BYTES, MAX_VALUE_DEPTH};
 use crate::session::{Session, State};
 use crate::storage::{DynServerStorage, StorageContext, StorageRef};
+use crate::transport::{Transport, Via};
 
-/// Writes what changed in `session` and returns the `Set-Cookie` value to
-/// send, if any.
+/// What the response carries of a saved session.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// The `Set-Cookie` value.
+    pub(crate) set_cookie: Option<String>,
+    /// The token header's value: the session's id, or empty for a session
+    /// that ended.
+    pub(crate) token: Option<String>,
+}
+
+impl Delivery {
+    fn is_empty(&self) -> bool {
+        self.set_cookie.is_none() && self.token.is_none()
+    }
+}
+
+/// Writes what changed in `session` and returns what the response carries
+/// of it, if anything.
 ///
 /// The order keeps every failure whole: a new record is created before the
 /// old one is deleted, and the cookie is only sent once everything is
@@ -20,19 +37,20 @@ use crate::storage::{DynServerStorage, StorageContext, StorageRef};
 pub(crate) async fn save(
     shared: Arc<Shared>,
     session: Session,
-) -> Result<Option<String>, SaveError> {
+) -> Result<Option<Delivery>, SaveError> {
     let config = &shared.config;
     let now = shared.clock.now();
     let mut state = session.take_for_save();
     let max_age = state.cookie_max_age();
     let cx = StorageContext::new(&config.cookie_name, now)
-        .with_idle_limit(config.lifetimes.idle_limit(state.record.max_age));
+        .with_idle_limit(config.lifetimes.store_limit_at(state.record.times(), now));
     if !state.is_changed() && !state.refresh {
         // Only the cookie's expiry moved (the store extended the session on
         // this read): send it again, write nothing.
-        return Ok(state
-            .identity
-            .map(|id| cookies::set_cookie(config, id.as_str(), max_age, now)));
+        return match &state.identity {
+            Some(id) => deliver(config, &state, id.as_str(), max_age, now).map(Some),
+            None => Ok(None),
+        };
     }
     state.record.updated = now;
     // Only values set in this request: loaded ones have read back already,
@@ -43,7 +61,7 @@ pub(crate) async fn save(
             limit: MAX_VALUE_DEPTH,
         });
     }
-    let header = |value: &str| checked_set_cookie(config, value, max_age, now);
+    let header = |value: &str| deliver(config, &state, value, max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {
             if state.record.data.is_empty() {
@@ -65,8 +83,8 @@ async fn save_on_server(
     config: &Config,
     state: &State,
     cx: &StorageContext<'_>,
-    header: impl Fn(&str) -> Result<String, SaveError>,
-) -> Result<Option<String>, SaveError> {
+    header: impl Fn(&str) -> Result<Delivery, SaveError>,
+) -> Result<Option<Delivery>, SaveError> {
     if state.record.data.is_empty() {
         for id in state.identity.iter().chain(&state.discard) {
             storage.delete(id, cx).await?;
@@ -126,10 +144,46 @@ async fn save_on_server(
     Ok(Some(header))
 }
 
-/// The removal of the cookie an empty session came with.
-fn removal(config: &Config, state: &State) -> Option<String> {
+/// The removal of the cookie an empty session came with, or the empty
+/// token that says its token ended.
+fn removal(config: &Config, state: &State) -> Option<Delivery> {
     tracing::debug!("empty session: record deleted, cookie removed");
-    state.facts.had_cookie.then(|| cookies::removal(config))
+    match state.facts.came_via? {
+        Via::Cookie => Some(Delivery {
+            set_cookie: Some(cookies::removal(config)),
+            token: None,
+        }),
+        Via::Header => Some(Delivery {
+            set_cookie: None,
+            token: Some(String::new()),
+        }),
+    }
+}
+
+/// A saved session's `value` (its id, or the sealed session) the way the
+/// transport sends it: the way the request's session came, and both ways
+/// for a new session under [`Transport::Both`].
+fn deliver(
+    config: &Config,
+    state: &State,
+    value: &str,
+    max_age: Option<u64>,
+    now: u64,
+) -> Result<Delivery, SaveError> {
+    let came_via = state.facts.came_via;
+    let (cookie, token) = match config.transport {
+        Transport::Cookie => (true, false),
+        Transport::Header => (false, true),
+        Transport::Both => (came_via != Some(Via::Header), came_via != Some(Via::Cookie)),
+    };
+    let delivery = Delivery {
+        set_cookie: cookie
+            .then(|| checked_set_cookie(config, value, max_age, now))
+            .transpose()?,
+        token: token.then(|| value.to_owned()),
+    };
+    debug_assert!(!delivery.is_empty(), "every transport sends something");
+    Ok(delivery)
 }
 
 /// The `Set-Cookie` for a saved session, refused when browsers would drop it.

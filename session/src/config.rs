@@ -1,18 +1,22 @@
 //! Configuration of the session layer: one place, documented defaults, and
 //! validation when the layer is built rather than at the first request.
 
+use std::marker::PhantomData;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
+use http::header::{AUTHORIZATION, HeaderName};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::kind::{self, Main, SessionKind};
 use crate::lifetime::Lifetimes;
 use crate::middleware::SessionLayer;
 use crate::storage::{AnyStorage, SessionStorage};
+use crate::transport::Transport;
 
 /// The cookie's `SameSite` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +128,14 @@ pub(crate) struct Config {
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
     pub(crate) lifetimes: Lifetimes,
+    /// The layer's session kind, `None` for [`Main`].
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) transport: Transport,
+    /// The request header a token comes in (`Authorization`: a bearer
+    /// token).
+    pub(crate) token_header: HeaderName,
+    /// The response header a new or ended session's token goes out in.
+    pub(crate) token_response_header: HeaderName,
     pub(crate) save_on_server_error: bool,
     pub(crate) private_responses: bool,
 }
@@ -138,6 +150,10 @@ impl Default for Config {
             http_only: true,
             same_site: SameSite::Lax,
             lifetimes: Lifetimes::default(),
+            kind: None,
+            transport: Transport::Cookie,
+            token_header: AUTHORIZATION,
+            token_response_header: HeaderName::from_static(DEFAULT_TOKEN_RESPONSE_HEADER),
             save_on_server_error: false,
             private_responses: true,
         }
@@ -204,6 +220,11 @@ impl Config {
     }
 }
 
+/// The response header of tokens, by default: `Session-Token`, with the
+/// kind's name appended (`Session-Token-admin`) for kinds other than the
+/// main one.
+const DEFAULT_TOKEN_RESPONSE_HEADER: &str = "session-token";
+
 /// Builds a [`SessionLayer`]; start with [`SessionLayer::builder`].
 ///
 /// Every setting has a default, following the OWASP session management
@@ -232,7 +253,7 @@ impl Config {
 ///     .expect("valid session configuration");
 /// ```
 #[must_use = "call `.build()` to get the layer"]
-pub struct SessionLayerBuilder {
+pub struct SessionLayerBuilder<K: SessionKind = Main> {
     /// Whether `cookie_name` was called; otherwise the name is chosen by
     /// the other attributes at build.
     named: bool,
@@ -240,6 +261,9 @@ pub struct SessionLayerBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
     error_responder: ErrorResponder,
+    token_header: Option<HeaderName>,
+    token_response_header: Option<HeaderName>,
+    kind: PhantomData<fn() -> K>,
 }
 
 impl SessionLayerBuilder {
@@ -250,6 +274,28 @@ impl SessionLayerBuilder {
             config: Config::default(),
             clock: Arc::new(SystemClock),
             error_responder: ErrorResponder::default(),
+            token_header: None,
+            token_response_header: None,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: SessionKind> SessionLayerBuilder<K> {
+    /// Makes the layer one of kind `L`: its sessions are extracted as
+    /// `Session<L>` (and typed structs of `#[session(kind = L)]`), apart from
+    /// every other kind's, and its cookie is by default the main one's name
+    /// with `_` and `L::NAME` appended. See [`SessionKind`].
+    pub fn kind<L: SessionKind>(self) -> SessionLayerBuilder<L> {
+        SessionLayerBuilder {
+            named: self.named,
+            storage: self.storage,
+            config: self.config,
+            clock: self.clock,
+            error_responder: self.error_responder,
+            token_header: self.token_header,
+            token_response_header: self.token_response_header,
+            kind: PhantomData,
         }
     }
 
@@ -335,6 +381,37 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// How the session's id travels: a cookie (the default), a request and
+    /// response header for API and mobile clients, or both (see
+    /// [`Transport`]). With headers, a request sends its token as
+    /// `Authorization: Bearer <token>` (kinds other than the main one:
+    /// `Session-Token-<name>: <token>`), and a new or renewed session's
+    /// token comes back in `Session-Token` (`Session-Token-<name>`), an
+    /// ended one's empty; `Vary` names the header. Header tokens are the
+    /// same ids as cookies (256 bits from a CSPRNG, never adopted from a
+    /// client), so only server-side storages take them: with a cookie
+    /// storage, [`build`](Self::build) fails.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// The request header tokens come in. Default: `Authorization` (a
+    /// `Bearer` token) for the main kind, `Session-Token-<name>` for
+    /// others. Any other header carries the token as its whole value.
+    pub fn token_header(mut self, name: HeaderName) -> Self {
+        self.token_header = Some(name);
+        self
+    }
+
+    /// The response header a new, renewed or ended session's token goes
+    /// out in. Default: `Session-Token` (`Session-Token-<name>` for kinds
+    /// other than the main one).
+    pub fn token_response_header(mut self, name: HeaderName) -> Self {
+        self.token_response_header = Some(name);
+        self
+    }
+
     /// Whether a changed session is saved when the handler answers 5xx.
     /// Default: `false` (a failed request does not half-apply its changes).
     /// Sessions are always saved on 2xx, 3xx and 4xx.
@@ -388,9 +465,33 @@ impl SessionLayerBuilder {
 
     /// Checks the configuration, the storage's included, and builds the
     /// layer.
-    pub fn build(mut self) -> Result<SessionLayer, ConfigError> {
+    pub fn build(mut self) -> Result<SessionLayer<K>, ConfigError> {
+        let main = kind::is_main::<K>();
+        self.config.kind = (!main).then_some(K::NAME);
         if !self.named {
-            self.config.cookie_name = self.config.default_cookie_name().to_owned();
+            let name = self.config.default_cookie_name();
+            self.config.cookie_name = if main {
+                name.to_owned()
+            } else {
+                format!("{name}_{}", K::NAME)
+            };
+        }
+        let kind_header = || {
+            HeaderName::try_from(format!("{DEFAULT_TOKEN_RESPONSE_HEADER}-{}", K::NAME))
+                .map_err(|_| ConfigError::CookieName(K::NAME.to_owned()))
+        };
+        self.config.token_header = match self.token_header {
+            Some(name) => name,
+            None if main => AUTHORIZATION,
+            None => kind_header()?,
+        };
+        self.config.token_response_header = match self.token_response_header {
+            Some(name) => name,
+            None if main => HeaderName::from_static(DEFAULT_TOKEN_RESPONSE_HEADER),
+            None => kind_header()?,
+        };
+        if self.config.transport != Transport::Cookie && !self.storage.is_server_side() {
+            return Err(ConfigError::TokensNeedServerStorage);
         }
         self.config.validate()?;
         self.storage.validate()?;

@@ -158,6 +158,14 @@ pub enum ConfigError {
         /// What the prefix requires.
         requirement: &'static str,
     },
+    /// Header tokens with a cookie storage, whose sealed payload is not a
+    /// bearer token.
+    #[error(
+        "header transport needs a server-side storage (memory, Redis, Memcached): a cookie \
+         storage's sealed session is not a token to hand an API client; keep `Transport::Cookie` \
+         or change the storage"
+    )]
+    TokensNeedServerStorage,
     /// A zero duration where a positive one is needed.
     #[error("{0} must be at least one second")]
     ZeroDuration(&'static str),

@@ -9,8 +9,9 @@ use http::request::Parts;
 
 use crate::config::ErrorResponder;
 use crate::error::LoadError;
+use crate::kind::{Main, SessionKind};
 use crate::session::Session;
-use crate::slot::SessionSlot;
+use crate::slot::KindSlot;
 
 /// Why a handler could not get its session.
 pub struct SessionRejection {
@@ -18,7 +19,8 @@ pub struct SessionRejection {
 }
 
 enum RejectionKind {
-    MissingLayer,
+    /// No layer of this session kind (its name) wraps the route.
+    MissingLayer(&'static str),
     Load {
         error: LoadError,
         responder: ErrorResponder,
@@ -30,7 +32,7 @@ impl SessionRejection {
     /// storage failed.
     pub fn status(&self) -> StatusCode {
         match &self.kind {
-            RejectionKind::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            RejectionKind::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RejectionKind::Load { error, .. } => error.status(),
         }
     }
@@ -39,8 +41,22 @@ impl SessionRejection {
     pub fn load_error(&self) -> Option<&LoadError> {
         match &self.kind {
             RejectionKind::Load { error, .. } => Some(error),
-            RejectionKind::MissingLayer => None,
+            RejectionKind::MissingLayer(_) => None,
         }
+    }
+}
+
+/// What a handler's author is told when no layer of the kind `kind` wraps
+/// the route.
+fn missing_layer(kind: &str) -> String {
+    if kind == Main::NAME {
+        MISSING_LAYER.to_owned()
+    } else {
+        format!(
+            "session layer of kind `{kind}` not installed: add \
+             `SessionLayer::builder(storage).kind::<{kind}>().build()` (the kind's marker type) \
+             to the router around the routes that extract its session"
+        )
     }
 }
 
@@ -51,7 +67,9 @@ const MISSING_LAYER: &str = "session layer not installed: add `SessionLayer` to 
 impl fmt::Debug for SessionRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            RejectionKind::MissingLayer => f.write_str("SessionRejection::MissingLayer"),
+            RejectionKind::MissingLayer(kind) => {
+                write!(f, "SessionRejection::MissingLayer({kind:?})")
+            }
             RejectionKind::Load { error, .. } => f
                 .debug_tuple("SessionRejection::Load")
                 .field(error)
@@ -63,7 +81,7 @@ impl fmt::Debug for SessionRejection {
 impl fmt::Display for SessionRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            RejectionKind::MissingLayer => f.write_str(MISSING_LAYER),
+            RejectionKind::MissingLayer(kind) => f.write_str(&missing_layer(kind)),
             RejectionKind::Load { error, .. } => fmt::Display::fmt(error, f),
         }
     }
@@ -72,7 +90,7 @@ impl fmt::Display for SessionRejection {
 impl std::error::Error for SessionRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            RejectionKind::MissingLayer => None,
+            RejectionKind::MissingLayer(_) => None,
             RejectionKind::Load { error, .. } => Some(error),
         }
     }
@@ -82,24 +100,25 @@ impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
         let status = self.status();
         match self.kind {
-            RejectionKind::MissingLayer => (status, MISSING_LAYER).into_response(),
+            RejectionKind::MissingLayer(kind) => (status, missing_layer(kind)).into_response(),
             RejectionKind::Load { responder, .. } => responder.respond(status),
         }
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Session {
+impl<S: Send + Sync, K: SessionKind> FromRequestParts<S> for Session<K> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(slot) = parts.extensions.get::<SessionSlot>() else {
-            tracing::error!("{MISSING_LAYER}");
+        let Some(KindSlot(slot, _)) = parts.extensions.get::<KindSlot<K>>() else {
+            tracing::error!("{}", missing_layer(K::NAME));
             return Err(SessionRejection {
-                kind: RejectionKind::MissingLayer,
+                kind: RejectionKind::MissingLayer(K::NAME),
             });
         };
         slot.session(&parts.headers)
             .await
+            .map(Session::into_kind)
             .map_err(|error| SessionRejection {
                 kind: RejectionKind::Load {
                     error,

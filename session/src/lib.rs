@@ -170,7 +170,9 @@ mod config;
 mod cookies;
 mod error;
 mod extract;
+mod flash;
 mod id;
+mod kind;
 mod lifetime;
 mod middleware;
 #[cfg(all(doctest, feature = "redis", feature = "memcached"))]
@@ -180,14 +182,19 @@ mod session;
 mod slot;
 mod storage;
 mod throttle;
+mod transport;
 mod typed;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuilder};
 pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
 pub use extract::SessionRejection;
+pub use flash::{FLASH_KEY, Flash};
 pub use id::SessionId;
-pub use lifetime::{DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MaxAge};
+pub use kind::{Main, SessionKind};
+pub use lifetime::{
+    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REMEMBER_MAX_AGE, MaxAge,
+};
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{
     Changes, MAX_CLOCK_SKEW, MAX_RECORD_BYTES, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord,
@@ -202,6 +209,7 @@ pub use storage::{
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};
+pub use transport::Transport;
 pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see
 /// [`TypedSession`] and the crate documentation.

@@ -23,6 +23,11 @@ pub const DEFAULT_IDLE_TIMEOUT: u64 = 30 * 60;
 /// indefinitely, which is what this default stops.
 pub const DEFAULT_ABSOLUTE_TIMEOUT: u64 = 12 * 3600;
 
+/// The max age [`Session::remember`](crate::Session::remember) gives a
+/// session on a layer of browser-session cookies (no `max_age`): two weeks,
+/// Devise's `remember_for` and Django's session age.
+pub const DEFAULT_REMEMBER_MAX_AGE: u64 = 14 * 86_400;
+
 /// What a session chose for its own lifetime, persisted with it.
 ///
 /// A session that chose nothing follows the layer's configuration, read
@@ -69,6 +74,17 @@ impl<'de> Deserialize<'de> for MaxAge {
             None => Self::BrowserSession,
         })
     }
+}
+
+/// The times of a stored session that decide when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub(crate) created: u64,
+    pub(crate) updated: u64,
+    /// The max age the session chose.
+    pub(crate) max_age: MaxAge,
+    /// The time the session chose to end at, if any.
+    pub(crate) expires_at: Option<u64>,
 }
 
 /// The lifetimes a layer is configured with; `None` is no limit.
@@ -118,18 +134,43 @@ impl Lifetimes {
         self.absolute_timeout.map(|limit| limit.max(max_age))
     }
 
-    /// Whether a session last written at `updated` and created at `created`
-    /// has ended at `now`.
+    /// Whether a session with `times` has ended at `now`: past its idle
+    /// limit since its last write, its absolute limit since its creation,
+    /// or the time it chose to end at.
     ///
     /// Times are whole seconds, read from the clock rounded down, so a
     /// difference of `limit` whole seconds may be a little less than `limit`
     /// of real time: a session ends only once `now` is *past* the limit, so
     /// it never ends early, and at most a second late.
-    pub(crate) fn has_ended(&self, own: MaxAge, created: u64, updated: u64, now: u64) -> bool {
+    pub(crate) fn has_ended(&self, times: Times, now: u64) -> bool {
         let past = |from: u64, limit: Option<u64>| {
             limit.is_some_and(|limit| now > from.saturating_add(limit))
         };
-        past(updated, self.idle_limit(own)) || past(created, self.absolute_limit(own))
+        past(times.updated, self.idle_limit(times.max_age))
+            || past(times.created, self.absolute_limit(times.max_age))
+            || times.expires_at.is_some_and(|end| now > end)
+    }
+
+    /// The cookie's `Max-Age` for a session with `times` written at `now`:
+    /// its max age, cut short by the time it chose to end at; `None` for a
+    /// browser-session cookie.
+    pub(crate) fn cookie_max_age_at(&self, times: Times, now: u64) -> Option<u64> {
+        let max_age = self.cookie_max_age(times.max_age)?;
+        Some(match times.expires_at {
+            Some(end) => max_age.min(end.saturating_sub(now)),
+            None => max_age,
+        })
+    }
+
+    /// How long after a write at `now` a store must keep the record of a
+    /// session with `times`: its idle limit, cut short by the time it chose
+    /// to end at; `None` when nothing limits it.
+    pub(crate) fn store_limit_at(&self, times: Times, now: u64) -> Option<u64> {
+        let until_end = times.expires_at.map(|end| end.saturating_sub(now));
+        match (self.idle_limit(times.max_age), until_end) {
+            (Some(idle), Some(end)) => Some(idle.min(end)),
+            (idle, end) => idle.or(end),
+        }
     }
 
     /// Whether a session read at `now` has used up more than half of its
@@ -139,6 +180,12 @@ impl Lifetimes {
     pub(crate) fn needs_refresh(&self, own: MaxAge, updated: u64, now: u64) -> bool {
         self.idle_limit(own)
             .is_some_and(|limit| now.saturating_sub(updated).saturating_mul(2) > limit)
+    }
+
+    /// The max age "remember me" gives: the layer's, or
+    /// [`DEFAULT_REMEMBER_MAX_AGE`] on a layer of browser-session cookies.
+    pub(crate) fn remember_max_age(&self) -> u64 {
+        self.max_age.unwrap_or(DEFAULT_REMEMBER_MAX_AGE)
     }
 }
 
@@ -151,6 +198,16 @@ mod tests {
         idle_timeout: Some(100),
         absolute_timeout: Some(1000),
     };
+
+    /// The times of a session created at 0 and written at `updated`.
+    fn times(max_age: MaxAge, updated: u64) -> Times {
+        Times {
+            created: 0,
+            updated,
+            max_age,
+            expires_at: None,
+        }
+    }
 
     #[test]
     fn a_session_that_chose_nothing_follows_the_layer() {
@@ -168,8 +225,8 @@ mod tests {
     fn a_browser_session_is_still_bound_by_the_idle_timeout() {
         assert_eq!(LAYER.cookie_max_age(MaxAge::BrowserSession), None);
         assert_eq!(LAYER.idle_limit(MaxAge::BrowserSession), Some(100));
-        assert!(!LAYER.has_ended(MaxAge::BrowserSession, 0, 0, 100));
-        assert!(LAYER.has_ended(MaxAge::BrowserSession, 0, 0, 101));
+        assert!(!LAYER.has_ended(times(MaxAge::BrowserSession, 0), 100));
+        assert!(LAYER.has_ended(times(MaxAge::BrowserSession, 0), 101));
     }
 
     #[test]
@@ -177,16 +234,16 @@ mod tests {
         let own = MaxAge::Seconds(5000);
         assert_eq!(LAYER.idle_limit(own), Some(5000));
         assert_eq!(LAYER.absolute_limit(own), Some(5000));
-        assert!(!LAYER.has_ended(own, 0, 4000, 5000));
-        assert!(LAYER.has_ended(own, 0, 4000, 5001));
+        assert!(!LAYER.has_ended(times(own, 4000), 5000));
+        assert!(LAYER.has_ended(times(own, 4000), 5001));
         // A shorter own max age leaves the absolute timeout as it is.
         assert_eq!(LAYER.absolute_limit(MaxAge::Seconds(60)), Some(1000));
     }
 
     #[test]
     fn the_absolute_timeout_ends_an_active_session() {
-        assert!(!LAYER.has_ended(MaxAge::Layer, 0, 999, 1000));
-        assert!(LAYER.has_ended(MaxAge::Layer, 0, 999, 1001));
+        assert!(!LAYER.has_ended(times(MaxAge::Layer, 999), 1000));
+        assert!(LAYER.has_ended(times(MaxAge::Layer, 999), 1001));
     }
 
     #[test]
@@ -196,8 +253,37 @@ mod tests {
             idle_timeout: None,
             absolute_timeout: None,
         };
-        assert!(!forever.has_ended(MaxAge::Layer, 0, 0, u64::MAX));
+        assert!(!forever.has_ended(times(MaxAge::Layer, 0), u64::MAX));
         assert!(!forever.needs_refresh(MaxAge::Layer, 0, u64::MAX));
+    }
+
+    #[test]
+    fn a_chosen_end_ends_the_session_and_shortens_cookie_and_store() {
+        let ending = Times {
+            expires_at: Some(300),
+            ..times(MaxAge::Layer, 100)
+        };
+        assert!(!LAYER.has_ended(ending, 300));
+        assert!(LAYER.has_ended(ending, 301));
+        assert_eq!(LAYER.cookie_max_age_at(ending, 100), Some(200));
+        assert_eq!(LAYER.store_limit_at(ending, 100), Some(200));
+        let far = Times {
+            expires_at: Some(1_000_000),
+            ..ending
+        };
+        assert_eq!(LAYER.cookie_max_age_at(far, 100), Some(600));
+        assert_eq!(LAYER.store_limit_at(far, 100), Some(600));
+        let browser = Times {
+            max_age: MaxAge::BrowserSession,
+            ..ending
+        };
+        assert_eq!(LAYER.cookie_max_age_at(browser, 100), None);
+        let unlimited = Lifetimes {
+            max_age: None,
+            idle_timeout: None,
+            absolute_timeout: None,
+        };
+        assert_eq!(unlimited.store_limit_at(ending, 100), Some(200));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the handler, saves what changed and writes one `Set-Cookie`.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,10 +17,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use crate::commit;
-use crate::config::{SessionLayerBuilder, Shared};
+use crate::commit::{self, Delivery};
+use crate::config::{Config, SessionLayerBuilder, Shared};
 use crate::error::{BoxError, SaveError};
-use crate::slot::SessionSlot;
+use crate::kind::{Main, SessionKind};
+use crate::slot::{KindSlot, SessionSlot};
 use crate::storage::SessionStorage;
 
 /// Adds sessions to an axum router.
@@ -47,9 +49,18 @@ use crate::storage::SessionStorage;
 ///     .route("/", get(handler))
 ///     .layer(SessionLayer::new(storage));
 /// ```
-#[derive(Clone)]
-pub struct SessionLayer {
+pub struct SessionLayer<K: SessionKind = Main> {
     shared: Arc<Shared>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: SessionKind> Clone for SessionLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 impl SessionLayer {
@@ -67,11 +78,14 @@ impl SessionLayer {
             .unwrap_or_else(|error| panic!("invalid session configuration: {error}"))
     }
 
-    /// Starts configuring a layer over `storage`.
+    /// Starts configuring a layer over `storage` (of another
+    /// [`SessionKind`] with [`SessionLayerBuilder::kind`]).
     pub fn builder<Kind>(storage: impl SessionStorage<Kind>) -> SessionLayerBuilder {
         SessionLayerBuilder::new(storage)
     }
+}
 
+impl<K: SessionKind> SessionLayer<K> {
     /// The name of the session cookie, as configured or chosen by default
     /// (see [`SessionLayerBuilder::cookie_name`]).
     pub fn cookie_name(&self) -> &str {
@@ -81,38 +95,52 @@ impl SessionLayer {
     pub(crate) fn from_shared(shared: Shared) -> Self {
         Self {
             shared: Arc::new(shared),
+            kind: PhantomData,
         }
     }
 }
 
-impl std::fmt::Debug for SessionLayer {
+impl<K: SessionKind> std::fmt::Debug for SessionLayer<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayer")
+            .field("kind", &K::NAME)
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
 
-impl<S> Layer<S> for SessionLayer {
-    type Service = SessionService<S>;
+impl<S, K: SessionKind> Layer<S> for SessionLayer<K> {
+    type Service = SessionService<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
             inner,
             shared: self.shared.clone(),
+            kind: PhantomData,
         }
     }
 }
 
 /// The service [`SessionLayer`] wraps around the router.
-#[derive(Clone)]
-pub struct SessionService<S> {
+pub struct SessionService<S, K: SessionKind = Main> {
     inner: S,
     shared: Arc<Shared>,
+    kind: PhantomData<fn() -> K>,
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+impl<S: Clone, K: SessionKind> Clone for SessionService<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, K>
 where
+    K: SessionKind,
     S: Service<Request<ReqBody>, Response = http::Response<ResBody>>,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
@@ -127,7 +155,9 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let slot = SessionSlot::new(self.shared.clone());
-        request.extensions_mut().insert(slot.clone());
+        request
+            .extensions_mut()
+            .insert(KindSlot::<K>(slot.clone(), PhantomData));
         ResponseFuture {
             state: State::Handling {
                 future: self.inner.call(request),
@@ -137,7 +167,7 @@ where
     }
 }
 
-type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<String>, SaveError>> + Send>>;
+type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<Delivery>, SaveError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`].
@@ -182,8 +212,8 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let mut response = response;
-                    add_vary_cookie(&mut response);
                     let shared = slot.shared();
+                    add_vary(&mut response, &shared.config);
                     let status = response.status();
                     let save_allowed =
                         !status.is_server_error() || shared.config.save_on_server_error;
@@ -206,23 +236,34 @@ where
                 } => {
                     let outcome = ready!(save.as_mut().poll(cx));
                     let mut response = response.take().expect("polled after completion");
+                    let config = &slot.shared().config;
                     match outcome {
-                        Ok(Some(cookie)) => match HeaderValue::try_from(cookie) {
-                            Ok(value) => {
-                                response.headers_mut().append(SET_COOKIE, value);
-                                if slot.shared().config.private_responses {
-                                    keep_out_of_shared_caches(response.headers_mut());
+                        Ok(Some(delivery)) => {
+                            let headers = response.headers_mut();
+                            let values = [
+                                (SET_COOKIE, delivery.set_cookie),
+                                (config.token_response_header.clone(), delivery.token),
+                            ];
+                            for (name, value) in values {
+                                let Some(value) = value else { continue };
+                                match HeaderValue::try_from(value) {
+                                    Ok(value) => {
+                                        headers.append(name, value);
+                                    }
+                                    Err(error) => {
+                                        tracing::error!(%error, "session header is not a valid header value");
+                                    }
                                 }
                             }
-                            Err(error) => {
-                                tracing::error!(%error, "session cookie is not a valid header");
+                            if config.private_responses {
+                                keep_out_of_shared_caches(headers);
                             }
-                        },
+                        }
                         Ok(None) => {}
                         Err(error) => {
                             tracing::error!(error = %crate::error::chain(&error), "session save failed");
                             response = slot.shared().error_responder.respond(error.status());
-                            add_vary_cookie(&mut response);
+                            add_vary(&mut response, config);
                         }
                     }
                     return Poll::Ready(Ok(response));
@@ -269,8 +310,30 @@ fn keep_out_of_shared_caches(headers: &mut http::HeaderMap) {
     }
 }
 
-fn add_vary_cookie(response: &mut Response) {
-    response
-        .headers_mut()
-        .append(VARY, HeaderValue::from_static("Cookie"));
+/// `Vary` names what the session came in: `Cookie`, the token header or
+/// both, each once however many session layers wrap the route.
+fn add_vary(response: &mut Response, config: &Config) {
+    let headers = response.headers_mut();
+    let mut add = |name: &str, value: HeaderValue| {
+        let named = headers.get_all(VARY).iter().any(|listed| {
+            listed.to_str().is_ok_and(|listed| {
+                listed
+                    .split(',')
+                    .any(|listed| listed.trim().eq_ignore_ascii_case(name))
+            })
+        });
+        if !named {
+            headers.append(VARY, value);
+        }
+    };
+    if config.transport.reads_cookies() {
+        add("Cookie", HeaderValue::from_static("Cookie"));
+    }
+    if config.transport.reads_headers() {
+        let name = config.token_header.as_str();
+        add(
+            name,
+            HeaderValue::from_str(name).expect("a header name is a header value"),
+        );
+    }
 }

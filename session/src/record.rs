@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::lifetime::MaxAge;
+use crate::lifetime::{MaxAge, Times};
 
 /// The longest TTL given to a stored record: ten years.
 pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
@@ -58,6 +58,16 @@ pub struct SessionRecord {
         skip_serializing_if = "MaxAge::is_layer"
     )]
     pub max_age: MaxAge,
+    /// The time the session chose to end at, in seconds since the Unix
+    /// epoch ([`Session::expire_at`](crate::Session::expire_at)), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The [`SessionKind`](crate::SessionKind) whose layer made the
+    /// session, `None` for [`Main`](crate::Main): a layer loads only the
+    /// records of its own kind, so a client that moves one kind's id into
+    /// another kind's cookie gets a new empty session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// The session's data: string keys to JSON values.
     #[serde(rename = "session", default)]
     pub data: Map<String, Value>,
@@ -70,6 +80,8 @@ impl SessionRecord {
             created: now,
             updated: now,
             max_age,
+            expires_at: None,
+            kind: None,
             data: Map::new(),
         }
     }
@@ -82,6 +94,25 @@ impl SessionRecord {
                 .get(*key)
                 .is_some_and(|value| depth(value) > MAX_VALUE_DEPTH)
         })
+    }
+
+    /// An empty session of `kind` (`None` for the main kind) created at
+    /// `now`, following the layer's lifetimes.
+    pub(crate) fn of_kind(now: u64, kind: Option<&str>) -> Self {
+        Self {
+            kind: kind.map(str::to_owned),
+            ..Self::new(now, MaxAge::Layer)
+        }
+    }
+
+    /// The times that decide when the session ends.
+    pub(crate) fn times(&self) -> Times {
+        Times {
+            created: self.created,
+            updated: self.updated,
+            max_age: self.max_age,
+            expires_at: self.expires_at,
+        }
     }
 
     /// The size of the record's JSON, in bytes, counted without building it.
@@ -129,6 +160,7 @@ impl SessionRecord {
         }
         self.updated = from.updated;
         self.max_age = from.max_age;
+        self.expires_at = from.expires_at;
     }
 }
 
@@ -169,6 +201,8 @@ impl std::fmt::Debug for SessionRecord {
             .field("created", &self.created)
             .field("updated", &self.updated)
             .field("max_age", &self.max_age)
+            .field("expires_at", &self.expires_at)
+            .field("kind", &self.kind)
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .finish()
     }

@@ -2,6 +2,7 @@
 //! life cycle.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -10,8 +11,10 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::id::SessionId;
+use crate::kind::{Main, SessionKind};
 use crate::lifetime::{Lifetimes, MaxAge};
 use crate::record::{Changes, SessionRecord};
+use crate::transport::Via;
 
 /// The session of the current request.
 ///
@@ -31,9 +34,18 @@ use crate::record::{Changes, SessionRecord};
 ///     format!("visit number {}", count + 1)
 /// }
 /// ```
-#[derive(Clone)]
-pub struct Session {
+pub struct Session<K: SessionKind = Main> {
     state: Arc<Mutex<State>>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: SessionKind> Clone for Session<K> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 /// What the layer knows of the request when it makes its session.
@@ -43,9 +55,11 @@ pub(crate) struct RequestFacts {
     pub(crate) now: u64,
     /// The lifetimes the layer is configured with.
     pub(crate) lifetimes: Lifetimes,
-    /// The request carried a session cookie, which an empty session must
-    /// remove.
-    pub(crate) had_cookie: bool,
+    /// The layer's session kind, `None` for the main one.
+    pub(crate) kind: Option<&'static str>,
+    /// How the request's session id came, if it carried one: an empty
+    /// session must remove that cookie, or announce the ended token.
+    pub(crate) came_via: Option<Via>,
 }
 
 /// A session the storage found for the request's cookie.
@@ -95,7 +109,7 @@ impl State {
     /// A new empty session at the request's time.
     fn new(facts: RequestFacts) -> Self {
         Self {
-            record: SessionRecord::new(facts.now, MaxAge::Layer),
+            record: SessionRecord::of_kind(facts.now, facts.kind),
             identity: None,
             version: None,
             is_new: true,
@@ -141,14 +155,17 @@ impl State {
         self.is_changed() || self.refresh || (self.resend_cookie && self.identity.is_some())
     }
 
-    /// The cookie's `Max-Age`: the session's own, or the layer's.
+    /// The cookie's `Max-Age` when written now: the session's own, or the
+    /// layer's, cut short by the end the session chose.
     pub(crate) fn cookie_max_age(&self) -> Option<u64> {
-        self.facts.lifetimes.cookie_max_age(self.record.max_age)
+        self.facts
+            .lifetimes
+            .cookie_max_age_at(self.record.times(), self.facts.now)
     }
 
     fn reset_to_new(&mut self) {
         self.discard_identity();
-        self.record = SessionRecord::new(self.facts.now, MaxAge::Layer);
+        self.record = SessionRecord::of_kind(self.facts.now, self.facts.kind);
         self.typed_max_age = None;
         self.carries_stored_data = false;
         self.is_new = true;
@@ -169,6 +186,7 @@ impl Session {
     fn from_state(state: State) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
+            kind: PhantomData,
         }
     }
 
@@ -182,6 +200,17 @@ impl Session {
         Self::from_state(State::found(found, facts))
     }
 
+    /// The same session, as the handle of kind `K` (the layer of kind `K`
+    /// made it).
+    pub(crate) fn into_kind<K: SessionKind>(self) -> Session<K> {
+        Session {
+            state: self.state,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: SessionKind> Session<K> {
     /// Moves the state out for saving, without copying the map: the request
     /// is over, and nothing reads the session after this.
     pub(crate) fn take_for_save(&self) -> State {
@@ -333,6 +362,37 @@ impl Session {
         state.must_save = true;
     }
 
+    /// "Remember me": `true` gives the session a persistent cookie of the
+    /// layer's `max_age` (two weeks, [`DEFAULT_REMEMBER_MAX_AGE`](crate::DEFAULT_REMEMBER_MAX_AGE),
+    /// on a layer of browser-session cookies), kept across deploys like any
+    /// max age the session chose; `false` a browser-session cookie, bound on
+    /// the server by the layer's idle timeout. Call it at login, after
+    /// [`renew`](Session::renew).
+    pub fn remember(&self, remember: bool) {
+        let mut state = self.lock();
+        state.record.max_age = if remember {
+            MaxAge::Seconds(state.facts.lifetimes.remember_max_age())
+        } else {
+            MaxAge::BrowserSession
+        };
+        state.must_save = true;
+    }
+
+    /// Ends the session at `at` (seconds since the Unix epoch), whatever
+    /// its max age and the layer's timeouts say (they can still end it
+    /// sooner); the cookie's `Expires` is brought forward to match. `None`
+    /// removes the end. Persisted with the session.
+    pub fn expire_at(&self, at: Option<u64>) {
+        let mut state = self.lock();
+        state.record.expires_at = at;
+        state.must_save = true;
+    }
+
+    /// The end chosen with [`expire_at`](Session::expire_at), if any.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.lock().record.expires_at
+    }
+
     /// A typed struct with `#[session(max_age = …)]` wrote: the session's
     /// max age becomes the smallest such value written in this request.
     pub(crate) fn apply_typed_max_age(&self, max_age: u64) {
@@ -407,16 +467,17 @@ pub(crate) fn wrong_type<T>(key: &str) {
 
 /// Serializes the session's data map (not its metadata), without copying
 /// it: `Json(json!({ "data": &session }))` answers with the map.
-impl Serialize for Session {
+impl<K: SessionKind> Serialize for Session<K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.lock().record.data.serialize(serializer)
     }
 }
 
-impl fmt::Debug for Session {
+impl<K: SessionKind> fmt::Debug for Session<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
         f.debug_struct("Session")
+            .field("kind", &K::NAME)
             .field("new", &state.is_new)
             .field("identity", &state.identity)
             .field("created", &state.record.created)
@@ -446,7 +507,8 @@ pub(crate) mod tests {
                 max_age: Some(30),
                 ..Lifetimes::default()
             },
-            had_cookie: true,
+            kind: None,
+            came_via: Some(Via::Cookie),
         };
         Session::found(found, facts)
     }

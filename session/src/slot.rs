@@ -2,20 +2,32 @@
 //! extractor loads the session through it, and the layer reads it back
 //! after the handler to save what changed.
 
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
 use tracing::Instrument as _;
 
-use crate::config::Shared;
+use crate::config::{Config, Shared};
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
 use crate::id::SessionId;
 use crate::session::{Found, RequestFacts, Session};
 use crate::storage::{StorageContext, StorageRef};
+use crate::transport::{self, Via};
 
 #[derive(Clone)]
 pub(crate) struct SessionSlot(Arc<SlotInner>);
+
+/// The slot of the layer of kind `K`, as the request's extensions hold it:
+/// one per kind, so each kind's extractor finds its own layer's.
+pub(crate) struct KindSlot<K>(pub(crate) SessionSlot, pub(crate) PhantomData<fn() -> K>);
+
+impl<K> Clone for KindSlot<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
 
 struct SlotInner {
     shared: Arc<Shared>,
@@ -86,11 +98,13 @@ impl SessionSlot {
 async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError> {
     let config = &shared.config;
     let now = shared.clock.now();
-    let cookie = cookies::find(headers, &config.cookie_name);
+    let credential = credential(config, headers);
+    let cookie = credential.map(|(_, value)| value);
     let facts = RequestFacts {
         now,
         lifetimes: config.lifetimes,
-        had_cookie: cookie.is_some(),
+        kind: config.kind,
+        came_via: credential.map(|(via, _)| via),
     };
     let found = match cookie {
         Some(value) if value.len() > MAX_COOKIE_BYTES => {
@@ -109,6 +123,12 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         _ => None,
     };
     let found = found.filter(|found| {
+        if found.record.kind.as_deref() != config.kind {
+            crate::throttle::throttled_warn!(
+                "session cookie names a session of another kind; starting a new session"
+            );
+            return false;
+        }
         if found.record.is_from_the_future(now) {
             crate::throttle::throttled_warn!(
                 ahead = found.record.updated.max(found.record.created) - now,
@@ -118,9 +138,7 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
             return false;
         }
         let record = &found.record;
-        let ended = config
-            .lifetimes
-            .has_ended(record.max_age, record.created, record.updated, now);
+        let ended = config.lifetimes.has_ended(record.times(), now);
         if ended {
             tracing::debug!("session expired; starting a new session");
         }
@@ -133,6 +151,20 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         }
         None => Session::new_empty(facts),
     })
+}
+
+/// The request's session id (or sealed session) and how it came: a token
+/// header first, where the transport reads them, then the cookie.
+fn credential<'h>(config: &Config, headers: &'h HeaderMap) -> Option<(Via, &'h str)> {
+    if config.transport.reads_headers()
+        && let Some(token) = transport::token(headers, &config.token_header)
+    {
+        return Some((Via::Header, token));
+    }
+    if config.transport.reads_cookies() {
+        return cookies::find(headers, &config.cookie_name).map(|value| (Via::Cookie, value));
+    }
+    None
 }
 
 /// What the storage holds for a non-empty cookie value.

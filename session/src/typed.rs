@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::extract::SessionRejection;
+use crate::kind::SessionKind;
 use crate::session::Session;
 
 /// A struct whose fields are keys of the session map. Implemented by
@@ -27,6 +28,10 @@ pub trait SessionData: Sized + 'static {
     const MAX_AGE: Option<u64>;
     /// The session keys of the fields, in declaration order.
     const KEYS: &'static [&'static str];
+    /// The kind of session the struct reads: `#[session(kind = …)]`,
+    /// [`Main`](crate::Main) by default. A `TypedSession<Self>` is
+    /// extracted from that kind's layer only.
+    type Kind: SessionKind;
     /// The generated accessors, reached through `TypedSession<Self>`.
     type View;
 
@@ -84,14 +89,14 @@ pub struct MissingField {
 
 /// The typed handle over the session map that generated accessors call: it
 /// reads and writes single keys as `T`'s fields and applies `T`'s max age.
-pub struct Fields<T> {
-    session: Session,
+pub struct Fields<T: SessionData> {
+    session: Session<T::Kind>,
     data: PhantomData<fn() -> T>,
 }
 
 impl<T: SessionData> Fields<T> {
     /// A typed handle over `session`.
-    pub fn new(session: Session) -> Self {
+    pub fn new(session: Session<T::Kind>) -> Self {
         Self {
             session,
             data: PhantomData,
@@ -99,7 +104,7 @@ impl<T: SessionData> Fields<T> {
     }
 
     /// The underlying session.
-    pub fn session(&self) -> &Session {
+    pub fn session(&self) -> &Session<T::Kind> {
         &self.session
     }
 
@@ -198,7 +203,7 @@ impl<T: SessionData> Fields<T> {
     }
 }
 
-impl<T> Clone for Fields<T> {
+impl<T: SessionData> Clone for Fields<T> {
     fn clone(&self) -> Self {
         Self {
             session: self.session.clone(),
@@ -207,7 +212,7 @@ impl<T> Clone for Fields<T> {
     }
 }
 
-impl<T> fmt::Debug for Fields<T> {
+impl<T: SessionData> fmt::Debug for Fields<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fields")
             .field("data", &std::any::type_name::<T>())
@@ -313,15 +318,16 @@ pub struct TypedSession<T: SessionData> {
 }
 
 impl<T: SessionData> TypedSession<T> {
-    /// `session` seen through `T`.
-    pub fn from_session(session: Session) -> Self {
+    /// `session` seen through `T`: a session of `T`'s kind only, so that
+    /// one kind's data is never read as another's.
+    pub fn from_session(session: Session<T::Kind>) -> Self {
         Self {
             view: T::view(Fields::new(session)),
         }
     }
 
     /// The dynamic session underneath, the same map.
-    pub fn session(&self) -> &Session {
+    pub fn session(&self) -> &Session<T::Kind> {
         T::fields(&self.view).session()
     }
 
@@ -370,7 +376,7 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Session::from_request_parts(parts, state)
+        Session::<T::Kind>::from_request_parts(parts, state)
             .await
             .map(Self::from_session)
     }

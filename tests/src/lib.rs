@@ -83,8 +83,11 @@ impl TestApp {
         let layer = settings
             .layer_with(storage.clone(), clock.clone())
             .expect("valid test configuration");
+        let admin = settings
+            .admin_layer_with(storage.clone(), clock.clone())
+            .expect("valid test configuration");
         let cookie_name = layer.cookie_name().to_owned();
-        let router = extend(conformance::routes()).layer(layer);
+        let router = extend(conformance::routes()).layer(admin).layer(layer);
         Self::serve(router, cookie_name, clock, storage).await
     }
 
@@ -142,6 +145,56 @@ impl TestApp {
                 .body(body.to_owned());
         }
         self.receive(request).await
+    }
+
+    /// Sends a request with these extra headers (name and value pairs) and
+    /// no cookie.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        self.receive(request).await
+    }
+
+    /// Sends a request carrying the `cookies` (name and value pairs, in
+    /// order); the reply's cookie helpers read the Set-Cookie of
+    /// `reply_cookie`.
+    pub async fn send_with_cookies(
+        &self,
+        method: Method,
+        path: &str,
+        cookies: &[(&str, &str)],
+        body: Option<&str>,
+        reply_cookie: &str,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if !cookies.is_empty() {
+            let header: Vec<String> = cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            request = request.header("cookie", header.join("; "));
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let mut reply = self.receive(request).await;
+        reply_cookie.clone_into(&mut reply.cookie_name);
+        reply
     }
 
     /// `GET path` with `header` as the whole `Cookie` header, byte for byte

@@ -2,9 +2,12 @@
 //! that keeps an active user signed in, and deploys that change the
 //! configured lifetimes binding the sessions issued before them.
 
+use axum::extract::Query;
+use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::{Reply, TestApp, for_every_storage, settings};
+use typed_sessions::Session;
 
 for_every_storage!(
     by_default_an_idle_session_ends_after_30_minutes,
@@ -16,6 +19,9 @@ for_every_storage!(
     a_max_age_the_session_chose_outlives_a_deploy,
     a_long_own_max_age_outlasts_the_absolute_timeout,
     a_browser_session_the_handler_chose_keeps_the_idle_timeout,
+    remember_me_on_a_browser_session_layer_lasts_two_weeks,
+    not_remembered_is_a_browser_session_cookie_with_the_idle_timeout,
+    a_session_ends_at_the_time_it_chose,
 );
 
 async fn app_with(store: Store, configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -187,4 +193,89 @@ async fn a_browser_session_the_handler_chose_keeps_the_idle_timeout(store: Store
         is_new(&app, &cookie).await,
         "no Max-Age, still an idle limit"
     );
+}
+
+async fn remember_me_on_a_browser_session_layer_lasts_two_weeks(store: Store) {
+    let app = app_with(store, |_| {}).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let reply = app
+        .post("/session/remember", Some(&cookie), r#"{"remember": true}"#)
+        .await;
+    assert_eq!(reply.json()["max_age"], 14 * 86_400);
+    assert!(
+        reply
+            .cookie_attributes()
+            .contains(&format!("Max-Age={}", 14 * 86_400)),
+        "a persistent cookie"
+    );
+    let cookie = reply.new_cookie();
+    // Past the default idle (30 min) and absolute (12 h) timeouts.
+    app.clock.advance(13 * 86_400);
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"user": "ann"}), "remembered");
+    let cookie = next_cookie(&reply, cookie);
+    app.clock.advance(86_400 + 1);
+    assert!(
+        is_new(&app, &cookie).await,
+        "two weeks after the login, however active"
+    );
+}
+
+async fn not_remembered_is_a_browser_session_cookie_with_the_idle_timeout(store: Store) {
+    let app = app_with(store, |s| s.max_age = Some(3600)).await;
+    let cookie = app.session_with(r#"{"user": "ann"}"#).await;
+    let reply = app
+        .post("/session/remember", Some(&cookie), r#"{"remember": false}"#)
+        .await;
+    assert_eq!(reply.json()["max_age"], json!(null));
+    assert!(
+        !reply
+            .cookie_attributes()
+            .iter()
+            .any(|a| a.starts_with("Max-Age") || a.starts_with("Expires")),
+        "a browser-session cookie"
+    );
+    let cookie = reply.new_cookie();
+    app.clock.advance(30 * 60 + 1);
+    assert!(is_new(&app, &cookie).await, "the default idle timeout");
+    let reply = app
+        .post("/session/remember", Some(&cookie), r#"{"remember": "yes"}"#)
+        .await;
+    assert_eq!(reply.status, 400);
+}
+
+async fn a_session_ends_at_the_time_it_chose(store: Store) {
+    let mut settings = settings(store);
+    settings.max_age = Some(3600);
+    let app = TestApp::conformance_with(settings, |routes| {
+        routes.route(
+            "/expire_at",
+            post(
+                |session: Session, Query(at): Query<std::collections::HashMap<String, u64>>| async move {
+                    session.expire_at(at.get("at").copied());
+                    "ok"
+                },
+            ),
+        )
+    })
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let end = session_tests::START + 100;
+    let reply = app
+        .post(&format!("/expire_at?at={end}"), Some(&cookie), "")
+        .await;
+    assert!(
+        reply
+            .cookie_attributes()
+            .contains(&"Max-Age=100".to_owned()),
+        "the cookie ends with the session: {:?}",
+        reply.cookie_attributes()
+    );
+    let cookie = reply.new_cookie();
+    app.clock.advance(100);
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"a": 1}));
+    let cookie = next_cookie(&reply, cookie);
+    app.clock.advance(1);
+    assert!(is_new(&app, &cookie).await, "ended at the time it chose");
 }

@@ -9,6 +9,8 @@
 //! | `c` | creation time, Unix seconds |
 //! | `u` | last write, Unix seconds |
 //! | `m` | the max age the session chose: seconds, or `b` for a browser-session cookie (absent: it follows the layer's lifetimes) |
+//! | `x` | the time the session chose to end at, Unix seconds (absent: none) |
+//! | `k` | the session's kind, for layers of another kind than `Main` (absent: `Main`) |
 //! | `t` | the TTL the record was given, in seconds |
 //! | `d:<key>` | the JSON value of session key `<key>` |
 //!
@@ -42,6 +44,10 @@ const DATA_PREFIX: &str = "d:";
 /// follows the layer, [`BROWSER_SESSION`] or the seconds.
 const OWN_MAX_AGE: &str = "m";
 const BROWSER_SESSION: &str = "b";
+/// The field of the time a session chose to end at.
+const EXPIRES_AT: &str = "x";
+/// The field of a session's kind, absent for the main kind.
+const KIND: &str = "k";
 
 /// A script with `chunks(command, first, last)`: runs `command` on `KEYS[1]`
 /// with `ARGV[first..=last]`, at most 1000 arguments at a time, since Lua's
@@ -356,6 +362,14 @@ fn encode<'a>(
             args.push(seconds.to_string());
         }
     }
+    if let Some(at) = record.expires_at {
+        args.push(EXPIRES_AT.to_owned());
+        args.push(at.to_string());
+    }
+    if let Some(kind) = &record.kind {
+        args.push(KIND.to_owned());
+        args.push(kind.clone());
+    }
     let mut push = |key: &str, value: &serde_json::Value| -> Result<(), StorageError> {
         args.push(format!("{DATA_PREFIX}{key}"));
         args.push(serde_json::to_string(value).map_err(StorageError::Serialize)?);
@@ -399,6 +413,8 @@ fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
                     record.max_age = MaxAge::BrowserSession;
                 }
                 OWN_MAX_AGE => record.max_age = MaxAge::Seconds(value.parse().ok()?),
+                EXPIRES_AT => record.expires_at = Some(value.parse().ok()?),
+                KIND => record.kind = Some(value),
                 _ => {}
             }
         }
@@ -479,6 +495,9 @@ impl ServerStorage for RedisStorage {
         if record.max_age.is_layer() && !full {
             removed.push(OWN_MAX_AGE.to_owned());
         }
+        if record.expires_at.is_none() && !full {
+            removed.push(EXPIRES_AT.to_owned());
+        }
         let mut invocation = self.scripts.update.key(store_key(&self.prefix, id));
         invocation
             .arg(ttl)
@@ -521,6 +540,8 @@ mod tests {
     fn records_round_trip_through_hash_fields() {
         let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
         record.updated = 20;
+        record.expires_at = Some(1_000);
+        record.kind = Some("admin".into());
         record.data.insert("user".into(), "ann".into());
         record
             .data

@@ -115,18 +115,23 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             any::<Option<Option<u64>>>(),
+            any::<Option<u64>>(),
             prop::collection::btree_map(text(), json_value(), 0..6),
         )
-            .prop_map(|(created, updated, max_age, data)| SessionRecord {
-                created,
-                updated,
-                max_age: match max_age {
-                    None => MaxAge::Layer,
-                    Some(None) => MaxAge::BrowserSession,
-                    Some(Some(seconds)) => MaxAge::Seconds(seconds),
+            .prop_map(
+                |(created, updated, max_age, expires_at, data)| SessionRecord {
+                    created,
+                    updated,
+                    max_age: match max_age {
+                        None => MaxAge::Layer,
+                        Some(None) => MaxAge::BrowserSession,
+                        Some(Some(seconds)) => MaxAge::Seconds(seconds),
+                    },
+                    expires_at,
+                    kind: None,
+                    data: data.into_iter().collect(),
                 },
-                data: data.into_iter().collect(),
-            })
+            )
     }
 
     /// RFC 6265's `cookie-octet`: printable ASCII but space, `"`, `,`, `;`

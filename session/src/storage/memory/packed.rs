@@ -22,9 +22,12 @@ use crate::record::{Changes, SessionRecord};
 
 /// A session's id and record in one allocation: the id's text, `created`
 /// and `updated` as 8 bytes each (little-endian, read without a loop: they
-/// take 5 bytes as varints, but 3 loops), the session's own `max_age` as a
-/// byte 0 (it follows the layer), 2 (a browser-session cookie) or 1 and a
-/// varint (LEB128) of the seconds, then each key of the map (a string: its length
+/// take 5 bytes as varints, but 3 loops), a byte whose low two bits say
+/// what the session's own `max_age` is (0: it follows the layer, 1: seconds,
+/// 2: a browser-session cookie), whose bit [`HAS_END`] says it chose an
+/// end and whose bit [`HAS_KIND`] says it is of a kind other than the main
+/// one; then the seconds of that max age and that end as varints (LEB128),
+/// and the kind as a string, where there are some, then each key of the map (a string: its length
 /// as a varint and its UTF-8 bytes) and its value, until the end, in no
 /// particular order.
 ///
@@ -49,11 +52,18 @@ const OBJECT: u8 = 8;
 /// serde_json's `arbitrary_precision` feature makes: kept as its text.
 const NUMBER_TEXT: u8 = 9;
 
+/// The bit of the header's lifetime byte that says an end time follows.
+const HAS_END: u8 = 4;
+/// The bit of the header's lifetime byte that says a kind's name follows.
+const HAS_KIND: u8 = 8;
+
 /// What precedes the map: the times that decide the record's expiry.
 struct Header {
     created: u64,
     updated: u64,
     max_age: MaxAge,
+    expires_at: Option<u64>,
+    kind: Option<String>,
 }
 
 impl Packed {
@@ -93,6 +103,8 @@ impl Packed {
             created: header.created,
             updated: header.updated,
             max_age: header.max_age,
+            expires_at: header.expires_at,
+            kind: header.kind,
             data,
         })
     }
@@ -139,15 +151,28 @@ impl Packed {
         }
         let created = take_u64(&mut rest)?;
         let updated = take_u64(&mut rest)?;
-        let max_age = match take_byte(&mut rest)? {
+        let lifetime = take_byte(&mut rest)?;
+        let max_age = match lifetime & 3 {
             0 => MaxAge::Layer,
             1 => MaxAge::Seconds(take_varint(&mut rest)?),
             _ => MaxAge::BrowserSession,
+        };
+        let expires_at = if lifetime & HAS_END == 0 {
+            None
+        } else {
+            Some(take_varint(&mut rest)?)
+        };
+        let kind = if lifetime & HAS_KIND == 0 {
+            None
+        } else {
+            Some(take_string(&mut rest)?)
         };
         let header = Header {
             created,
             updated,
             max_age,
+            expires_at,
+            kind,
         };
         Some((header, rest))
     }
@@ -262,13 +287,24 @@ fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &Session
     bytes.extend_from_slice(id.as_bytes());
     bytes.extend_from_slice(&created.to_le_bytes());
     bytes.extend_from_slice(&times.updated.to_le_bytes());
+    let end = if times.expires_at.is_some() {
+        HAS_END
+    } else {
+        0
+    } | if times.kind.is_some() { HAS_KIND } else { 0 };
     match times.max_age {
-        MaxAge::Layer => bytes.push(0),
+        MaxAge::Layer => bytes.push(end),
         MaxAge::Seconds(seconds) => {
-            bytes.push(1);
+            bytes.push(1 | end);
             put_varint(bytes, seconds);
         }
-        MaxAge::BrowserSession => bytes.push(2),
+        MaxAge::BrowserSession => bytes.push(2 | end),
+    }
+    if let Some(at) = times.expires_at {
+        put_varint(bytes, at);
+    }
+    if let Some(kind) = &times.kind {
+        put_str(bytes, kind);
     }
 }
 
@@ -492,6 +528,8 @@ mod tests {
             created,
             updated,
             max_age: max_age.map_or(MaxAge::Layer, MaxAge::Seconds),
+            expires_at: None,
+            kind: None,
             data: data.as_object().cloned().unwrap(),
         }
     }
@@ -582,10 +620,15 @@ mod tests {
             created: u64,
             updated: u64,
             max_age: Option<Option<u64>>,
+            expires_at: Option<u64>,
+            kind: bool,
             data in prop::collection::btree_map(".*", value(), 0..8),
         ) {
             let id = SessionId::generate();
-            let record = SessionRecord { created, updated, max_age: own(max_age), data: data.into_iter().collect() };
+            let record = SessionRecord {
+                created, updated, max_age: own(max_age), expires_at,
+                kind: kind.then(|| "admin".to_owned()), data: data.into_iter().collect(),
+            };
             let packed = Packed::new(&id, &record);
             prop_assert_eq!(packed.unpack(&id), Some(record));
         }
@@ -598,11 +641,13 @@ mod tests {
             removed in prop::collection::vec("[a-e]", 0..4),
             full_rewrite in prop::bool::weighted(0.2),
             max_age: Option<Option<u64>>,
+            expires_at: Option<u64>,
         ) {
             let id = SessionId::generate();
             let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
             record.data = stored.into_iter().collect();
             let mut newer = SessionRecord::new(20, own(max_age));
+            newer.expires_at = expires_at;
             newer.updated = 30;
             newer.data = from.into_iter().collect();
             let mut changes = Changes::default();
