@@ -7,7 +7,7 @@ use std::env;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::Query;
+use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,8 @@ use typed_sessions::MemcachedStorage;
 use typed_sessions::RedisStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
-    SessionKind, SessionLayer, SimpleCookieStorage, SystemClock, Transport, TypedSession,
+    SessionKind, SessionLayer, SimpleCookieStorage, StorageError, SystemClock, Transport,
+    TypedSession, UserSessions,
 };
 
 /// The kind of the app's second, independent session, served under
@@ -380,6 +381,9 @@ pub fn routes() -> Router {
         .route("/session/login", post(login))
         .route("/session/max_age", post(set_max_age))
         .route("/session/remember", post(remember))
+        .route("/session/bind", post(bind))
+        .route("/users/{user}/sessions", get(sessions_of))
+        .route("/users/{user}/revoke", post(revoke))
         .route("/flash", get(take_flashes).post(add_flash))
         .route("/admin/session", get(show_admin).patch(change_admin))
         .route("/session/incr", post(increment))
@@ -516,6 +520,42 @@ async fn change_admin(session: Session<Admin>, body: Bytes) -> Result<Response, 
         }
     }
     Ok(view(&session).into_response())
+}
+
+async fn bind(session: Session, body: Bytes) -> Result<Response, BadRequest> {
+    let Some(Value::String(user)) = json_object(&body)?.remove("user") else {
+        return Err(BadRequest("user must be a string"));
+    };
+    session.bind_user(user);
+    Ok(view(&session).into_response())
+}
+
+/// A storage error of a listing or revocation as `{"error": ...}`: 501 for
+/// a storage that cannot do it, 503 for one that failed.
+fn storage_error(error: &StorageError) -> Response {
+    json_error(error.status(), &error.to_string())
+}
+
+async fn sessions_of(sessions: UserSessions, Path(user): Path<String>) -> Response {
+    match sessions.of(&user).await {
+        Ok(live) => {
+            let live: Vec<Value> = live
+                .iter()
+                .map(
+                    |session| json!({ "created": session.created, "last_seen": session.last_seen }),
+                )
+                .collect();
+            Json(json!({ "sessions": live })).into_response()
+        }
+        Err(error) => storage_error(&error),
+    }
+}
+
+async fn revoke(sessions: UserSessions, Path(user): Path<String>) -> Response {
+    match sessions.revoke(&user).await {
+        Ok(revoked) => Json(json!({ "revoked": revoked })).into_response(),
+        Err(error) => storage_error(&error),
+    }
 }
 
 async fn remember(session: Session, body: Bytes) -> Result<Response, BadRequest> {

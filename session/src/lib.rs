@@ -184,6 +184,7 @@ mod storage;
 mod throttle;
 mod transport;
 mod typed;
+mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuilder};
@@ -205,7 +206,7 @@ pub use storage::MemcachedStorage;
 pub use storage::kind as storage_kind;
 pub use storage::{
     AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,
-    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext,
+    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext, UserSession,
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};
@@ -214,6 +215,7 @@ pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see
 /// [`TypedSession`] and the crate documentation.
 pub use typed_sessions_derive::Session;
+pub use users::{ActiveSession, UserSessions};
 
 /// What the code of `#[derive(Session)]` names and users do not: public
 /// only so that the generated code reaches it. Not part of the API; it may

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
+use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 
 mod encrypted_cookie;
@@ -212,6 +213,68 @@ pub trait ServerStorage: Send + Sync + 'static {
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
+
+    /// The stored sessions bound to `user` ([`SessionRecord::user`]), as
+    /// the store holds them (the layer drops those whose lifetimes ended).
+    /// Default: [`StorageError::Unsupported`], for a store that cannot
+    /// index its records by user.
+    fn sessions_of(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Vec<UserSession>, StorageError>> + Send {
+        let _ = (user, cx);
+        std::future::ready(Err(StorageError::Unsupported("listing a user's sessions")))
+    }
+
+    /// Deletes every record bound to `user`; how many there were. Default:
+    /// [`StorageError::Unsupported`].
+    fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
+        let _ = (user, cx);
+        std::future::ready(Err(StorageError::Unsupported("revoking a user's sessions")))
+    }
+}
+
+/// A stored session bound to a user, as [`ServerStorage::sessions_of`]
+/// lists it: its times, never its id or data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserSession {
+    /// When it was created, in seconds since the Unix epoch.
+    pub created: u64,
+    /// When it was last written (last seen), in seconds since the Unix
+    /// epoch.
+    pub updated: u64,
+    /// The max age it chose.
+    pub max_age: MaxAge,
+    /// The end it chose, if any.
+    pub expires_at: Option<u64>,
+}
+
+impl UserSession {
+    /// The listing of `record`.
+    pub fn of(record: &SessionRecord) -> Self {
+        Self {
+            created: record.created,
+            updated: record.updated,
+            max_age: record.max_age,
+            expires_at: record.expires_at,
+        }
+    }
+
+    /// The times that decide when it ends.
+    pub(crate) fn times(&self) -> crate::lifetime::Times {
+        crate::lifetime::Times {
+            created: self.created,
+            updated: self.updated,
+            max_age: self.max_age,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -246,6 +309,18 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<bool, StorageError>>;
 
     fn validate(&self) -> Result<(), ConfigError>;
+
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>>;
+
+    fn revoke_user<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<usize, StorageError>>;
 }
 
 impl<S: ServerStorage> DynServerStorage for S {
@@ -285,6 +360,22 @@ impl<S: ServerStorage> DynServerStorage for S {
 
     fn validate(&self) -> Result<(), ConfigError> {
         ServerStorage::validate(self)
+    }
+
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>> {
+        Box::pin(ServerStorage::sessions_of(self, user, cx))
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(ServerStorage::revoke_user(self, user, cx))
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `m` | the max age the session chose: seconds, or `b` for a browser-session cookie (absent: it follows the layer's lifetimes) |
 //! | `x` | the time the session chose to end at, Unix seconds (absent: none) |
 //! | `k` | the session's kind, for layers of another kind than `Main` (absent: `Main`) |
+//! | `w` | the user the session is bound to (absent: none) |
 //! | `t` | the TTL the record was given, in seconds |
 //! | `d:<key>` | the JSON value of session key `<key>` |
 //!
@@ -30,9 +31,9 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    check_timeout, create_with_fresh_id, store_key, timed,
+    check_timeout, create_with_fresh_id, store_key, timed, user_key,
 };
-use super::{Loaded, ServerStorage, StorageContext};
+use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::lifetime::MaxAge;
@@ -48,6 +49,8 @@ const BROWSER_SESSION: &str = "b";
 const EXPIRES_AT: &str = "x";
 /// The field of a session's kind, absent for the main kind.
 const KIND: &str = "k";
+/// The field of the user a session is bound to.
+const USER: &str = "w";
 
 /// A script with `chunks(command, first, last)`: runs `command` on `KEYS[1]`
 /// with `ARGV[first..=last]`, at most 1000 arguments at a time, since Lua's
@@ -334,6 +337,40 @@ impl RedisStorage {
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
         cx.record_ttl(self.default_ttl.as_secs())
     }
+
+    /// Adds the record `key` to the set of `user`'s sessions. The set lives
+    /// as long as the longest record may; keys of records gone are dropped
+    /// from it when it is next read.
+    async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut connection = self.connection.clone();
+        timed(
+            self.command_timeout,
+            redis::pipe()
+                .cmd("SADD")
+                .arg(&index)
+                .arg(key)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(crate::record::MAX_STORE_TTL)
+                .ignore()
+                .query_async::<()>(&mut connection),
+        )
+        .await
+    }
+
+    /// The record keys in the set `index`.
+    async fn members(&self, index: &str) -> Result<Vec<String>, StorageError> {
+        let mut connection = self.connection.clone();
+        timed(
+            self.command_timeout,
+            redis::cmd("SMEMBERS")
+                .arg(index)
+                .query_async(&mut connection),
+        )
+        .await
+    }
 }
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
@@ -369,6 +406,10 @@ fn encode<'a>(
     if let Some(kind) = &record.kind {
         args.push(KIND.to_owned());
         args.push(kind.clone());
+    }
+    if let Some(user) = &record.user {
+        args.push(USER.to_owned());
+        args.push(user.clone());
     }
     let mut push = |key: &str, value: &serde_json::Value| -> Result<(), StorageError> {
         args.push(format!("{DATA_PREFIX}{key}"));
@@ -415,6 +456,7 @@ fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
                 OWN_MAX_AGE => record.max_age = MaxAge::Seconds(value.parse().ok()?),
                 EXPIRES_AT => record.expires_at = Some(value.parse().ok()?),
                 KIND => record.kind = Some(value),
+                USER => record.user = Some(value),
                 _ => {}
             }
         }
@@ -454,7 +496,7 @@ impl ServerStorage for RedisStorage {
     ) -> Result<SessionId, StorageError> {
         let ttl = self.ttl(cx);
         let fields = encode(record, ttl, None::<std::iter::Empty<&str>>)?;
-        create_with_fresh_id("Redis", |id| {
+        let id = create_with_fresh_id("Redis", |id| {
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
             invocation.arg(ttl).arg(&fields);
             let mut connection = self.connection.clone();
@@ -467,7 +509,82 @@ impl ServerStorage for RedisStorage {
                 Ok(created == 1)
             }
         })
-        .await
+        .await?;
+        if let Some(user) = &record.user
+            && let Err(error) = self.index(user, &store_key(&self.prefix, &id)).await
+        {
+            // No cookie goes out: take the record back rather than leave a
+            // session its user's list would not show.
+            let _ = ServerStorage::delete(self, &id, cx).await;
+            return Err(error);
+        }
+        Ok(id)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the Redis store's default TTL", self.default_ttl)?;
+        check_timeout("the Redis command timeout", self.command_timeout)
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Vec<UserSession>, StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut live = Vec::new();
+        for key in self.members(&index).await? {
+            let mut connection = self.connection.clone();
+            let fields: Vec<(String, String)> = timed(
+                self.command_timeout,
+                redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            match decode(fields) {
+                Some(record) if record.user.as_deref() == Some(user) => {
+                    live.push(UserSession::of(&record));
+                }
+                // Expired, deleted or replaced: no longer the user's.
+                _ => {
+                    let () = timed(
+                        self.command_timeout,
+                        redis::cmd("SREM")
+                            .arg(&index)
+                            .arg(&key)
+                            .query_async(&mut connection),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<usize, StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut revoked = 0;
+        // One key at a time: on a cluster the records and the index live
+        // in different slots.
+        for key in self.members(&index).await? {
+            let mut connection = self.connection.clone();
+            let deleted: i64 = timed(
+                self.command_timeout,
+                redis::cmd("DEL").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            revoked += usize::from(deleted > 0);
+        }
+        let mut connection = self.connection.clone();
+        let () = timed(
+            self.command_timeout,
+            redis::cmd("DEL").arg(&index).query_async(&mut connection),
+        )
+        .await?;
+        Ok(revoked)
     }
 
     async fn update(
@@ -524,11 +641,6 @@ impl ServerStorage for RedisStorage {
         )
         .await?;
         Ok(deleted > 0)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the Redis store's default TTL", self.default_ttl)?;
-        check_timeout("the Redis command timeout", self.command_timeout)
     }
 }
 

@@ -105,6 +105,23 @@ pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
     key
 }
 
+/// The key of the set of the record keys of `user`'s sessions: `prefix`,
+/// `u:` and the url-safe base64 of SHA-256 of the user id (so any user id
+/// makes a short, safe key, and a dump of the store names no user).
+#[cfg(feature = "redis")]
+pub(crate) fn user_key(prefix: &str, user: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
+    let digest = Sha256::digest(user.as_bytes());
+    let mut key = String::with_capacity(prefix.len() + 45);
+    key.push_str(prefix);
+    key.push_str("u:");
+    URL_SAFE_NO_PAD.encode_string(digest, &mut key);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
