@@ -20,7 +20,7 @@ use typed_sessions::RedisStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
     SessionKind, SessionLayer, SimpleCookieStorage, StorageError, SystemClock, Transport,
-    TypedSession, UserSessions,
+    TypedSession, USER_META_KEY, UserSessions,
 };
 
 /// The kind of the app's second, independent session, served under
@@ -384,6 +384,7 @@ pub fn routes() -> Router {
         .route("/session/bind", post(bind))
         .route("/users/{user}/sessions", get(sessions_of))
         .route("/users/{user}/revoke", post(revoke))
+        .route("/users/{user}/sessions/{handle}/revoke", post(revoke_one))
         .route("/flash", get(take_flashes).post(add_flash))
         .route("/admin/session", get(show_admin).patch(change_admin))
         .route("/session/incr", post(increment))
@@ -523,9 +524,14 @@ async fn change_admin(session: Session<Admin>, body: Bytes) -> Result<Response, 
 }
 
 async fn bind(session: Session, body: Bytes) -> Result<Response, BadRequest> {
-    let Some(Value::String(user)) = json_object(&body)?.remove("user") else {
+    let mut body = json_object(&body)?;
+    let Some(Value::String(user)) = body.remove("user") else {
         return Err(BadRequest("user must be a string"));
     };
+    // Optional: what the user's listing shows beside this session.
+    if let Some(meta) = body.remove("meta") {
+        session.insert_value(USER_META_KEY, meta);
+    }
     session.bind_user(user);
     Ok(view(&session).into_response())
 }
@@ -541,12 +547,27 @@ async fn sessions_of(sessions: UserSessions, Path(user): Path<String>) -> Respon
         Ok(live) => {
             let live: Vec<Value> = live
                 .iter()
-                .map(
-                    |session| json!({ "created": session.created, "last_seen": session.last_seen }),
-                )
+                .map(|session| {
+                    json!({
+                        "created": session.created,
+                        "last_seen": session.last_seen,
+                        "handle": session.handle,
+                        "meta": session.meta,
+                    })
+                })
                 .collect();
             Json(json!({ "sessions": live })).into_response()
         }
+        Err(error) => storage_error(&error),
+    }
+}
+
+async fn revoke_one(
+    sessions: UserSessions,
+    Path((user, handle)): Path<(String, String)>,
+) -> Response {
+    match sessions.revoke_one(&user, &handle).await {
+        Ok(revoked) => Json(json!({ "revoked": usize::from(revoked) })).into_response(),
         Err(error) => storage_error(&error),
     }
 }

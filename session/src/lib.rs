@@ -206,7 +206,8 @@ pub use storage::MemcachedStorage;
 pub use storage::kind as storage_kind;
 pub use storage::{
     AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,
-    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext, UserSession,
+    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext, USER_META_KEY,
+    UserSession,
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};

@@ -41,9 +41,16 @@ impl<K: SessionKind> Session<K> {
 
 /// One live session of a user, as [`UserSessions::of`] lists it: its times,
 /// never its id or data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ActiveSession {
+    /// A name for the session that cannot be used as it, for
+    /// [`UserSessions::revoke_one`] (the url-safe base64 of SHA-256 of its
+    /// id).
+    pub handle: String,
+    /// What the app keeps under [`USER_META_KEY`](crate::USER_META_KEY) in the session, such as
+    /// the device it signed in from.
+    pub meta: Option<serde_json::Value>,
     /// When it began, in seconds since the Unix epoch.
     pub created: u64,
     /// When it was last written, in seconds since the Unix epoch (a read
@@ -96,10 +103,26 @@ impl<K: SessionKind> UserSessions<K> {
             .map(|stored| ActiveSession {
                 created: stored.created,
                 last_seen: stored.updated,
+                handle: stored.handle,
+                meta: stored.meta,
             })
             .collect();
         live.sort_by_key(|session| session.created);
         Ok(live)
+    }
+
+    /// Ends the one session of `user` with this
+    /// [`handle`](ActiveSession::handle) ("sign out that device"); whether
+    /// there was one. A handle of another user's session ends nothing.
+    pub async fn revoke_one(&self, user: &str, handle: &str) -> Result<bool, StorageError> {
+        let now = self.shared.clock.now();
+        let cx = StorageContext::new(&self.shared.config.cookie_name, now);
+        let StorageRef::Server(storage) = self.shared.storage.kind() else {
+            return Err(StorageError::Unsupported(
+                "revoking a session by its handle",
+            ));
+        };
+        storage.revoke_session(user, handle, &cx).await
     }
 
     /// Ends every session bound to `user`, at once on a server-side store

@@ -11,6 +11,7 @@ for_every_storage!(
     a_user_sees_and_revokes_all_their_sessions,
     binding_a_user_renews_the_session,
     ended_sessions_are_not_listed,
+    one_session_is_revoked_by_its_handle_by_its_own_user_only,
     storages_that_cannot_index_say_so,
 );
 
@@ -72,6 +73,67 @@ async fn a_user_sees_and_revokes_all_their_sessions(store: Store) {
     );
     let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
     assert_eq!(listed.json(), json!({"sessions": []}));
+}
+
+async fn one_session_is_revoked_by_its_handle_by_its_own_user_only(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let app = TestApp::conformance(settings(store)).await;
+    let (ann, bob) = (user("ann"), user("bob"));
+    let mut devices = Vec::new();
+    for device in ["laptop", "phone"] {
+        let cookie = app.session_with(r#"{"cart": [1]}"#).await;
+        let body = json!({ "user": ann, "meta": {"device": device} }).to_string();
+        devices.push(
+            app.post("/session/bind", Some(&cookie), &body)
+                .await
+                .new_cookie(),
+        );
+        app.clock.advance(1);
+    }
+    login(&app, &bob).await;
+    let listed = app
+        .get(&format!("/users/{ann}/sessions"), None)
+        .await
+        .json();
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions[0]["meta"], json!({"device": "laptop"}), "{listed}");
+    assert_eq!(sessions[1]["meta"], json!({"device": "phone"}));
+    let phone = sessions[1]["handle"].as_str().unwrap();
+
+    // Bob cannot end Ann's phone with its handle.
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/users/{bob}/sessions/{phone}/revoke"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"revoked": 0}));
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/users/{ann}/sessions/{phone}/revoke"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"revoked": 1}));
+    assert_eq!(
+        app.get("/session", Some(&devices[1])).await.json()["new"],
+        true
+    );
+    assert_eq!(
+        app.get("/session", Some(&devices[0])).await.json()["new"],
+        false
+    );
+    let listed = app
+        .get(&format!("/users/{ann}/sessions"), None)
+        .await
+        .json();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
 }
 
 async fn binding_a_user_renews_the_session(store: Store) {

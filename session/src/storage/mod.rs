@@ -227,6 +227,22 @@ pub trait ServerStorage: Send + Sync + 'static {
         std::future::ready(Err(StorageError::Unsupported("listing a user's sessions")))
     }
 
+    /// Deletes the record of the session with this
+    /// [`handle`](UserSession::handle) if it is bound to `user` (a user
+    /// ends only their own sessions); whether there was one. Default:
+    /// [`StorageError::Unsupported`].
+    fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        let _ = (user, handle, cx);
+        std::future::ready(Err(StorageError::Unsupported(
+            "revoking a session by its handle",
+        )))
+    }
+
     /// Deletes every record bound to `user`; how many there were. Default:
     /// [`StorageError::Unsupported`].
     fn revoke_user(
@@ -239,11 +255,22 @@ pub trait ServerStorage: Send + Sync + 'static {
     }
 }
 
+/// The session key whose value a user's listing of sessions shows beside
+/// each one's times ([`UserSession::meta`]): small metadata the app keeps,
+/// such as the device or user agent it signed in from.
+pub const USER_META_KEY: &str = "_meta";
+
 /// A stored session bound to a user, as [`ServerStorage::sessions_of`]
 /// lists it: its times, never its id or data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UserSession {
+    /// A name for the session that cannot be used as it (the url-safe
+    /// base64 of SHA-256 of its id), for revoking it alone.
+    pub handle: String,
+    /// What the app keeps under [`USER_META_KEY`] in the session (a device
+    /// name, a user agent), if anything.
+    pub meta: Option<serde_json::Value>,
     /// When it was created, in seconds since the Unix epoch.
     pub created: u64,
     /// When it was last written (last seen), in seconds since the Unix
@@ -256,9 +283,12 @@ pub struct UserSession {
 }
 
 impl UserSession {
-    /// The listing of `record`.
-    pub fn of(record: &SessionRecord) -> Self {
+    /// The listing of `record`, stored under the session id whose
+    /// [`handle`](UserSession::handle) is `handle`.
+    pub fn of(handle: String, record: &SessionRecord) -> Self {
         Self {
+            handle,
+            meta: record.data.get(USER_META_KEY).cloned(),
             created: record.created,
             updated: record.updated,
             max_age: record.max_age,
@@ -321,6 +351,13 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
         user: &'a str,
         cx: &'a StorageContext<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a str,
+        handle: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
 }
 
 impl<S: ServerStorage> DynServerStorage for S {
@@ -376,6 +413,15 @@ impl<S: ServerStorage> DynServerStorage for S {
         cx: &'a StorageContext<'a>,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
         Box::pin(ServerStorage::revoke_user(self, user, cx))
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a str,
+        handle: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(ServerStorage::revoke_session(self, user, handle, cx))
     }
 }
 

@@ -114,6 +114,15 @@ if ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return fields
 ";
 
+/// `KEYS[1]` a record, `ARGV[1]` a user: deletes the record if it is bound
+/// to that user, atomically, so no one ends another user's session.
+const DELETE_IF_BOUND: &str = r"
+if redis.call('HGET', KEYS[1], 'w') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// A connection to Redis: a standalone server or a cluster. Both reconnect
 /// by themselves after a failure.
 #[derive(Clone)]
@@ -168,6 +177,7 @@ struct Scripts {
     create: Script,
     update: Script,
     load_and_refresh: Script,
+    delete_if_bound: Script,
 }
 
 /// Keeps sessions in Redis (standalone or Redis Cluster) under random ids;
@@ -252,6 +262,7 @@ impl RedisStorage {
                 create: Script::new(CREATE),
                 update: Script::new(UPDATE),
                 load_and_refresh: Script::new(LOAD_AND_REFRESH),
+                delete_if_bound: Script::new(DELETE_IF_BOUND),
             }),
             prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: DEFAULT_TTL,
@@ -542,7 +553,8 @@ impl ServerStorage for RedisStorage {
             .await?;
             match decode(fields) {
                 Some(record) if record.user.as_deref() == Some(user) => {
-                    live.push(UserSession::of(&record));
+                    let handle = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
+                    live.push(UserSession::of(handle, &record));
                 }
                 // Expired, deleted or replaced: no longer the user's.
                 _ => {
@@ -558,6 +570,45 @@ impl ServerStorage for RedisStorage {
             }
         }
         Ok(live)
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        // A handle is what `sessions_of` listed: the key's base64, nothing
+        // that could reach another key.
+        if handle.len() != 43
+            || !handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Ok(false);
+        }
+        let key = format!("{}{handle}", self.prefix);
+        let mut connection = self.connection.clone();
+        let deleted: i64 = timed(
+            self.command_timeout,
+            self.scripts
+                .delete_if_bound
+                .key(&key)
+                .arg(user)
+                .invoke_async(&mut connection),
+        )
+        .await?;
+        if deleted > 0 {
+            let () = timed(
+                self.command_timeout,
+                redis::cmd("SREM")
+                    .arg(user_key(&self.prefix, user))
+                    .arg(&key)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        }
+        Ok(deleted > 0)
     }
 
     async fn revoke_user(

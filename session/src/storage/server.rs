@@ -93,16 +93,28 @@ pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
 #[cfg(any(feature = "redis", feature = "memcached"))]
-pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
+pub(crate) fn store_key(prefix: &str, id: &crate::id::SessionId) -> String {
+    let mut key = String::with_capacity(prefix.len() + 43);
+    key.push_str(prefix);
+    push_handle(&mut key, id);
+    key
+}
+
+/// The handle of the session `id` in a user's listing: the url-safe base64
+/// of SHA-256 of the id, which names the session without letting anyone
+/// use it (the end of its store key, in Redis).
+pub(crate) fn handle(id: &crate::id::SessionId) -> String {
+    let mut handle = String::with_capacity(43);
+    push_handle(&mut handle, id);
+    handle
+}
+
+fn push_handle(out: &mut String, id: &crate::id::SessionId) {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
 
-    let digest = Sha256::digest(id.as_str().as_bytes());
-    let mut key = String::with_capacity(prefix.len() + 43);
-    key.push_str(prefix);
-    URL_SAFE_NO_PAD.encode_string(digest, &mut key);
-    key
+    URL_SAFE_NO_PAD.encode_string(Sha256::digest(id.as_str().as_bytes()), out);
 }
 
 /// The key of the set of the record keys of `user`'s sessions: `prefix`,

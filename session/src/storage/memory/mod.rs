@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, check_positive};
+use super::server::{DEFAULT_TTL, check_positive, handle};
 use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
@@ -267,7 +267,7 @@ impl MemoryStorage {
             if let Some(record) = records.peek(key, &id)
                 && record.user.as_deref() == Some(user)
             {
-                live.push(UserSession::of(&record));
+                live.push(UserSession::of(handle(&id), &record));
                 kept.push(id);
             }
         }
@@ -278,6 +278,19 @@ impl MemoryStorage {
                 .extend(kept);
         }
         live
+    }
+
+    fn revoke_session_now(&self, user: &str, handle_of_one: &str) -> bool {
+        let mut users = self.users();
+        let Some(ids) = users.get_mut(user) else {
+            return false;
+        };
+        let Some(at) = ids.iter().position(|id| handle(id) == handle_of_one) else {
+            return false;
+        };
+        let id = ids.swap_remove(at);
+        drop(users);
+        self.delete_now(&id)
     }
 
     fn revoke_user_now(&self, user: &str) -> usize {
@@ -359,6 +372,15 @@ impl ServerStorage for MemoryStorage {
         _cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<usize, StorageError>> + Send {
         ready(Ok(self.revoke_user_now(user)))
+    }
+
+    fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        ready(Ok(self.revoke_session_now(user, handle)))
     }
 }
 
