@@ -10,7 +10,6 @@ use tracing::Instrument as _;
 use crate::config::Shared;
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
-use crate::id::SessionId;
 use crate::session::{Found, RequestFacts, Session};
 use crate::storage::{StorageContext, StorageRef};
 
@@ -147,9 +146,10 @@ async fn find(
             identity: None,
             version: None,
             extended: false,
+            renew: false,
         }),
         StorageRef::Server(storage) => {
-            let Some(id) = SessionId::parse(value) else {
+            let Some(id) = storage.parse_id(value) else {
                 tracing::debug!("session cookie is not an id; starting a new session");
                 return Ok(None);
             };
@@ -158,6 +158,7 @@ async fn find(
                 identity: Some(id),
                 version: loaded.version,
                 extended: loaded.extended,
+                renew: loaded.renew,
             })
         }
     })

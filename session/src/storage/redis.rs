@@ -328,6 +328,13 @@ impl RedisStorage {
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
         cx.record_ttl(self.default_ttl.as_secs())
     }
+
+    /// The connection, to share with another storage (such as
+    /// `aiohttp::RedisStorage::from_connection`, with the `aiohttp-compat`
+    /// feature).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
 }
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
