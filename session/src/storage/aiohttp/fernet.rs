@@ -205,6 +205,17 @@ mod tests {
     }
 
     #[test]
+    fn the_token_time_bounds_the_last_write_as_fernets_ttl_does() {
+        // A record claiming a later write than its token was sealed at:
+        // Python's `decrypt(ttl=max_age)` counts from the token's time.
+        let json = br#"{"created": 5000, "session": {"a": 1}}"#;
+        let token = storage().seal_bytes(json, 4_000);
+        let cx = StorageContext::new("AIOHTTP_SESSION", 4_100);
+        let record = storage().open(&token, &cx).unwrap();
+        assert_eq!((record.created, record.updated), (4_000, 4_000));
+    }
+
+    #[test]
     fn a_token_from_more_than_a_minute_ahead_does_not_open() {
         let token = storage().seal_bytes(b"{}", 1_000 + MAX_CLOCK_SKEW + 1);
         assert_eq!(storage().open_bytes(&token, 1_000), None);
