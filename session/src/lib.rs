@@ -174,6 +174,8 @@ mod extract;
 mod id;
 mod lifetime;
 mod middleware;
+#[cfg(all(doctest, feature = "aiohttp-compat", feature = "redis"))]
+mod migrating;
 #[cfg(all(doctest, feature = "redis", feature = "memcached"))]
 mod readme;
 mod record;

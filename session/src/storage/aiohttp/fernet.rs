@@ -111,7 +111,7 @@ impl EncryptedCookieStorage {
         }
         let bytes = URL_SAFE.decode(token).ok()?;
         if bytes.len() < HEADER_LEN + BLOCK + MAC_LEN
-            || (bytes.len() - HEADER_LEN - MAC_LEN) % BLOCK != 0
+            || !(bytes.len() - HEADER_LEN - MAC_LEN).is_multiple_of(BLOCK)
             || bytes[0] != VERSION
         {
             return None;

@@ -93,10 +93,10 @@ impl<New: ServerStorage, Old: ServerStorage> ServerStorage for Upgrade<New, Old>
         id: &SessionId,
         cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
-        if self.is_new(id) {
-            if let Some(loaded) = self.new.load(id, cx).await? {
-                return Ok(Some(loaded));
-            }
+        if self.is_new(id)
+            && let Some(loaded) = self.new.load(id, cx).await?
+        {
+            return Ok(Some(loaded));
         }
         if self.is_old(id) {
             return Ok(self.old.load(id, cx).await?.map(Loaded::renewed));
