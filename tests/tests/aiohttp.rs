@@ -529,3 +529,32 @@ async fn upgrade_moves_a_redis_record_to_a_native_id_on_first_read() {
     let stale = apps.rust.get("/session", Some(&old_cookie)).await;
     assert_eq!(data(&stale), json!({}), "the old id names nothing any more");
 }
+
+/// aiohttp_session's Memcached rule: a max age over 30 days is sent as an
+/// absolute time, which both sides compute from the real clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_records_with_a_max_age_over_thirty_days_live_on_both_sides() {
+    let forty_days = 40 * 86_400;
+    let apps = Apps::start(Store::AiohttpMemcached, Some(forty_days)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    apps.set_time(now).await;
+    let by_python = apps
+        .python
+        .send(Method::PATCH, "/session", None, Some(r#"{"a": 1}"#))
+        .await
+        .new_cookie();
+    let by_rust = apps.rust.patch(None, r#"{"b": 2}"#).await.new_cookie();
+    apps.set_time(now + forty_days - 1).await;
+    assert_eq!(
+        data(&apps.rust.get("/session", Some(&by_python)).await),
+        json!({"a": 1})
+    );
+    let python = apps
+        .python
+        .send(Method::GET, "/session", Some(&by_rust), None)
+        .await;
+    assert_eq!(data(&python), json!({"b": 2}));
+}
