@@ -58,6 +58,14 @@ pub enum Store {
     RedisCluster,
     /// Memcached (`MEMCACHED_URL`: comma-separated servers).
     Memcached,
+    /// aiohttp_session's Fernet cookie (`SESSION_SECRET`: its 32 bytes).
+    AiohttpEncrypted,
+    /// aiohttp_session's NaCl cookie (`SESSION_SECRET`: its 32 bytes).
+    AiohttpNacl,
+    /// aiohttp_session's Redis records (`REDIS_URL`).
+    AiohttpRedis,
+    /// aiohttp_session's Memcached records (`MEMCACHED_URL`: one server).
+    AiohttpMemcached,
 }
 
 impl Store {
@@ -69,9 +77,14 @@ impl Store {
             "redis" => Ok(Self::Redis),
             "redis-cluster" => Ok(Self::RedisCluster),
             "memcached" => Ok(Self::Memcached),
+            "aiohttp-encrypted" => Ok(Self::AiohttpEncrypted),
+            "aiohttp-nacl" => Ok(Self::AiohttpNacl),
+            "aiohttp-redis" => Ok(Self::AiohttpRedis),
+            "aiohttp-memcached" => Ok(Self::AiohttpMemcached),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
-                 redis-cluster or memcached"
+                 redis-cluster, memcached, aiohttp-encrypted, aiohttp-nacl, aiohttp-redis or \
+                 aiohttp-memcached"
             )),
         }
     }
@@ -228,7 +241,82 @@ impl Settings {
             Store::Memory => AnyStorage::new(MemoryStorage::new()),
             Store::Redis | Store::RedisCluster => self.redis().await?,
             Store::Memcached => self.memcached().await?,
+            Store::AiohttpEncrypted
+            | Store::AiohttpNacl
+            | Store::AiohttpRedis
+            | Store::AiohttpMemcached => self.aiohttp().await?,
         })
+    }
+
+    /// aiohttp_session's formats, with the same secret bytes as the Python
+    /// side.
+    #[cfg(feature = "aiohttp")]
+    async fn aiohttp(&self) -> Result<AnyStorage, String> {
+        use typed_sessions::aiohttp;
+        let secret = || self.secret.clone().unwrap_or_else(SessionKey::generate);
+        Ok(match self.store {
+            Store::AiohttpEncrypted => {
+                AnyStorage::new(aiohttp::EncryptedCookieStorage::new(secret()))
+            }
+            Store::AiohttpNacl => AnyStorage::new(aiohttp::NaClCookieStorage::new(secret())),
+            Store::AiohttpRedis => self.aiohttp_redis().await?,
+            _ => self.aiohttp_memcached().await?,
+        })
+    }
+
+    #[cfg(not(feature = "aiohttp"))]
+    async fn aiohttp(&self) -> Result<AnyStorage, String> {
+        Err("the aiohttp-* stores need the examples built with the `aiohttp` feature".to_owned())
+    }
+
+    #[cfg(all(feature = "aiohttp", feature = "redis"))]
+    async fn aiohttp_redis(&self) -> Result<AnyStorage, String> {
+        let storage = typed_sessions::aiohttp::RedisStorage::connect(&self.redis_url)
+            .await
+            .map_err(|error| {
+                format!(
+                    "REDIS_URL {}: {}",
+                    self.redis_url,
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(all(feature = "aiohttp", not(feature = "redis")))]
+    async fn aiohttp_redis(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=aiohttp-redis needs the examples built with the `redis` feature"
+                .to_owned(),
+        )
+    }
+
+    #[cfg(all(feature = "aiohttp", feature = "memcached"))]
+    async fn aiohttp_memcached(&self) -> Result<AnyStorage, String> {
+        let [server] = self.memcached_servers.as_slice() else {
+            return Err(format!(
+                "MEMCACHED_URL {}: aiohttp-memcached takes exactly one server, as \
+                 aiohttp_session does",
+                self.memcached_servers.join(",")
+            ));
+        };
+        let storage = typed_sessions::aiohttp::MemcachedStorage::connect(server)
+            .await
+            .map_err(|error| {
+                format!(
+                    "MEMCACHED_URL {server}: {}",
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(all(feature = "aiohttp", not(feature = "memcached")))]
+    async fn aiohttp_memcached(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=aiohttp-memcached needs the examples built with the `memcached` feature"
+                .to_owned(),
+        )
     }
 
     #[cfg(feature = "redis")]

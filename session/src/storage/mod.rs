@@ -23,6 +23,8 @@ use crate::id::SessionId;
 use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 
+#[cfg(feature = "aiohttp-compat")]
+pub mod aiohttp;
 mod encrypted_cookie;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -137,6 +139,12 @@ pub struct Loaded {
     /// refresh on read): the layer sends the cookie again with its new
     /// expiry, without writing the session.
     pub extended: bool,
+    /// The store asks for the session to move to a fresh id at this
+    /// request, as [`Session::renew`](crate::Session::renew) does: the layer
+    /// writes it whole through [`ServerStorage::create`], deletes the record
+    /// under the old id and sends the new cookie. Storages that upgrade
+    /// records of another format (aiohttp_session's) use it.
+    pub renew: bool,
 }
 
 impl Loaded {
@@ -146,7 +154,15 @@ impl Loaded {
             record,
             version: None,
             extended: false,
+            renew: false,
         }
+    }
+
+    /// The same session, to be moved to a fresh id at this request.
+    #[must_use]
+    pub fn renewed(mut self) -> Self {
+        self.renew = true;
+        self
     }
 
     /// The same session, marked as extended by this read.
@@ -168,8 +184,17 @@ impl Loaded {
 ///
 /// The layer calls it at most once to load a request's session and, after
 /// the handler, only for what the session's changes need. It only ever
-/// hands the store ids of the exact shape [`SessionId::parse`] accepts.
+/// hands the store ids its [`ServerStorage::parse_id`] accepted or its
+/// [`ServerStorage::create`] made.
 pub trait ServerStorage: Send + Sync + 'static {
+    /// The id a cookie value names, if it has exactly the shape of the ids
+    /// this store makes; anything else never reaches the store. Default:
+    /// [`SessionId::parse`], this crate's ids. Storages that share records
+    /// with aiohttp_session accept its uuid4 ids instead.
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
+        SessionId::parse(cookie_value)
+    }
+
     /// The live session stored under `id`, or `Ok(None)` when there is none
     /// (never stored, expired, deleted, or a record that no longer decodes).
     /// Errors are for a store that failed.
@@ -312,6 +337,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`ServerStorage`] in a form that can be boxed (`dyn`): what the layer
 /// calls.
 pub(crate) trait DynServerStorage: Send + Sync + 'static {
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId>;
+
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
@@ -361,6 +388,10 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
 }
 
 impl<S: ServerStorage> DynServerStorage for S {
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
+        ServerStorage::parse_id(self, cookie_value)
+    }
+
     fn load<'a>(
         &'a self,
         id: &'a SessionId,

@@ -382,6 +382,13 @@ impl RedisStorage {
         )
         .await
     }
+
+    /// The connection, to share with another storage (such as
+    /// `aiohttp::RedisStorage::from_connection`, with the `aiohttp-compat`
+    /// feature).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
 }
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`

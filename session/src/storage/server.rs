@@ -35,6 +35,21 @@ const ID_TRIES: u32 = 3;
 #[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
     store: &'static str,
+    insert: F,
+) -> Result<SessionId, StorageError>
+where
+    F: FnMut(SessionId) -> Fut,
+    Fut: Future<Output = Result<bool, StorageError>>,
+{
+    create_with_fresh_id_from(store, SessionId::generate, insert).await
+}
+
+/// [`create_with_fresh_id`] with ids from `generate`: the storages that
+/// share records with aiohttp_session draw its uuid4 ids.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) async fn create_with_fresh_id_from<F, Fut>(
+    store: &'static str,
+    generate: fn() -> SessionId,
     mut insert: F,
 ) -> Result<SessionId, StorageError>
 where
@@ -42,7 +57,7 @@ where
     Fut: Future<Output = Result<bool, StorageError>>,
 {
     for _ in 0..ID_TRIES {
-        let id = SessionId::generate();
+        let id = generate();
         if insert(id.clone()).await? {
             return Ok(id);
         }
