@@ -134,6 +134,7 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
             ("hset", N),
             ("expire", 2 * N),
             ("sadd", N),
+            ("scard", N),
             ("del", N),
         ]),
     );

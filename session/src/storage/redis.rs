@@ -30,8 +30,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    check_timeout, create_with_fresh_id, store_key, timed, user_key,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
+    USER_INDEX_PRUNE_AT, check_positive, check_timeout, create_with_fresh_id, store_key, timed,
+    user_key,
 };
 use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
@@ -355,7 +356,7 @@ impl RedisStorage {
     async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
         let index = user_key(&self.prefix, user);
         let mut connection = self.connection.clone();
-        timed(
+        let (size,): (usize,) = timed(
             self.command_timeout,
             redis::pipe()
                 .cmd("SADD")
@@ -366,9 +367,38 @@ impl RedisStorage {
                 .arg(&index)
                 .arg(crate::record::MAX_STORE_TTL)
                 .ignore()
-                .query_async::<()>(&mut connection),
+                .cmd("SCARD")
+                .arg(&index)
+                .query_async(&mut connection),
         )
-        .await
+        .await?;
+        if size > USER_INDEX_PRUNE_AT {
+            self.prune(&index).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops from the set `index` the keys of records gone.
+    async fn prune(&self, index: &str) -> Result<(), StorageError> {
+        for key in self.members(index).await? {
+            let mut connection = self.connection.clone();
+            let exists: bool = timed(
+                self.command_timeout,
+                redis::cmd("EXISTS").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            if !exists {
+                let () = timed(
+                    self.command_timeout,
+                    redis::cmd("SREM")
+                        .arg(index)
+                        .arg(&key)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The record keys in the set `index`.

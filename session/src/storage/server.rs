@@ -132,6 +132,12 @@ fn push_handle(out: &mut String, id: &crate::id::SessionId) {
     URL_SAFE_NO_PAD.encode_string(Sha256::digest(id.as_str().as_bytes()), out);
 }
 
+/// How many entries a user's index of sessions may hold before the entries
+/// of records gone (expired, evicted, replaced) are dropped from it as the
+/// next one is added: a user who signs in again and again never grows it
+/// much past their live sessions.
+pub(crate) const USER_INDEX_PRUNE_AT: usize = 64;
+
 /// The key of the set of the record keys of `user`'s sessions: `prefix`,
 /// `u:` and the url-safe base64 of SHA-256 of the user id (so any user id
 /// makes a short, safe key, and a dump of the store names no user).

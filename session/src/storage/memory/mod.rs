@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, check_positive, handle};
+use super::server::{DEFAULT_TTL, USER_INDEX_PRUNE_AT, check_positive, handle};
 use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
@@ -246,10 +246,15 @@ impl MemoryStorage {
 
     /// Notes that the new session `id` is bound to `user`.
     fn index(&self, user: &str, id: &SessionId) {
-        self.users()
-            .entry(user.to_owned())
-            .or_default()
-            .push(id.clone());
+        let mut users = self.users();
+        let ids = users.entry(user.to_owned()).or_default();
+        if ids.len() >= USER_INDEX_PRUNE_AT {
+            ids.retain(|id| {
+                let key = key_of(id);
+                self.lock(shard_of(key)).contains(key)
+            });
+        }
+        ids.push(id.clone());
     }
 
     /// The records bound to `user` that the store still holds, without
