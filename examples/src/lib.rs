@@ -1,6 +1,9 @@
 //! Code shared by the runnable examples: the conformance app
 //! (`examples/CONFORMANCE.md`), which the integration tests also drive, and
-//! the visits handler.
+//! the pages of the visits and typed-shop examples, which the browser test
+//! drives.
 
 pub mod conformance;
+pub mod page;
+pub mod shop;
 pub mod visits;
