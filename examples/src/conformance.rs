@@ -7,7 +7,7 @@ use std::env;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::Query;
+use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,8 @@ use typed_sessions::MemcachedStorage;
 use typed_sessions::RedisStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
-    SessionKind, SessionLayer, SimpleCookieStorage, SystemClock, Transport, TypedSession,
+    SessionKind, SessionLayer, SimpleCookieStorage, StorageError, SystemClock, Transport,
+    TypedSession, USER_META_KEY, UserSessions,
 };
 
 /// The kind of the app's second, independent session, served under
@@ -57,6 +58,14 @@ pub enum Store {
     RedisCluster,
     /// Memcached (`MEMCACHED_URL`: comma-separated servers).
     Memcached,
+    /// aiohttp_session's Fernet cookie (`SESSION_SECRET`: its 32 bytes).
+    AiohttpEncrypted,
+    /// aiohttp_session's NaCl cookie (`SESSION_SECRET`: its 32 bytes).
+    AiohttpNacl,
+    /// aiohttp_session's Redis records (`REDIS_URL`).
+    AiohttpRedis,
+    /// aiohttp_session's Memcached records (`MEMCACHED_URL`: one server).
+    AiohttpMemcached,
 }
 
 impl Store {
@@ -68,9 +77,14 @@ impl Store {
             "redis" => Ok(Self::Redis),
             "redis-cluster" => Ok(Self::RedisCluster),
             "memcached" => Ok(Self::Memcached),
+            "aiohttp-encrypted" => Ok(Self::AiohttpEncrypted),
+            "aiohttp-nacl" => Ok(Self::AiohttpNacl),
+            "aiohttp-redis" => Ok(Self::AiohttpRedis),
+            "aiohttp-memcached" => Ok(Self::AiohttpMemcached),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
-                 redis-cluster or memcached"
+                 redis-cluster, memcached, aiohttp-encrypted, aiohttp-nacl, aiohttp-redis or \
+                 aiohttp-memcached"
             )),
         }
     }
@@ -227,7 +241,82 @@ impl Settings {
             Store::Memory => AnyStorage::new(MemoryStorage::new()),
             Store::Redis | Store::RedisCluster => self.redis().await?,
             Store::Memcached => self.memcached().await?,
+            Store::AiohttpEncrypted
+            | Store::AiohttpNacl
+            | Store::AiohttpRedis
+            | Store::AiohttpMemcached => self.aiohttp().await?,
         })
+    }
+
+    /// aiohttp_session's formats, with the same secret bytes as the Python
+    /// side.
+    #[cfg(feature = "aiohttp")]
+    async fn aiohttp(&self) -> Result<AnyStorage, String> {
+        use typed_sessions::aiohttp;
+        let secret = || self.secret.clone().unwrap_or_else(SessionKey::generate);
+        Ok(match self.store {
+            Store::AiohttpEncrypted => {
+                AnyStorage::new(aiohttp::EncryptedCookieStorage::new(secret()))
+            }
+            Store::AiohttpNacl => AnyStorage::new(aiohttp::NaClCookieStorage::new(secret())),
+            Store::AiohttpRedis => self.aiohttp_redis().await?,
+            _ => self.aiohttp_memcached().await?,
+        })
+    }
+
+    #[cfg(not(feature = "aiohttp"))]
+    async fn aiohttp(&self) -> Result<AnyStorage, String> {
+        Err("the aiohttp-* stores need the examples built with the `aiohttp` feature".to_owned())
+    }
+
+    #[cfg(all(feature = "aiohttp", feature = "redis"))]
+    async fn aiohttp_redis(&self) -> Result<AnyStorage, String> {
+        let storage = typed_sessions::aiohttp::RedisStorage::connect(&self.redis_url)
+            .await
+            .map_err(|error| {
+                format!(
+                    "REDIS_URL {}: {}",
+                    self.redis_url,
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(all(feature = "aiohttp", not(feature = "redis")))]
+    async fn aiohttp_redis(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=aiohttp-redis needs the examples built with the `redis` feature"
+                .to_owned(),
+        )
+    }
+
+    #[cfg(all(feature = "aiohttp", feature = "memcached"))]
+    async fn aiohttp_memcached(&self) -> Result<AnyStorage, String> {
+        let [server] = self.memcached_servers.as_slice() else {
+            return Err(format!(
+                "MEMCACHED_URL {}: aiohttp-memcached takes exactly one server, as \
+                 aiohttp_session does",
+                self.memcached_servers.join(",")
+            ));
+        };
+        let storage = typed_sessions::aiohttp::MemcachedStorage::connect(server)
+            .await
+            .map_err(|error| {
+                format!(
+                    "MEMCACHED_URL {server}: {}",
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(all(feature = "aiohttp", not(feature = "memcached")))]
+    async fn aiohttp_memcached(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=aiohttp-memcached needs the examples built with the `memcached` feature"
+                .to_owned(),
+        )
     }
 
     #[cfg(feature = "redis")]
@@ -380,6 +469,10 @@ pub fn routes() -> Router {
         .route("/session/login", post(login))
         .route("/session/max_age", post(set_max_age))
         .route("/session/remember", post(remember))
+        .route("/session/bind", post(bind))
+        .route("/users/{user}/sessions", get(sessions_of))
+        .route("/users/{user}/revoke", post(revoke))
+        .route("/users/{user}/sessions/{handle}/revoke", post(revoke_one))
         .route("/flash", get(take_flashes).post(add_flash))
         .route("/admin/session", get(show_admin).patch(change_admin))
         .route("/session/incr", post(increment))
@@ -516,6 +609,62 @@ async fn change_admin(session: Session<Admin>, body: Bytes) -> Result<Response, 
         }
     }
     Ok(view(&session).into_response())
+}
+
+async fn bind(session: Session, body: Bytes) -> Result<Response, BadRequest> {
+    let mut body = json_object(&body)?;
+    let Some(Value::String(user)) = body.remove("user") else {
+        return Err(BadRequest("user must be a string"));
+    };
+    // Optional: what the user's listing shows beside this session.
+    if let Some(meta) = body.remove("meta") {
+        session.insert_value(USER_META_KEY, meta);
+    }
+    session.bind_user(user);
+    Ok(view(&session).into_response())
+}
+
+/// A storage error of a listing or revocation as `{"error": ...}`: 501 for
+/// a storage that cannot do it, 503 for one that failed.
+fn storage_error(error: &StorageError) -> Response {
+    json_error(error.status(), &error.to_string())
+}
+
+async fn sessions_of(sessions: UserSessions, Path(user): Path<String>) -> Response {
+    match sessions.of(&user).await {
+        Ok(live) => {
+            let live: Vec<Value> = live
+                .iter()
+                .map(|session| {
+                    json!({
+                        "created": session.created,
+                        "last_seen": session.last_seen,
+                        "handle": session.handle,
+                        "meta": session.meta,
+                    })
+                })
+                .collect();
+            Json(json!({ "sessions": live })).into_response()
+        }
+        Err(error) => storage_error(&error),
+    }
+}
+
+async fn revoke_one(
+    sessions: UserSessions,
+    Path((user, handle)): Path<(String, String)>,
+) -> Response {
+    match sessions.revoke_one(&user, &handle).await {
+        Ok(revoked) => Json(json!({ "revoked": usize::from(revoked) })).into_response(),
+        Err(error) => storage_error(&error),
+    }
+}
+
+async fn revoke(sessions: UserSessions, Path(user): Path<String>) -> Response {
+    match sessions.revoke(&user).await {
+        Ok(revoked) => Json(json!({ "revoked": revoked })).into_response(),
+        Err(error) => storage_error(&error),
+    }
 }
 
 async fn remember(session: Session, body: Bytes) -> Result<Response, BadRequest> {

@@ -38,6 +38,10 @@ pub enum StorageError {
     /// its constructor, such as a URL that does not parse).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The storage cannot do what was asked (a cookie storage listing a
+    /// user's sessions, Memcached revoking them).
+    #[error("{0} is not something this session storage can do")]
+    Unsupported(&'static str),
 }
 
 impl StorageError {
@@ -55,6 +59,7 @@ impl StorageError {
             Self::TooLarge { .. } | Self::Serialize(_) | Self::Encrypt | Self::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }

@@ -28,6 +28,14 @@ enum RejectionKind {
 }
 
 impl SessionRejection {
+    /// No layer of kind `K` wraps the route; logged once here.
+    pub(crate) fn missing_layer<K: SessionKind>() -> Self {
+        tracing::error!("{}", missing_layer(K::NAME));
+        Self {
+            kind: RejectionKind::MissingLayer(K::NAME),
+        }
+    }
+
     /// 500 when the layer is missing (a bug in the app), 503 when the
     /// storage failed.
     pub fn status(&self) -> StatusCode {
@@ -111,10 +119,7 @@ impl<S: Send + Sync, K: SessionKind> FromRequestParts<S> for Session<K> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(KindSlot(slot, _)) = parts.extensions.get::<KindSlot<K>>() else {
-            tracing::error!("{}", missing_layer(K::NAME));
-            return Err(SessionRejection {
-                kind: RejectionKind::MissingLayer(K::NAME),
-            });
+            return Err(SessionRejection::missing_layer::<K>());
         };
         slot.session(&parts.headers)
             .await

@@ -131,6 +131,7 @@
 //! | `RedisStorage` (feature `redis`) | Redis or Redis Cluster, under a hash of a random id | several processes or machines |
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
+//! | `aiohttp::*` (feature `aiohttp-compat`) | aiohttp_session's own formats: Fernet or NaCl cookies, Redis or Memcached records | sharing sessions with an aiohttp service, and moving off it (`MIGRATING.md`) |
 //!
 //! For a storage of your own, implement [`CookieStorage`] (the session
 //! sealed into the cookie) or [`ServerStorage`] (records kept under ids the
@@ -175,6 +176,8 @@ mod id;
 mod kind;
 mod lifetime;
 mod middleware;
+#[cfg(all(doctest, feature = "aiohttp-compat", feature = "redis"))]
+mod migrating;
 #[cfg(all(doctest, feature = "redis", feature = "memcached"))]
 mod readme;
 mod record;
@@ -184,6 +187,7 @@ mod storage;
 mod throttle;
 mod transport;
 mod typed;
+mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuilder};
@@ -202,10 +206,15 @@ pub use record::{
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;
+/// aiohttp_session's storages, to share sessions with a Python service
+/// (feature `aiohttp-compat`).
+#[cfg(feature = "aiohttp-compat")]
+pub use storage::aiohttp;
 pub use storage::kind as storage_kind;
 pub use storage::{
     AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,
-    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext,
+    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext, USER_META_KEY,
+    UserSession,
 };
 #[cfg(feature = "redis")]
 pub use storage::{RedisConnection, RedisStorage};
@@ -214,6 +223,7 @@ pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see
 /// [`TypedSession`] and the crate documentation.
 pub use typed_sessions_derive::Session;
+pub use users::{ActiveSession, UserSessions};
 
 /// What the code of `#[derive(Session)]` names and users do not: public
 /// only so that the generated code reaches it. Not part of the API; it may

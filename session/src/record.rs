@@ -68,6 +68,11 @@ pub struct SessionRecord {
     /// another kind's cookie gets a new empty session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The user the session is bound to
+    /// ([`Session::bind_user`](crate::Session::bind_user)), by which a
+    /// server-side store lists and revokes sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The session's data: string keys to JSON values.
     #[serde(rename = "session", default)]
     pub data: Map<String, Value>,
@@ -82,6 +87,7 @@ impl SessionRecord {
             max_age,
             expires_at: None,
             kind: None,
+            user: None,
             data: Map::new(),
         }
     }
@@ -161,6 +167,7 @@ impl SessionRecord {
         self.updated = from.updated;
         self.max_age = from.max_age;
         self.expires_at = from.expires_at;
+        self.user.clone_from(&from.user);
     }
 }
 
@@ -203,6 +210,7 @@ impl std::fmt::Debug for SessionRecord {
             .field("max_age", &self.max_age)
             .field("expires_at", &self.expires_at)
             .field("kind", &self.kind)
+            .field("user", &self.user.as_ref().map(|_| "<bound>"))
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .finish()
     }

@@ -72,6 +72,8 @@ pub(crate) struct Found {
     /// The store extended the session on this read: its cookie goes out
     /// again with the new expiry, even if nothing changed.
     pub(crate) extended: bool,
+    /// The store asked for the session to move to a fresh id now.
+    pub(crate) renew: bool,
 }
 
 /// The session's data and everything the layer needs to save it after the
@@ -126,7 +128,8 @@ impl State {
 
     /// The session a storage found.
     fn found(found: Found, facts: RequestFacts) -> Self {
-        Self {
+        let renew = found.renew;
+        let mut state = Self {
             resend_cookie: found.extended
                 && facts
                     .lifetimes
@@ -142,7 +145,17 @@ impl State {
             version: found.version,
             is_new: false,
             ..Self::new(facts)
+        };
+        if renew {
+            // What `Session::renew` does: the save creates the record under
+            // a fresh id and deletes the old one, or carries nothing if the
+            // old one was ended meanwhile.
+            state.carries_stored_data = state.identity.is_some();
+            state.discard_identity();
+            state.changes.rewrite_all();
+            state.must_save = true;
         }
+        state
     }
 
     pub(crate) fn is_changed(&self) -> bool {
@@ -500,6 +513,7 @@ pub(crate) mod tests {
             identity,
             version: None,
             extended: false,
+            renew: false,
         };
         let facts = RequestFacts {
             now: 200,

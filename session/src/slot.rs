@@ -11,7 +11,6 @@ use tracing::Instrument as _;
 use crate::config::{Config, Shared};
 use crate::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
-use crate::id::SessionId;
 use crate::session::{Found, RequestFacts, Session};
 use crate::storage::{StorageContext, StorageRef};
 use crate::transport::{self, Via};
@@ -179,9 +178,10 @@ async fn find(
             identity: None,
             version: None,
             extended: false,
+            renew: false,
         }),
         StorageRef::Server(storage) => {
-            let Some(id) = SessionId::parse(value) else {
+            let Some(id) = storage.parse_id(value) else {
                 tracing::debug!("session cookie is not an id; starting a new session");
                 return Ok(None);
             };
@@ -190,6 +190,7 @@ async fn find(
                 identity: Some(id),
                 version: loaded.version,
                 extended: loaded.extended,
+                renew: loaded.renew,
             })
         }
     })

@@ -3,6 +3,7 @@
 //! jar, so every test says which cookie it replays).
 
 pub mod counters;
+pub mod python;
 pub mod servers;
 
 use std::net::SocketAddr;
@@ -347,6 +348,11 @@ pub fn settings(store: Store) -> Settings {
                 .map(|m| m.addr())
                 .collect();
         }
+        Store::AiohttpRedis => settings.redis_url = servers::shared_redis().url(),
+        Store::AiohttpMemcached => {
+            settings.memcached_servers = vec![servers::shared_memcached()[0].addr()];
+        }
+        Store::AiohttpEncrypted | Store::AiohttpNacl => {}
         Store::Simple | Store::Encrypted | Store::Memory => {}
     }
     settings
@@ -366,5 +372,8 @@ pub fn record_key(prefix: &str, cookie: &str) -> String {
 
 /// Whether `store` keeps sessions on the server.
 pub fn is_server_side(store: Store) -> bool {
-    !matches!(store, Store::Simple | Store::Encrypted)
+    !matches!(
+        store,
+        Store::Simple | Store::Encrypted | Store::AiohttpEncrypted | Store::AiohttpNacl
+    )
 }

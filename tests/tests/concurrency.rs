@@ -33,6 +33,14 @@ macro_rules! for_every_server_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() { super::$case(super::Store::Memcached).await })*
         }
+        mod aiohttp_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::Store::AiohttpRedis).await })*
+        }
+        mod aiohttp_memcached {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::Store::AiohttpMemcached).await })*
+        }
     };
 }
 

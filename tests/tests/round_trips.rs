@@ -103,11 +103,45 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
         ]),
     );
 
-    n_times!(_i => app.post("/session/incr?key=count", None, "").await);
+    let mut fresh = Vec::new();
+    n_times!(_i => {
+        let reply = app.post("/session/incr?key=count", None, "").await;
+        fresh.push(reply.new_cookie());
+        reply
+    });
     cost(
         "a new session loads nothing and is one script that checks the id \
          is free, writes the record and sets its expiry",
         calls(&[("evalsha", N), ("exists", N), ("hset", N), ("expire", N)]),
+    );
+
+    let mut bound = Vec::new();
+    n_times!(i => {
+        let reply = app
+            .post("/session/bind", Some(&fresh[i as usize]), &format!(r#"{{"user": "user-{i}"}}"#))
+            .await;
+        bound.push(reply.new_cookie());
+        reply
+    });
+    cost(
+        "binding a user loads the session and renews it: the new record (a \
+         script), its entry in the user's set (a pipeline on one key) and \
+         the old record's deletion",
+        calls(&[
+            ("hgetall", N),
+            ("evalsha", N),
+            ("exists", N),
+            ("hset", N),
+            ("expire", 2 * N),
+            ("sadd", N),
+            ("scard", N),
+            ("del", N),
+        ]),
+    );
+    n_times!(i => app.get("/session", Some(&bound[i as usize])).await);
+    cost(
+        "a read of a bound session is still one HGETALL",
+        calls(&[("hgetall", N)]),
     );
 
     n_times!(_i => {
@@ -179,7 +213,12 @@ async fn every_memcached_command_of_each_kind_of_request() {
         ]),
     );
 
-    n_times!(_i => app.post("/session/incr?key=count", None, "").await);
+    let mut fresh = Vec::new();
+    n_times!(_i => {
+        let reply = app.post("/session/incr?key=count", None, "").await;
+        fresh.push(reply.new_cookie());
+        reply
+    });
     cost(
         "a new session loads nothing and is one add",
         calls(&[("cmd_set", N)]),

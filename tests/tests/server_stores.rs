@@ -141,7 +141,59 @@ for_every_server_store!(
     records_are_deleted_on_invalidate_and_login,
     ttl_matches_max_age,
     forged_ids_leave_no_record,
+    a_users_index_drops_the_sessions_that_ended,
 );
+
+/// A user who signs in and out a hundred times leaves an index of a few
+/// dozen entries, not a hundred: the entries of records gone are dropped
+/// as new ones come.
+async fn a_users_index_drops_the_sessions_that_ended(store: Store) {
+    if store == Store::Memcached {
+        return; // No index: see `users.rs`.
+    }
+    let (settings, probe) = Probe::settings(store);
+    let app = TestApp::conformance(settings).await;
+    let user = "serial-signer";
+    for _ in 0..100 {
+        let cookie = app.session_with(r#"{"a": 1}"#).await;
+        let cookie = app
+            .post(
+                "/session/bind",
+                Some(&cookie),
+                &json!({ "user": user }).to_string(),
+            )
+            .await
+            .new_cookie();
+        app.post("/session/invalidate", Some(&cookie), "").await;
+    }
+    let index = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(user.as_bytes());
+        format!(
+            "{}u:{}",
+            probe.prefix,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        )
+    };
+    let sizes: Vec<u64> = probe
+        .ports()
+        .into_iter()
+        .filter_map(|port| {
+            let answer = ask_all(port, &format!("SCARD {index}"));
+            answer.lines().next()?.strip_prefix(':')?.parse().ok()
+        })
+        .collect();
+    let size = sizes
+        .iter()
+        .max()
+        .copied()
+        .expect("the owning node answers");
+    assert!(
+        (1..=65).contains(&size),
+        "the index holds {size} entries after 100 sign-ins and outs: {sizes:?}"
+    );
+}
 
 async fn records_are_deleted_on_invalidate_and_login(store: Store) {
     let (settings, probe) = Probe::settings(store);

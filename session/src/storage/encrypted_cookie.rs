@@ -104,6 +104,13 @@ impl SessionKey {
         Self::from_bytes(&bytes)
     }
 
+    /// The key's 32 bytes, for the storages of other formats that take
+    /// the same secret.
+    #[cfg(feature = "aiohttp-compat")]
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The key as url-safe base64 without padding, for storing it.
     pub fn to_base64(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)

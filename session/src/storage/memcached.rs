@@ -163,6 +163,12 @@ impl MemcachedStorage {
         self
     }
 
+    /// The client, for a storage of another format sharing it.
+    #[cfg(feature = "aiohttp-compat")]
+    pub(crate) fn client(&self) -> &Arc<AsyncMetaClient> {
+        &self.client
+    }
+
     /// Memcached's expiry: relative seconds up to 30 days, an absolute time
     /// beyond (the client converts), never 0 ("never expires").
     fn ttl(&self, cx: &StorageContext<'_>) -> Ttl {

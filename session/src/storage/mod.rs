@@ -20,8 +20,11 @@ use std::sync::Arc;
 
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
+use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 
+#[cfg(feature = "aiohttp-compat")]
+pub mod aiohttp;
 mod encrypted_cookie;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -136,6 +139,12 @@ pub struct Loaded {
     /// refresh on read): the layer sends the cookie again with its new
     /// expiry, without writing the session.
     pub extended: bool,
+    /// The store asks for the session to move to a fresh id at this
+    /// request, as [`Session::renew`](crate::Session::renew) does: the layer
+    /// writes it whole through [`ServerStorage::create`], deletes the record
+    /// under the old id and sends the new cookie. Storages that upgrade
+    /// records of another format (aiohttp_session's) use it.
+    pub renew: bool,
 }
 
 impl Loaded {
@@ -145,7 +154,15 @@ impl Loaded {
             record,
             version: None,
             extended: false,
+            renew: false,
         }
+    }
+
+    /// The same session, to be moved to a fresh id at this request.
+    #[must_use]
+    pub fn renewed(mut self) -> Self {
+        self.renew = true;
+        self
     }
 
     /// The same session, marked as extended by this read.
@@ -167,8 +184,17 @@ impl Loaded {
 ///
 /// The layer calls it at most once to load a request's session and, after
 /// the handler, only for what the session's changes need. It only ever
-/// hands the store ids of the exact shape [`SessionId::parse`] accepts.
+/// hands the store ids its [`ServerStorage::parse_id`] accepted or its
+/// [`ServerStorage::create`] made.
 pub trait ServerStorage: Send + Sync + 'static {
+    /// The id a cookie value names, if it has exactly the shape of the ids
+    /// this store makes; anything else never reaches the store. Default:
+    /// [`SessionId::parse`], this crate's ids. Storages that share records
+    /// with aiohttp_session accept its uuid4 ids instead.
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
+        SessionId::parse(cookie_value)
+    }
+
     /// The live session stored under `id`, or `Ok(None)` when there is none
     /// (never stored, expired, deleted, or a record that no longer decodes).
     /// Errors are for a store that failed.
@@ -212,6 +238,98 @@ pub trait ServerStorage: Send + Sync + 'static {
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
+
+    /// The stored sessions bound to `user` ([`SessionRecord::user`]), as
+    /// the store holds them (the layer drops those whose lifetimes ended).
+    /// Default: [`StorageError::Unsupported`], for a store that cannot
+    /// index its records by user.
+    fn sessions_of(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Vec<UserSession>, StorageError>> + Send {
+        let _ = (user, cx);
+        std::future::ready(Err(StorageError::Unsupported("listing a user's sessions")))
+    }
+
+    /// Deletes the record of the session with this
+    /// [`handle`](UserSession::handle) if it is bound to `user` (a user
+    /// ends only their own sessions); whether there was one. Default:
+    /// [`StorageError::Unsupported`].
+    fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        let _ = (user, handle, cx);
+        std::future::ready(Err(StorageError::Unsupported(
+            "revoking a session by its handle",
+        )))
+    }
+
+    /// Deletes every record bound to `user`; how many there were. Default:
+    /// [`StorageError::Unsupported`].
+    fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
+        let _ = (user, cx);
+        std::future::ready(Err(StorageError::Unsupported("revoking a user's sessions")))
+    }
+}
+
+/// The session key whose value a user's listing of sessions shows beside
+/// each one's times ([`UserSession::meta`]): small metadata the app keeps,
+/// such as the device or user agent it signed in from.
+pub const USER_META_KEY: &str = "_meta";
+
+/// A stored session bound to a user, as [`ServerStorage::sessions_of`]
+/// lists it: its times, never its id or data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserSession {
+    /// A name for the session that cannot be used as it (the url-safe
+    /// base64 of SHA-256 of its id), for revoking it alone.
+    pub handle: String,
+    /// What the app keeps under [`USER_META_KEY`] in the session (a device
+    /// name, a user agent), if anything.
+    pub meta: Option<serde_json::Value>,
+    /// When it was created, in seconds since the Unix epoch.
+    pub created: u64,
+    /// When it was last written (last seen), in seconds since the Unix
+    /// epoch.
+    pub updated: u64,
+    /// The max age it chose.
+    pub max_age: MaxAge,
+    /// The end it chose, if any.
+    pub expires_at: Option<u64>,
+}
+
+impl UserSession {
+    /// The listing of `record`, stored under the session id whose
+    /// [`handle`](UserSession::handle) is `handle`.
+    pub fn of(handle: String, record: &SessionRecord) -> Self {
+        Self {
+            handle,
+            meta: record.data.get(USER_META_KEY).cloned(),
+            created: record.created,
+            updated: record.updated,
+            max_age: record.max_age,
+            expires_at: record.expires_at,
+        }
+    }
+
+    /// The times that decide when it ends.
+    pub(crate) fn times(&self) -> crate::lifetime::Times {
+        crate::lifetime::Times {
+            created: self.created,
+            updated: self.updated,
+            max_age: self.max_age,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -219,6 +337,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`ServerStorage`] in a form that can be boxed (`dyn`): what the layer
 /// calls.
 pub(crate) trait DynServerStorage: Send + Sync + 'static {
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId>;
+
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
@@ -246,9 +366,32 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<bool, StorageError>>;
 
     fn validate(&self) -> Result<(), ConfigError>;
+
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>>;
+
+    fn revoke_user<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<usize, StorageError>>;
+
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a str,
+        handle: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
 }
 
 impl<S: ServerStorage> DynServerStorage for S {
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
+        ServerStorage::parse_id(self, cookie_value)
+    }
+
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
@@ -285,6 +428,31 @@ impl<S: ServerStorage> DynServerStorage for S {
 
     fn validate(&self) -> Result<(), ConfigError> {
         ServerStorage::validate(self)
+    }
+
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>> {
+        Box::pin(ServerStorage::sessions_of(self, user, cx))
+    }
+
+    fn revoke_user<'a>(
+        &'a self,
+        user: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+        Box::pin(ServerStorage::revoke_user(self, user, cx))
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        user: &'a str,
+        handle: &'a str,
+        cx: &'a StorageContext<'a>,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(ServerStorage::revoke_session(self, user, handle, cx))
     }
 }
 

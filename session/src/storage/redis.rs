@@ -11,6 +11,7 @@
 //! | `m` | the max age the session chose: seconds, or `b` for a browser-session cookie (absent: it follows the layer's lifetimes) |
 //! | `x` | the time the session chose to end at, Unix seconds (absent: none) |
 //! | `k` | the session's kind, for layers of another kind than `Main` (absent: `Main`) |
+//! | `w` | the user the session is bound to (absent: none) |
 //! | `t` | the TTL the record was given, in seconds |
 //! | `d:<key>` | the JSON value of session key `<key>` |
 //!
@@ -29,10 +30,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    check_timeout, create_with_fresh_id, store_key, timed,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
+    USER_INDEX_PRUNE_AT, check_positive, check_timeout, create_with_fresh_id, store_key, timed,
+    user_key,
 };
-use super::{Loaded, ServerStorage, StorageContext};
+use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::lifetime::MaxAge;
@@ -48,6 +50,8 @@ const BROWSER_SESSION: &str = "b";
 const EXPIRES_AT: &str = "x";
 /// The field of a session's kind, absent for the main kind.
 const KIND: &str = "k";
+/// The field of the user a session is bound to.
+const USER: &str = "w";
 
 /// A script with `chunks(command, first, last)`: runs `command` on `KEYS[1]`
 /// with `ARGV[first..=last]`, at most 1000 arguments at a time, since Lua's
@@ -111,6 +115,15 @@ if ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return fields
 ";
 
+/// `KEYS[1]` a record, `ARGV[1]` a user: deletes the record if it is bound
+/// to that user, atomically, so no one ends another user's session.
+const DELETE_IF_BOUND: &str = r"
+if redis.call('HGET', KEYS[1], 'w') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// A connection to Redis: a standalone server or a cluster. Both reconnect
 /// by themselves after a failure.
 #[derive(Clone)]
@@ -165,6 +178,7 @@ struct Scripts {
     create: Script,
     update: Script,
     load_and_refresh: Script,
+    delete_if_bound: Script,
 }
 
 /// Keeps sessions in Redis (standalone or Redis Cluster) under random ids;
@@ -249,6 +263,7 @@ impl RedisStorage {
                 create: Script::new(CREATE),
                 update: Script::new(UPDATE),
                 load_and_refresh: Script::new(LOAD_AND_REFRESH),
+                delete_if_bound: Script::new(DELETE_IF_BOUND),
             }),
             prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: DEFAULT_TTL,
@@ -334,6 +349,76 @@ impl RedisStorage {
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
         cx.record_ttl(self.default_ttl.as_secs())
     }
+
+    /// Adds the record `key` to the set of `user`'s sessions. The set lives
+    /// as long as the longest record may; keys of records gone are dropped
+    /// from it when it is next read.
+    async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut connection = self.connection.clone();
+        let (size,): (usize,) = timed(
+            self.command_timeout,
+            redis::pipe()
+                .cmd("SADD")
+                .arg(&index)
+                .arg(key)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(crate::record::MAX_STORE_TTL)
+                .ignore()
+                .cmd("SCARD")
+                .arg(&index)
+                .query_async(&mut connection),
+        )
+        .await?;
+        if size > USER_INDEX_PRUNE_AT {
+            self.prune(&index).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops from the set `index` the keys of records gone.
+    async fn prune(&self, index: &str) -> Result<(), StorageError> {
+        for key in self.members(index).await? {
+            let mut connection = self.connection.clone();
+            let exists: bool = timed(
+                self.command_timeout,
+                redis::cmd("EXISTS").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            if !exists {
+                let () = timed(
+                    self.command_timeout,
+                    redis::cmd("SREM")
+                        .arg(index)
+                        .arg(&key)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The record keys in the set `index`.
+    async fn members(&self, index: &str) -> Result<Vec<String>, StorageError> {
+        let mut connection = self.connection.clone();
+        timed(
+            self.command_timeout,
+            redis::cmd("SMEMBERS")
+                .arg(index)
+                .query_async(&mut connection),
+        )
+        .await
+    }
+
+    /// The connection, to share with another storage (such as
+    /// `aiohttp::RedisStorage::from_connection`, with the `aiohttp-compat`
+    /// feature).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
 }
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
@@ -369,6 +454,10 @@ fn encode<'a>(
     if let Some(kind) = &record.kind {
         args.push(KIND.to_owned());
         args.push(kind.clone());
+    }
+    if let Some(user) = &record.user {
+        args.push(USER.to_owned());
+        args.push(user.clone());
     }
     let mut push = |key: &str, value: &serde_json::Value| -> Result<(), StorageError> {
         args.push(format!("{DATA_PREFIX}{key}"));
@@ -415,6 +504,7 @@ fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
                 OWN_MAX_AGE => record.max_age = MaxAge::Seconds(value.parse().ok()?),
                 EXPIRES_AT => record.expires_at = Some(value.parse().ok()?),
                 KIND => record.kind = Some(value),
+                USER => record.user = Some(value),
                 _ => {}
             }
         }
@@ -454,7 +544,7 @@ impl ServerStorage for RedisStorage {
     ) -> Result<SessionId, StorageError> {
         let ttl = self.ttl(cx);
         let fields = encode(record, ttl, None::<std::iter::Empty<&str>>)?;
-        create_with_fresh_id("Redis", |id| {
+        let id = create_with_fresh_id("Redis", |id| {
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
             invocation.arg(ttl).arg(&fields);
             let mut connection = self.connection.clone();
@@ -467,7 +557,122 @@ impl ServerStorage for RedisStorage {
                 Ok(created == 1)
             }
         })
-        .await
+        .await?;
+        if let Some(user) = &record.user
+            && let Err(error) = self.index(user, &store_key(&self.prefix, &id)).await
+        {
+            // No cookie goes out: take the record back rather than leave a
+            // session its user's list would not show.
+            let _ = ServerStorage::delete(self, &id, cx).await;
+            return Err(error);
+        }
+        Ok(id)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the Redis store's default TTL", self.default_ttl)?;
+        check_timeout("the Redis command timeout", self.command_timeout)
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Vec<UserSession>, StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut live = Vec::new();
+        for key in self.members(&index).await? {
+            let mut connection = self.connection.clone();
+            let fields: Vec<(String, String)> = timed(
+                self.command_timeout,
+                redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            match decode(fields) {
+                Some(record) if record.user.as_deref() == Some(user) => {
+                    let handle = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
+                    live.push(UserSession::of(handle, &record));
+                }
+                // Expired, deleted or replaced: no longer the user's.
+                _ => {
+                    let () = timed(
+                        self.command_timeout,
+                        redis::cmd("SREM")
+                            .arg(&index)
+                            .arg(&key)
+                            .query_async(&mut connection),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        // A handle is what `sessions_of` listed: the key's base64, nothing
+        // that could reach another key.
+        if handle.len() != 43
+            || !handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Ok(false);
+        }
+        let key = format!("{}{handle}", self.prefix);
+        let mut connection = self.connection.clone();
+        let deleted: i64 = timed(
+            self.command_timeout,
+            self.scripts
+                .delete_if_bound
+                .key(&key)
+                .arg(user)
+                .invoke_async(&mut connection),
+        )
+        .await?;
+        if deleted > 0 {
+            let () = timed(
+                self.command_timeout,
+                redis::cmd("SREM")
+                    .arg(user_key(&self.prefix, user))
+                    .arg(&key)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        }
+        Ok(deleted > 0)
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<usize, StorageError> {
+        let index = user_key(&self.prefix, user);
+        let mut revoked = 0;
+        // One key at a time: on a cluster the records and the index live
+        // in different slots.
+        for key in self.members(&index).await? {
+            let mut connection = self.connection.clone();
+            let deleted: i64 = timed(
+                self.command_timeout,
+                redis::cmd("DEL").arg(&key).query_async(&mut connection),
+            )
+            .await?;
+            revoked += usize::from(deleted > 0);
+        }
+        let mut connection = self.connection.clone();
+        let () = timed(
+            self.command_timeout,
+            redis::cmd("DEL").arg(&index).query_async(&mut connection),
+        )
+        .await?;
+        Ok(revoked)
     }
 
     async fn update(
@@ -524,11 +729,6 @@ impl ServerStorage for RedisStorage {
         )
         .await?;
         Ok(deleted > 0)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the Redis store's default TTL", self.default_ttl)?;
-        check_timeout("the Redis command timeout", self.command_timeout)
     }
 }
 

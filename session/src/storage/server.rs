@@ -35,6 +35,21 @@ const ID_TRIES: u32 = 3;
 #[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
     store: &'static str,
+    insert: F,
+) -> Result<SessionId, StorageError>
+where
+    F: FnMut(SessionId) -> Fut,
+    Fut: Future<Output = Result<bool, StorageError>>,
+{
+    create_with_fresh_id_from(store, SessionId::generate, insert).await
+}
+
+/// [`create_with_fresh_id`] with ids from `generate`: the storages that
+/// share records with aiohttp_session draw its uuid4 ids.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) async fn create_with_fresh_id_from<F, Fut>(
+    store: &'static str,
+    generate: fn() -> SessionId,
     mut insert: F,
 ) -> Result<SessionId, StorageError>
 where
@@ -42,7 +57,7 @@ where
     Fut: Future<Output = Result<bool, StorageError>>,
 {
     for _ in 0..ID_TRIES {
-        let id = SessionId::generate();
+        let id = generate();
         if insert(id.clone()).await? {
             return Ok(id);
         }
@@ -93,14 +108,49 @@ pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
 #[cfg(any(feature = "redis", feature = "memcached"))]
-pub(crate) fn store_key(prefix: &str, id: &SessionId) -> String {
+pub(crate) fn store_key(prefix: &str, id: &crate::id::SessionId) -> String {
+    let mut key = String::with_capacity(prefix.len() + 43);
+    key.push_str(prefix);
+    push_handle(&mut key, id);
+    key
+}
+
+/// The handle of the session `id` in a user's listing: the url-safe base64
+/// of SHA-256 of the id, which names the session without letting anyone
+/// use it (the end of its store key, in Redis).
+pub(crate) fn handle(id: &crate::id::SessionId) -> String {
+    let mut handle = String::with_capacity(43);
+    push_handle(&mut handle, id);
+    handle
+}
+
+fn push_handle(out: &mut String, id: &crate::id::SessionId) {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
 
-    let digest = Sha256::digest(id.as_str().as_bytes());
-    let mut key = String::with_capacity(prefix.len() + 43);
+    URL_SAFE_NO_PAD.encode_string(Sha256::digest(id.as_str().as_bytes()), out);
+}
+
+/// How many entries a user's index of sessions may hold before the entries
+/// of records gone (expired, evicted, replaced) are dropped from it as the
+/// next one is added: a user who signs in again and again never grows it
+/// much past their live sessions.
+pub(crate) const USER_INDEX_PRUNE_AT: usize = 64;
+
+/// The key of the set of the record keys of `user`'s sessions: `prefix`,
+/// `u:` and the url-safe base64 of SHA-256 of the user id (so any user id
+/// makes a short, safe key, and a dump of the store names no user).
+#[cfg(feature = "redis")]
+pub(crate) fn user_key(prefix: &str, user: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
+    let digest = Sha256::digest(user.as_bytes());
+    let mut key = String::with_capacity(prefix.len() + 45);
     key.push_str(prefix);
+    key.push_str("u:");
     URL_SAFE_NO_PAD.encode_string(digest, &mut key);
     key
 }

@@ -129,6 +129,7 @@ mod tests {
                     },
                     expires_at,
                     kind: None,
+                    user: None,
                     data: data.into_iter().collect(),
                 },
             )

@@ -6,6 +6,7 @@
 mod packed;
 mod part;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, ready};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, check_positive};
-use super::{Loaded, ServerStorage, StorageContext};
+use super::server::{DEFAULT_TTL, USER_INDEX_PRUNE_AT, check_positive, handle};
+use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
@@ -83,6 +84,10 @@ pub struct MemoryStorage {
     sweep: Arc<AtomicUsize>,
     default_ttl: Duration,
     max_records: Option<usize>,
+    /// The ids of the sessions bound to each user, for listing and revoking
+    /// them; ids whose records are gone are dropped when the user's list is
+    /// next read.
+    users: Arc<Mutex<HashMap<String, Vec<SessionId>>>>,
 }
 
 /// One part of the store, on cache lines of its own, so that two cores
@@ -111,6 +116,7 @@ impl MemoryStorage {
             sweep: Arc::default(),
             default_ttl: DEFAULT_TTL,
             max_records: Some(Self::DEFAULT_MAX_RECORDS),
+            users: Arc::default(),
         }
     }
 
@@ -231,6 +237,71 @@ impl MemoryStorage {
         let key = key_of(id);
         self.lock(shard_of(key)).remove(key, id)
     }
+
+    fn users(&self) -> MutexGuard<'_, HashMap<String, Vec<SessionId>>> {
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes that the new session `id` is bound to `user`.
+    fn index(&self, user: &str, id: &SessionId) {
+        let mut users = self.users();
+        let ids = users.entry(user.to_owned()).or_default();
+        if ids.len() >= USER_INDEX_PRUNE_AT {
+            ids.retain(|id| {
+                let key = key_of(id);
+                self.lock(shard_of(key)).contains(key)
+            });
+        }
+        ids.push(id.clone());
+    }
+
+    /// The records bound to `user` that the store still holds, without
+    /// taking them off probation; the user's list keeps only their ids.
+    fn sessions_of_now(&self, user: &str, now: u64) -> Vec<UserSession> {
+        let Some(ids) = self.users().remove(user) else {
+            return Vec::new();
+        };
+        let mut live = Vec::new();
+        let mut kept = Vec::new();
+        for id in ids {
+            let key = key_of(&id);
+            let mut records = self.lock(shard_of(key));
+            records.purge_expired(now);
+            if let Some(record) = records.peek(key, &id)
+                && record.user.as_deref() == Some(user)
+            {
+                live.push(UserSession::of(handle(&id), &record));
+                kept.push(id);
+            }
+        }
+        if !kept.is_empty() {
+            self.users()
+                .entry(user.to_owned())
+                .or_default()
+                .extend(kept);
+        }
+        live
+    }
+
+    fn revoke_session_now(&self, user: &str, handle_of_one: &str) -> bool {
+        let mut users = self.users();
+        let Some(ids) = users.get_mut(user) else {
+            return false;
+        };
+        let Some(at) = ids.iter().position(|id| handle(id) == handle_of_one) else {
+            return false;
+        };
+        let id = ids.swap_remove(at);
+        drop(users);
+        self.delete_now(&id)
+    }
+
+    fn revoke_user_now(&self, user: &str) -> usize {
+        let ids = self.users().remove(user).unwrap_or_default();
+        ids.iter().filter(|id| self.delete_now(id)).count()
+    }
 }
 
 impl Default for MemoryStorage {
@@ -263,7 +334,11 @@ impl ServerStorage for MemoryStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<SessionId, StorageError>> + Send {
-        ready(Ok(self.create_now(record, cx)))
+        let id = self.create_now(record, cx);
+        if let Some(user) = &record.user {
+            self.index(user, &id);
+        }
+        ready(Ok(id))
     }
 
     fn update(
@@ -286,6 +361,31 @@ impl ServerStorage for MemoryStorage {
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_positive("the memory store's default TTL", self.default_ttl)
+    }
+
+    fn sessions_of(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<Vec<UserSession>, StorageError>> + Send {
+        ready(Ok(self.sessions_of_now(user, cx.now)))
+    }
+
+    fn revoke_user(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
+        ready(Ok(self.revoke_user_now(user)))
+    }
+
+    fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        ready(Ok(self.revoke_session_now(user, handle)))
     }
 }
 

@@ -27,7 +27,8 @@ use crate::record::{Changes, SessionRecord};
 /// 2: a browser-session cookie), whose bit [`HAS_END`] says it chose an
 /// end and whose bit [`HAS_KIND`] says it is of a kind other than the main
 /// one; then the seconds of that max age and that end as varints (LEB128),
-/// and the kind as a string, where there are some, then each key of the map (a string: its length
+/// and the kind and the bound user (bit [`HAS_USER`]) as strings, where
+/// there are some, then each key of the map (a string: its length
 /// as a varint and its UTF-8 bytes) and its value, until the end, in no
 /// particular order.
 ///
@@ -56,6 +57,8 @@ const NUMBER_TEXT: u8 = 9;
 const HAS_END: u8 = 4;
 /// The bit of the header's lifetime byte that says a kind's name follows.
 const HAS_KIND: u8 = 8;
+/// The bit of the header's lifetime byte that says a bound user follows.
+const HAS_USER: u8 = 16;
 
 /// What precedes the map: the times that decide the record's expiry.
 struct Header {
@@ -64,6 +67,7 @@ struct Header {
     max_age: MaxAge,
     expires_at: Option<u64>,
     kind: Option<String>,
+    user: Option<String>,
 }
 
 impl Packed {
@@ -105,6 +109,7 @@ impl Packed {
             max_age: header.max_age,
             expires_at: header.expires_at,
             kind: header.kind,
+            user: header.user,
             data,
         })
     }
@@ -167,12 +172,18 @@ impl Packed {
         } else {
             Some(take_string(&mut rest)?)
         };
+        let user = if lifetime & HAS_USER == 0 {
+            None
+        } else {
+            Some(take_string(&mut rest)?)
+        };
         let header = Header {
             created,
             updated,
             max_age,
             expires_at,
             kind,
+            user,
         };
         Some((header, rest))
     }
@@ -291,7 +302,8 @@ fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &Session
         HAS_END
     } else {
         0
-    } | if times.kind.is_some() { HAS_KIND } else { 0 };
+    } | if times.kind.is_some() { HAS_KIND } else { 0 }
+        | if times.user.is_some() { HAS_USER } else { 0 };
     match times.max_age {
         MaxAge::Layer => bytes.push(end),
         MaxAge::Seconds(seconds) => {
@@ -305,6 +317,9 @@ fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &Session
     }
     if let Some(kind) = &times.kind {
         put_str(bytes, kind);
+    }
+    if let Some(user) = &times.user {
+        put_str(bytes, user);
     }
 }
 
@@ -530,6 +545,7 @@ mod tests {
             max_age: max_age.map_or(MaxAge::Layer, MaxAge::Seconds),
             expires_at: None,
             kind: None,
+            user: None,
             data: data.as_object().cloned().unwrap(),
         }
     }
@@ -622,12 +638,13 @@ mod tests {
             max_age: Option<Option<u64>>,
             expires_at: Option<u64>,
             kind: bool,
+            user: Option<String>,
             data in prop::collection::btree_map(".*", value(), 0..8),
         ) {
             let id = SessionId::generate();
             let record = SessionRecord {
                 created, updated, max_age: own(max_age), expires_at,
-                kind: kind.then(|| "admin".to_owned()), data: data.into_iter().collect(),
+                kind: kind.then(|| "admin".to_owned()), user, data: data.into_iter().collect(),
             };
             let packed = Packed::new(&id, &record);
             prop_assert_eq!(packed.unpack(&id), Some(record));

@@ -113,6 +113,12 @@ impl Records {
         Some(record)
     }
 
+    /// The record of `id`, if this part holds it, leaving its class as it
+    /// is (a listing is not a request of the session).
+    pub(super) fn peek(&self, key: Key, id: &SessionId) -> Option<SessionRecord> {
+        self.by_key.get(&key)?.packed.unpack(id)
+    }
+
     /// Merges a request's changes into the record of `id` (see
     /// [`Packed::merge`]), which expires at `expires_at` from now on and
     /// leaves probation; `false` if this part does not hold it.

@@ -1,0 +1,246 @@
+//! aiohttp_session's `RedisStorage` records, read and written from Rust.
+//!
+//! # Record
+//!
+//! One Redis string per session under `<cookie name>_<id>` (so
+//! `AIOHTTP_SESSION_<uuid4 hex>` with aiohttp_session's default name), the
+//! value the JSON of `{"created": ..., "session": {...}}` (see the
+//! [module](super)). Every save sets the key's expiry from the session's
+//! idle limit (the layer's max age or the session's own), as Python's
+//! `SET ... EX max_age` does; where Python, without a max age, writes keys
+//! that never expire, this storage gives them its default TTL.
+//!
+//! # Guarantees, and their limits
+//!
+//! - New sessions are written with `SET NX`: never over an existing record.
+//! - A save merges only the keys the request changed into the stored
+//!   record: it reads the value, merges in Rust, and writes it with a script
+//!   that checks the value is still the one read (else it reads again, at
+//!   most sixteen times). So two Rust requests changing different keys both
+//!   keep their change, and a record deleted or invalidated meanwhile (by
+//!   Rust or by Python, whose `invalidate()` leaves `{}`) is never brought
+//!   back.
+//! - Python's saves are not merges: `save_session` writes the whole session
+//!   it loaded plus its changes, so a Python request that overlaps a Rust
+//!   one on the same session may undo the Rust request's change (as two
+//!   overlapping Python requests already do to each other). Python also
+//!   recreates a record that was deleted while its request ran.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::{decode, encode};
+use crate::error::{ConfigError, StorageError};
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+use crate::storage::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
+    timed,
+};
+use crate::storage::{Loaded, RedisConnection, ServerStorage, StorageContext};
+
+/// Merge attempts before a save gives up with a 503.
+const CAS_TRIES: u32 = 16;
+
+/// `KEYS[1]` the record; `ARGV[1]` the value read, `ARGV[2]` the value to
+/// write, `ARGV[3]` the TTL. 1: written; 0: no record; 2: changed since read.
+const COMPARE_AND_SET: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+if stored ~= ARGV[1] then return 2 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
+/// Keeps sessions in Redis as aiohttp_session's `RedisStorage` does, so a
+/// Python service and this one share them: the cookie holds a uuid4 hex id,
+/// the record is `{"created": ..., "session": {...}}` under
+/// `<cookie name>_<id>`.
+///
+/// Set the layer's cookie name to the Python side's (default
+/// [`DEFAULT_COOKIE_NAME`](super::DEFAULT_COOKIE_NAME)): it is both the
+/// cookie and the start of every key. Works on a standalone server and on a
+/// cluster (every command touches one key).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use typed_sessions::{SessionLayer, aiohttp};
+///
+/// let storage = aiohttp::RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
+/// let layer = SessionLayer::builder(storage)
+///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStorage {
+    connection: RedisConnection,
+    compare_and_set: Arc<Script>,
+    default_ttl: Duration,
+    command_timeout: Duration,
+}
+
+impl RedisStorage {
+    /// Connects to a standalone server at `url` (`redis://HOST:PORT/DB`),
+    /// as [`crate::RedisStorage::connect`] does.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let native = crate::RedisStorage::connect(url).await?;
+        Ok(Self::from_connection(native.connection().clone()))
+    }
+
+    /// A storage over a connection the app already has, which it may share
+    /// with a native [`crate::RedisStorage`].
+    pub fn from_connection(connection: impl Into<RedisConnection>) -> Self {
+        Self {
+            connection: connection.into(),
+            compare_and_set: Arc::new(Script::new(COMPARE_AND_SET)),
+            default_ttl: DEFAULT_TTL,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The TTL of a session without a max age, in whole seconds. Default:
+    /// one day. Zero is refused when the layer is built.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long one command may take before the request gets a 503.
+    /// Default: one second. Zero is refused when the layer is built.
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut connection = self.connection.clone();
+        timed(
+            self.command_timeout,
+            redis::cmd("GET").arg(key).query_async(&mut connection),
+        )
+        .await
+    }
+}
+
+fn key(cx: &StorageContext<'_>, id: &SessionId) -> String {
+    super::record_key(cx, id)
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("aiohttp::RedisStorage")
+            .field("default_ttl", &self.default_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerStorage for RedisStorage {
+    fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
+        SessionId::parse_uuid4_hex(cookie_value)
+    }
+
+    async fn load(
+        &self,
+        id: &SessionId,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        let Some(value) = self.get(&key(cx, id)).await? else {
+            return Ok(None);
+        };
+        let record = decode(&value);
+        if record.is_none() && value != b"{}" {
+            tracing::warn!("malformed aiohttp_session record in Redis; starting a new session");
+        }
+        Ok(record.map(Loaded::new))
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<SessionId, StorageError> {
+        let value = encode(record)?;
+        let ttl = cx.record_ttl(self.default_ttl.as_secs());
+        create_with_fresh_id_from("Redis", SessionId::generate_uuid4, |id| {
+            let key = key(cx, &id);
+            let value = &value;
+            let mut connection = self.connection.clone();
+            async move {
+                let set: Option<String> = timed(
+                    self.command_timeout,
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl)
+                        .query_async(&mut connection),
+                )
+                .await?;
+                Ok(set.is_some())
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        let key = key(cx, id);
+        let ttl = cx.record_ttl(self.default_ttl.as_secs());
+        for _ in 0..CAS_TRIES {
+            let Some(stored_value) = self.get(&key).await? else {
+                return Ok(false);
+            };
+            // `{}` is a session Python invalidated: it stays ended.
+            let Some(mut stored) = decode(&stored_value) else {
+                return Ok(false);
+            };
+            stored.merge(record, changes);
+            let mut invocation = self.compare_and_set.key(&key);
+            invocation.arg(&stored_value).arg(encode(&stored)?).arg(ttl);
+            let mut connection = self.connection.clone();
+            let outcome: i64 = timed(
+                self.command_timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+            match outcome {
+                1 => return Ok(true),
+                0 => return Ok(false),
+                _ => tracing::debug!("aiohttp_session record changed since read; merging again"),
+            }
+        }
+        Err(StorageError::unavailable(format!(
+            "session record changed under {CAS_TRIES} merge attempts in a row"
+        )))
+    }
+
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let mut connection = self.connection.clone();
+        let deleted: i64 = timed(
+            self.command_timeout,
+            redis::cmd("DEL")
+                .arg(key(cx, id))
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(deleted > 0)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the aiohttp Redis store's default TTL", self.default_ttl)?;
+        check_timeout("the aiohttp Redis command timeout", self.command_timeout)
+    }
+}

@@ -1,0 +1,171 @@
+//! Sessions bound to users: "your active sessions" and "log out
+//! everywhere" (OWASP ASVS 4.0.3 V3.3.4).
+//!
+//! A handler binds the session to a user at login
+//! ([`Session::bind_user`]); the [`UserSessions`] extractor then lists that
+//! user's live sessions and revokes them, on the server-side storages that
+//! can index records by user (memory, Redis and Redis Cluster). Memcached
+//! cannot list its items, and a cookie storage keeps nothing: both answer
+//! [`StorageError::Unsupported`].
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum_core::extract::FromRequestParts;
+use http::request::Parts;
+
+use crate::config::Shared;
+use crate::error::StorageError;
+use crate::extract::SessionRejection;
+use crate::kind::{Main, SessionKind};
+use crate::session::Session;
+use crate::slot::KindSlot;
+use crate::storage::{StorageContext, StorageRef};
+
+impl<K: SessionKind> Session<K> {
+    /// Binds the session to `user` (a user id: any string, kept in the
+    /// session's record, never logged), so that [`UserSessions`] can list
+    /// and revoke it. Binding is a change of privilege, so it also renews
+    /// the session: a new id, the old record deleted (see
+    /// [`renew`](Session::renew)).
+    pub fn bind_user(&self, user: impl Into<String>) {
+        self.lock().record.user = Some(user.into());
+        self.renew();
+    }
+
+    /// The user the session is bound to, if any.
+    pub fn user(&self) -> Option<String> {
+        self.lock().record.user.clone()
+    }
+}
+
+/// One live session of a user, as [`UserSessions::of`] lists it: its times,
+/// never its id or data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActiveSession {
+    /// A name for the session that cannot be used as it, for
+    /// [`UserSessions::revoke_one`] (the url-safe base64 of SHA-256 of its
+    /// id).
+    pub handle: String,
+    /// What the app keeps under [`USER_META_KEY`](crate::USER_META_KEY) in the session, such as
+    /// the device it signed in from.
+    pub meta: Option<serde_json::Value>,
+    /// When it began, in seconds since the Unix epoch.
+    pub created: u64,
+    /// When it was last written, in seconds since the Unix epoch (a read
+    /// past half of its idle limit counts, see the crate's lifetimes).
+    pub last_seen: u64,
+}
+
+/// The storage's view of every user's sessions, for the layer of kind `K`:
+/// an extractor.
+///
+/// ```
+/// use axum::extract::Path;
+/// use typed_sessions::{Session, UserSessions};
+///
+/// async fn login(session: Session, Path(user): Path<String>) {
+///     // ...after checking the password:
+///     session.bind_user(user);
+/// }
+///
+/// async fn log_out_everywhere(sessions: UserSessions, session: Session) -> String {
+///     let Some(user) = session.user() else {
+///         return "not signed in".into();
+///     };
+///     match sessions.revoke(&user).await {
+///         Ok(n) => format!("{n} sessions ended"),
+///         Err(error) => format!("could not end them: {error}"),
+///     }
+/// }
+/// ```
+pub struct UserSessions<K: SessionKind = Main> {
+    shared: Arc<Shared>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: SessionKind> UserSessions<K> {
+    /// The live sessions bound to `user`, oldest first. Sessions whose
+    /// lifetimes ended are left out, whatever the store still holds.
+    pub async fn of(&self, user: &str) -> Result<Vec<ActiveSession>, StorageError> {
+        let now = self.shared.clock.now();
+        let config = &self.shared.config;
+        let cx = StorageContext::new(&config.cookie_name, now);
+        let StorageRef::Server(storage) = self.shared.storage.kind() else {
+            return Err(StorageError::Unsupported("listing a user's sessions"));
+        };
+        let mut live: Vec<ActiveSession> = storage
+            .sessions_of(user, &cx)
+            .await?
+            .into_iter()
+            .filter(|stored| !config.lifetimes.has_ended(stored.times(), now))
+            .map(|stored| ActiveSession {
+                created: stored.created,
+                last_seen: stored.updated,
+                handle: stored.handle,
+                meta: stored.meta,
+            })
+            .collect();
+        live.sort_by_key(|session| session.created);
+        Ok(live)
+    }
+
+    /// Ends the one session of `user` with this
+    /// [`handle`](ActiveSession::handle) ("sign out that device"); whether
+    /// there was one. A handle of another user's session ends nothing.
+    pub async fn revoke_one(&self, user: &str, handle: &str) -> Result<bool, StorageError> {
+        let now = self.shared.clock.now();
+        let cx = StorageContext::new(&self.shared.config.cookie_name, now);
+        let StorageRef::Server(storage) = self.shared.storage.kind() else {
+            return Err(StorageError::Unsupported(
+                "revoking a session by its handle",
+            ));
+        };
+        storage.revoke_session(user, handle, &cx).await
+    }
+
+    /// Ends every session bound to `user`, at once on a server-side store
+    /// (the next request of each is a new empty session); how many there
+    /// were. The current request's own session, if it is one of them, is
+    /// not written back after the handler.
+    pub async fn revoke(&self, user: &str) -> Result<usize, StorageError> {
+        let now = self.shared.clock.now();
+        let cx = StorageContext::new(&self.shared.config.cookie_name, now);
+        let StorageRef::Server(storage) = self.shared.storage.kind() else {
+            return Err(StorageError::Unsupported("revoking a user's sessions"));
+        };
+        storage.revoke_user(user, &cx).await
+    }
+}
+
+impl<K: SessionKind> Clone for UserSessions<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: SessionKind> std::fmt::Debug for UserSessions<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSessions")
+            .field("kind", &K::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync, K: SessionKind> FromRequestParts<S> for UserSessions<K> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(KindSlot(slot, _)) = parts.extensions.get::<KindSlot<K>>() else {
+            return Err(SessionRejection::missing_layer::<K>());
+        };
+        Ok(Self {
+            shared: slot.shared().clone(),
+            kind: PhantomData,
+        })
+    }
+}

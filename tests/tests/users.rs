@@ -1,0 +1,188 @@
+//! Sessions bound to users, on every storage: "your active sessions" and
+//! "log out everywhere" where the storage can index (memory, Redis, Redis
+//! Cluster), and a plain refusal where it cannot (Memcached, cookies).
+
+use reqwest::Method;
+use serde_json::json;
+use session_examples::conformance::Store;
+use session_tests::{TestApp, for_every_storage, is_server_side, settings};
+
+for_every_storage!(
+    a_user_sees_and_revokes_all_their_sessions,
+    binding_a_user_renews_the_session,
+    ended_sessions_are_not_listed,
+    one_session_is_revoked_by_its_handle_by_its_own_user_only,
+    storages_that_cannot_index_say_so,
+);
+
+fn indexes(store: Store) -> bool {
+    matches!(store, Store::Memory | Store::Redis | Store::RedisCluster)
+}
+
+/// A user id no other test (sharing a server) uses.
+fn user(name: &str) -> String {
+    format!("{name}-{}", typed_sessions::SessionId::generate().as_str())
+}
+
+async fn login(app: &TestApp, user: &str) -> String {
+    let cookie = app.session_with(r#"{"cart": [1]}"#).await;
+    let reply = app
+        .post(
+            "/session/bind",
+            Some(&cookie),
+            &json!({ "user": user }).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.new_cookie()
+}
+
+async fn a_user_sees_and_revokes_all_their_sessions(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let app = TestApp::conformance(settings(store)).await;
+    let (ann, bob) = (user("ann"), user("bob"));
+    let laptop = login(&app, &ann).await;
+    app.clock.advance(5);
+    let phone = login(&app, &ann).await;
+    let bobs = login(&app, &bob).await;
+
+    let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let sessions = listed.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[1]["last_seen"], session_tests::START + 5);
+    assert!(
+        !listed.body.contains(&laptop) && !listed.body.contains(&phone),
+        "a listing never shows ids"
+    );
+
+    let revoked = app
+        .send(Method::POST, &format!("/users/{ann}/revoke"), None, None)
+        .await;
+    assert_eq!(revoked.json(), json!({"revoked": 2}));
+    for cookie in [&laptop, &phone] {
+        let reply = app.get("/session", Some(cookie)).await;
+        assert_eq!(reply.json()["new"], true, "logged out everywhere");
+    }
+    assert_eq!(
+        app.get("/session", Some(&bobs)).await.data(),
+        json!({"cart": [1]}),
+        "another user's session stays"
+    );
+    let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
+    assert_eq!(listed.json(), json!({"sessions": []}));
+}
+
+async fn one_session_is_revoked_by_its_handle_by_its_own_user_only(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let app = TestApp::conformance(settings(store)).await;
+    let (ann, bob) = (user("ann"), user("bob"));
+    let mut devices = Vec::new();
+    for device in ["laptop", "phone"] {
+        let cookie = app.session_with(r#"{"cart": [1]}"#).await;
+        let body = json!({ "user": ann, "meta": {"device": device} }).to_string();
+        devices.push(
+            app.post("/session/bind", Some(&cookie), &body)
+                .await
+                .new_cookie(),
+        );
+        app.clock.advance(1);
+    }
+    login(&app, &bob).await;
+    let listed = app
+        .get(&format!("/users/{ann}/sessions"), None)
+        .await
+        .json();
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions[0]["meta"], json!({"device": "laptop"}), "{listed}");
+    assert_eq!(sessions[1]["meta"], json!({"device": "phone"}));
+    let phone = sessions[1]["handle"].as_str().unwrap();
+
+    // Bob cannot end Ann's phone with its handle.
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/users/{bob}/sessions/{phone}/revoke"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"revoked": 0}));
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/users/{ann}/sessions/{phone}/revoke"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"revoked": 1}));
+    assert_eq!(
+        app.get("/session", Some(&devices[1])).await.json()["new"],
+        true
+    );
+    assert_eq!(
+        app.get("/session", Some(&devices[0])).await.json()["new"],
+        false
+    );
+    let listed = app
+        .get(&format!("/users/{ann}/sessions"), None)
+        .await
+        .json();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
+}
+
+async fn binding_a_user_renews_the_session(store: Store) {
+    let app = TestApp::conformance(settings(store)).await;
+    let before = app.session_with(r#"{"cart": [1]}"#).await;
+    let reply = app
+        .post("/session/bind", Some(&before), r#"{"user": "ann"}"#)
+        .await;
+    let after = reply.new_cookie();
+    assert_ne!(before, after, "a new cookie: binding is a privilege change");
+    assert_eq!(
+        app.get("/session", Some(&after)).await.data(),
+        json!({"cart": [1]})
+    );
+    if is_server_side(store) {
+        let reply = app.get("/session", Some(&before)).await;
+        assert_eq!(reply.json()["new"], true, "the old id no longer works");
+    }
+}
+
+async fn ended_sessions_are_not_listed(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let mut settings = settings(store);
+    settings.max_age = Some(60);
+    let app = TestApp::conformance(settings).await;
+    let ann = user("ann");
+    login(&app, &ann).await;
+    app.clock.advance(61);
+    let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
+    assert_eq!(
+        listed.json(),
+        json!({"sessions": []}),
+        "idle past its max age: the layer's clock decides"
+    );
+}
+
+async fn storages_that_cannot_index_say_so(store: Store) {
+    if indexes(store) {
+        return;
+    }
+    let app = TestApp::conformance(settings(store)).await;
+    login(&app, "ann").await;
+    let listed = app.get("/users/ann/sessions", None).await;
+    assert_eq!(listed.status, 501, "{}", listed.body);
+    assert!(listed.json()["error"].as_str().unwrap().contains("listing"));
+    let revoked = app
+        .send(Method::POST, "/users/ann/revoke", None, None)
+        .await;
+    assert_eq!(revoked.status, 501);
+}
