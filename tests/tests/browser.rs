@@ -55,8 +55,8 @@ async fn visits_count_across_reloads_and_end_with_the_browser_by_default() {
         SessionKey::generate(),
     ))))
     .await;
-    let driver = Driver::start();
     let profile = scratch_dir("visits-default");
+    let driver = Driver::start();
 
     let browser = driver.open(&profile).await;
     browser.goto(&app).await.unwrap();
@@ -100,8 +100,8 @@ async fn visits_survive_a_browser_restart_when_the_session_has_a_max_age() {
         .build()
         .unwrap();
     let app = serve(visits::app(layer)).await;
-    let driver = Driver::start();
     let profile = scratch_dir("visits-max-age");
+    let driver = Driver::start();
 
     let browser = driver.open(&profile).await;
     browser.goto(&app).await.unwrap();
@@ -132,8 +132,8 @@ async fn visits_survive_a_browser_restart_when_the_session_has_a_max_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shop_signs_in_fills_the_cart_and_signs_out_with_its_forms() {
     let app = serve(shop::app(SessionLayer::new(MemoryStorage::new()))).await;
-    let driver = Driver::start();
     let profile = scratch_dir("shop");
+    let driver = Driver::start();
     let browser = driver.open(&profile).await;
 
     browser.goto(&app).await.unwrap();
@@ -209,8 +209,8 @@ async fn the_shop_signs_in_fills_the_cart_and_signs_out_with_its_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_have_two_independent_sessions() {
     let app = serve(shop::app(SessionLayer::new(MemoryStorage::new()))).await;
-    let driver = Driver::start();
     let (ann_profile, bob_profile) = (scratch_dir("shop-ann"), scratch_dir("shop-bob"));
+    let driver = Driver::start();
     let ann = driver.open(&ann_profile).await;
     let bob = driver.open(&bob_profile).await;
 
@@ -279,8 +279,8 @@ async fn a_form_posted_from_another_site_does_not_carry_the_lax_cookie() {
     )
     .await
     .replace("localhost", "127.0.0.1");
-    let driver = Driver::start();
     let profile = scratch_dir("shop-csrf");
+    let driver = Driver::start();
     let browser = driver.open(&profile).await;
 
     browser.goto(&app).await.unwrap();
@@ -486,7 +486,8 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// A new, empty browser profile directory of this test process, removed
-/// when dropped.
+/// when dropped: make it before the [`Driver`], so that the browsers using
+/// it have been ended by then.
 fn scratch_dir(name: &str) -> Profile {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
