@@ -15,9 +15,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use session_examples::visits::last_visit;
+use session_examples::visits;
 use typed_sessions::{RedisStorage, SessionLayer};
 
 #[tokio::main]
@@ -40,7 +38,7 @@ async fn main() -> ExitCode {
         .max_age(Some(Duration::from_secs(30 * 60)))
         .build()
         .expect("valid session configuration");
-    let app = Router::new().route("/", get(last_visit)).layer(layer);
+    let app = visits::app(layer);
 
     let addr = std::env::var("REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:8082".to_owned());
     let listener = match tokio::net::TcpListener::bind(&addr).await {

@@ -1,20 +1,21 @@
-//! aiohttp_session's first example, in axum: the page shows when you last
-//! visited it, remembered in an encrypted cookie.
+//! aiohttp_session's first example, in axum: the page counts your visits and
+//! shows when you last came, remembered in an encrypted cookie.
 //!
 //! ```text
 //! SESSION_SECRET=$(head -c32 /dev/urandom | base64) cargo run --release --example visits
 //! ```
 //!
-//! Then open <http://localhost:8080/> and reload. Without `SESSION_SECRET` a
-//! key is generated at start, so sessions do not survive a restart. The
-//! cookie is `Secure`, which browsers accept on `http://localhost`; serve
-//! anything else over HTTPS. `VISITS_ADDR` changes the address.
+//! Then open <http://localhost:8080/> in a browser and reload. Without
+//! `SESSION_SECRET` a key is generated at start, so sessions do not survive
+//! a restart. The cookie is `Secure`, which browsers accept on
+//! `http://localhost`; serve anything else over HTTPS. It is a
+//! browser-session cookie, gone when the browser closes; `SESSION_MAX_AGE`
+//! (seconds) makes it persistent. `VISITS_ADDR` changes the address.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use session_examples::visits::last_visit;
+use session_examples::visits;
 use typed_sessions::{EncryptedCookieStorage, SessionKey, SessionLayer};
 
 #[tokio::main]
@@ -40,9 +41,27 @@ async fn main() -> ExitCode {
             SessionKey::generate()
         }
     };
-    let app = Router::new()
-        .route("/", get(last_visit))
-        .layer(SessionLayer::new(EncryptedCookieStorage::new(key)));
+    let max_age = match std::env::var("SESSION_MAX_AGE") {
+        Ok(text) => match text.parse::<u64>() {
+            Ok(seconds) => Some(Duration::from_secs(seconds)),
+            Err(error) => {
+                eprintln!("visits: SESSION_MAX_AGE {text:?} is not a number of seconds: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => None,
+    };
+    let layer = match SessionLayer::builder(EncryptedCookieStorage::new(key))
+        .max_age(max_age)
+        .build()
+    {
+        Ok(layer) => layer,
+        Err(error) => {
+            eprintln!("visits: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = visits::app(layer);
 
     let addr = std::env::var("VISITS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = match tokio::net::TcpListener::bind(&addr).await {
