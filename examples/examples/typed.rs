@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Then open <http://localhost:8081/> in a browser: sign in, add to the cart,
-//! sign out. The same routes take plain form posts, so curl works too:
+//! see your sessions (sign in from a second browser too) and sign out of one
+//! or all of them, and visit the back office at `/admin`, a session of its
+//! own kind beside the shop's. The same routes take plain form posts, so curl works too:
 //!
 //! ```text
 //! curl -si -X POST localhost:8081/login -d name=ann     # note the cookie
