@@ -24,11 +24,10 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[cfg(any(feature = "redis", feature = "memcached"))]
 /// Fresh ids drawn before `create` gives up: a collision of 256-bit ids does
-/// not happen, so the bound only keeps a misbehaving store from looping us
-/// forever.
-const ID_TRIES: u32 = 3;
+/// not happen, so the bound only keeps a misbehaving store (or a broken
+/// random number generator) from looping us forever.
+pub(crate) const ID_TRIES: u32 = 3;
 
 /// Stores a new record under a fresh id: `insert` writes it under the id it
 /// is given if no record has that id, and says whether it did.

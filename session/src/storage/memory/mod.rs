@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, USER_INDEX_PRUNE_AT, check_positive, handle};
+use super::server::{DEFAULT_TTL, ID_TRIES, USER_INDEX_PRUNE_AT, check_positive, handle};
 use super::{Loaded, ServerStorage, StorageContext, UserSession};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
@@ -189,9 +189,16 @@ impl MemoryStorage {
         records.load(key, id).map(Loaded::new)
     }
 
-    fn create_now(&self, record: &SessionRecord, cx: &StorageContext<'_>) -> SessionId {
+    fn create_now(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<SessionId, StorageError> {
         let (now, expires_at) = (cx.now, self.expires_at(record, cx));
-        loop {
+        // A taken key is a collision of 64-bit hashes (about one in 10^9
+        // new sessions with 100,000 stored): draw again, but not forever,
+        // should the id generator be broken.
+        for _ in 0..ID_TRIES {
             let id = SessionId::generate();
             let key = key_of(&id);
             let packed = Packed::new(&id, record);
@@ -215,8 +222,11 @@ impl MemoryStorage {
             drop(records);
             let next = self.sweep.fetch_add(1, Ordering::Relaxed) % SHARDS;
             self.lock(next).purge_expired(now);
-            return id;
+            return Ok(id);
         }
+        Err(StorageError::unavailable(
+            "the memory store drew taken ids again and again: is the random number generator broken?",
+        ))
     }
 
     fn update_now(
@@ -334,11 +344,11 @@ impl ServerStorage for MemoryStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<SessionId, StorageError>> + Send {
-        let id = self.create_now(record, cx);
-        if let Some(user) = &record.user {
-            self.index(user, &id);
+        let created = self.create_now(record, cx);
+        if let (Ok(id), Some(user)) = (&created, &record.user) {
+            self.index(user, id);
         }
-        ready(Ok(id))
+        ready(created)
     }
 
     fn update(
@@ -414,8 +424,12 @@ mod tests {
     #[test]
     fn records_expire_and_are_purged() {
         let store = MemoryStorage::new().with_default_ttl(Duration::from_secs(100));
-        let short = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, Some(10)));
-        let long = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+        let short = store
+            .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, Some(10)))
+            .unwrap();
+        let long = store
+            .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None))
+            .unwrap();
         // Kept through the second its max age ends in (see `StorageContext::record_ttl`).
         assert!(store.load_now(&short, 10).is_some());
         assert!(store.load_now(&short, 11).is_none());
@@ -432,10 +446,12 @@ mod tests {
     #[test]
     fn updates_merge_only_changed_keys() {
         let store = MemoryStorage::new();
-        let id = store.create_now(
-            &record(0, serde_json::json!({"a": 1, "b": 1})),
-            &at(0, None),
-        );
+        let id = store
+            .create_now(
+                &record(0, serde_json::json!({"a": 1, "b": 1})),
+                &at(0, None),
+            )
+            .unwrap();
         // Two requests loaded {a:1, b:1}; one sets a, the other removes b.
         let mut first = Changes::default();
         first.record_set("a");
@@ -463,7 +479,9 @@ mod tests {
     #[test]
     fn a_deleted_record_is_not_brought_back_by_an_update() {
         let store = MemoryStorage::new();
-        let id = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+        let id = store
+            .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None))
+            .unwrap();
         assert!(store.delete_now(&id));
         assert!(!store.update_now(
             &id,
@@ -480,10 +498,12 @@ mod tests {
         // Far more sessions than the cap, the first ones expiring soonest.
         let values: Vec<SessionId> = (0..200)
             .map(|i| {
-                store.create_now(
-                    &record(0, serde_json::json!({"a": 1})),
-                    &at(0, Some(10 + i)),
-                )
+                store
+                    .create_now(
+                        &record(0, serde_json::json!({"a": 1})),
+                        &at(0, Some(10 + i)),
+                    )
+                    .unwrap()
             })
             .collect();
         assert!(store.len() <= SHARDS, "{} records kept", store.len());
@@ -506,8 +526,12 @@ mod tests {
     #[test]
     fn a_session_leaves_probation_on_its_next_load_or_update() {
         let store = MemoryStorage::new();
-        let loaded = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
-        let updated = store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+        let loaded = store
+            .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None))
+            .unwrap();
+        let updated = store
+            .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None))
+            .unwrap();
         assert_eq!(class_of(&store, &loaded), Some(Class::Probation));
         assert_eq!(class_of(&store, &updated), Some(Class::Probation));
         store.load_now(&loaded, 1);
@@ -540,7 +564,9 @@ mod tests {
     fn ids_spread_over_every_part_of_the_store() {
         let store = MemoryStorage::new();
         for _ in 0..400 {
-            store.create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None));
+            store
+                .create_now(&record(0, serde_json::json!({"a": 1})), &at(0, None))
+                .unwrap();
         }
         for shard in 0..SHARDS {
             assert!(
