@@ -157,6 +157,7 @@ mod clock;
 mod commit;
 mod config;
 mod cookies;
+mod decoders;
 mod error;
 mod extract;
 mod id;
@@ -198,4 +199,10 @@ pub use typed_sessions_derive::Session;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::typed::{FieldKey, Fields, SessionField};
+
+    /// The private decoders of bytes from clients and stores, for the fuzz
+    /// targets in `fuzz/` and the test that replays their corpora.
+    pub mod decoders {
+        pub use crate::decoders::*;
+    }
 }
