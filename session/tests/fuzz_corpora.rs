@@ -285,6 +285,8 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("one-long", "a".repeat(44)),
         ("padded", format!("{}=", "a".repeat(42))),
         ("standard-alphabet", format!("{}+/", "a".repeat(41))),
+        ("plus", format!("{}+", "a".repeat(42))),
+        ("slash", format!("/{}", "a".repeat(42))),
         ("multibyte", format!("{}é", "a".repeat(41))),
     ] {
         add("session_id", name, text.into_bytes());
