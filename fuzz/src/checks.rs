@@ -26,9 +26,12 @@ use typed_sessions::{
     SimpleCookieStorage, StorageContext, TypedSession,
 };
 
+/// A target's check of one input.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the corpus directory under `fuzz/corpus/`, the
 /// binary under `fuzz/fuzz_targets/`) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("cookie_header", cookie_header),
     ("encrypted_cookie", encrypted_cookie),
     ("envelope_mutation", envelope_mutation),
