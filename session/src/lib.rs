@@ -169,6 +169,7 @@ mod clock;
 mod commit;
 mod config;
 mod cookies;
+mod decoders;
 mod error;
 mod extract;
 mod flash;
@@ -231,4 +232,10 @@ pub use users::{ActiveSession, UserSessions};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::typed::{FieldKey, Fields, SessionField};
+
+    /// The private decoders of bytes from clients and stores, for the fuzz
+    /// targets in `fuzz/` and the test that replays their corpora.
+    pub mod decoders {
+        pub use crate::decoders::*;
+    }
 }

@@ -200,12 +200,14 @@ impl MemcachedStorage {
         if !result.hit() {
             return Ok(None);
         }
-        let record = result
-            .value
-            .as_deref()
-            .and_then(|bytes| serde_json::from_slice(bytes).ok());
+        let record = result.value.as_deref().and_then(decode);
         Ok(Some((record, result.item.cas)))
     }
+}
+
+/// The record in a stored value; `None` for a value that is not one.
+pub(crate) fn decode(bytes: &[u8]) -> Option<SessionRecord> {
+    serde_json::from_slice(bytes).ok()
 }
 
 impl fmt::Debug for MemcachedStorage {

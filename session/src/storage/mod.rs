@@ -27,11 +27,11 @@ use crate::record::{Changes, SessionRecord};
 pub mod aiohttp;
 mod encrypted_cookie;
 #[cfg(feature = "memcached")]
-mod memcached;
-mod memory;
+pub(crate) mod memcached;
+pub(crate) mod memory;
 mod opened_cookies;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 mod server;
 mod simple_cookie;
 

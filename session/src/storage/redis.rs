@@ -423,7 +423,7 @@ impl RedisStorage {
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
 /// (all of them when `keys` is `None`).
-fn encode<'a>(
+pub(crate) fn encode<'a>(
     record: &SessionRecord,
     ttl: u64,
     keys: Option<impl Iterator<Item = &'a str>>,
@@ -481,7 +481,7 @@ fn encode<'a>(
     Ok(args)
 }
 
-fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
+pub(crate) fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
     let mut record = SessionRecord::new(0, MaxAge::Layer);
     let mut has_created = false;
     for (field, value) in fields {

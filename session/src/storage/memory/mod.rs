@@ -3,7 +3,7 @@
 //! The store is split in parts by id ([`part`]), each keeping its records
 //! packed into a few bytes ([`packed`]).
 
-mod packed;
+pub(crate) mod packed;
 mod part;
 
 use std::collections::HashMap;

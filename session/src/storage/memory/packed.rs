@@ -38,7 +38,7 @@ use crate::record::{Changes, SessionRecord};
 /// for a number of another form, as its text); a count and as many values
 /// for an array; a count and as many pairs of a string (the key) and a
 /// value for an object.
-pub(super) struct Packed(Box<[u8]>);
+pub(crate) struct Packed(Box<[u8]>);
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -71,12 +71,23 @@ struct Header {
 }
 
 impl Packed {
-    pub(super) fn new(id: &SessionId, record: &SessionRecord) -> Self {
+    pub(crate) fn new(id: &SessionId, record: &SessionRecord) -> Self {
         with_buffer(|bytes| {
             put_header(bytes, id, record.created, record);
             put_map(bytes, &record.data);
             Self(Box::from(bytes.as_slice()))
         })
+    }
+
+    /// A record as `bytes`, whatever they hold: only for the fuzz targets,
+    /// which hold the readers to never trusting them.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
+        Self(Box::from(bytes))
+    }
+
+    /// The bytes kept.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// Whether this is the record of `id`.
@@ -85,7 +96,7 @@ impl Packed {
     }
 
     /// The record, if this is the record of `id`.
-    pub(super) fn unpack(&self, id: &SessionId) -> Option<SessionRecord> {
+    pub(crate) fn unpack(&self, id: &SessionId) -> Option<SessionRecord> {
         let (header, mut rest) = self.header(id)?;
         // One entry (the commonest session) goes straight in; several are
         // built into the B-tree in one pass, which costs half as much as
@@ -120,7 +131,7 @@ impl Packed {
     /// full rewrite; `updated` and `max_age` from `from`, `created` kept.
     /// The values of the other keys are copied as bytes, never decoded.
     /// `false`, changing nothing, if this is not the record of `id`.
-    pub(super) fn merge(
+    pub(crate) fn merge(
         &mut self,
         id: &SessionId,
         from: &SessionRecord,

@@ -1,0 +1,3 @@
+//! The checks the fuzz targets run; see `checks.rs`.
+
+pub mod checks;
