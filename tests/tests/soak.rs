@@ -194,7 +194,6 @@ async fn a_slow_then_cut_network_gives_503s_within_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: the Redis Cluster client keeps reconnecting to the dead master"]
 async fn a_redis_cluster_fails_over_without_an_app_restart() {
     let outcome = soak(
         Fault::ClusterFailover,
