@@ -155,6 +155,9 @@ impl Timeline {
         self.windows.lock().unwrap().clone()
     }
 
+    /// Whether an answer given at `at` may show an emptied session: the
+    /// answer time, not the sending time, since a request sent before the
+    /// store came back may reach it after.
     fn may_empty_sessions_at(&self, at: Duration) -> bool {
         self.windows
             .lock()
@@ -387,7 +390,7 @@ async fn run_client(
             cookie = (!ended).then_some(set);
         }
         if vanished {
-            if timeline.may_empty_sessions_at(sent) {
+            if timeline.may_empty_sessions_at(sent + latency) {
                 emptied += 1;
                 expected = 0;
             } else {
@@ -406,7 +409,7 @@ async fn run_client(
             && body["value"].as_u64() == Some(1)
             && expected > 0
             && expected != u64::MAX
-            && timeline.may_empty_sessions_at(sent)
+            && timeline.may_empty_sessions_at(sent + latency)
         {
             emptied += 1;
             expected = 0;
