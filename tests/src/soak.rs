@@ -243,12 +243,7 @@ struct Answer {
     body: Option<Value>,
 }
 
-async fn send(
-    client: &reqwest::Client,
-    request: reqwest::RequestBuilder,
-    cookie: Option<&str>,
-) -> Answer {
-    let _ = client;
+async fn send(request: reqwest::RequestBuilder, cookie: Option<&str>) -> Answer {
     let request = match cookie {
         Some(cookie) => request.header("cookie", cookie),
         None => request,
@@ -327,7 +322,7 @@ async fn run_client(
         };
         let sent = timeline.now();
         let started = Instant::now();
-        let answer = send(&http, request, cookie.as_deref()).await;
+        let answer = send(request, cookie.as_deref()).await;
         let latency = started.elapsed();
         events.push(Event {
             route,
@@ -467,7 +462,7 @@ async fn run_shared_writer(
             .body(json!({ format!("s{writer}"): n }).to_string());
         let sent = timeline.now();
         let started = Instant::now();
-        let answer = send(&http, request, Some(&cookie)).await;
+        let answer = send(request, Some(&cookie)).await;
         events.push(Event {
             route: Route::Write,
             sent,
@@ -501,7 +496,6 @@ where
     // The shared session, made before the clock starts.
     let shared = if load.shared_writers > 0 {
         let answer = send(
-            &http,
             http.patch(format!("{}/session", load.base))
                 .header("content-type", "application/json")
                 .body(r#"{"shared": true}"#),
@@ -598,7 +592,7 @@ async fn check_shared(
     let mut answer = None;
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        let reply = send(http, http.get(format!("{base}/session")), Some(cookie)).await;
+        let reply = send(http.get(format!("{base}/session")), Some(cookie)).await;
         if reply.status == 200 {
             answer = reply.body;
             break;
