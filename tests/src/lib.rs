@@ -5,6 +5,7 @@
 pub mod counters;
 pub mod python;
 pub mod servers;
+pub mod soak;
 
 use std::net::SocketAddr;
 
@@ -120,6 +121,11 @@ impl TestApp {
             storage,
             server,
         }
+    }
+
+    /// The app's address, `http://ADDR`.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The name of the session cookie.

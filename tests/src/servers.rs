@@ -248,6 +248,33 @@ fn redis_args(dir: &Path) -> Vec<String> {
     .collect()
 }
 
+fn durable_redis_args(dir: &Path) -> Vec<String> {
+    let mut args = redis_args(dir);
+    let appendonly = args
+        .iter()
+        .position(|arg| arg == "--appendonly")
+        .expect("set above");
+    args[appendonly + 1] = "yes".to_owned();
+    args.extend(["--appendfsync".to_owned(), "always".to_owned()]);
+    args
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    // The shell's own `kill`: no `procps` needed.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {pid}"))
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// A new, empty directory for a server's files.
+pub fn server_dir(name: &str) -> PathBuf {
+    scratch_dir(name)
+}
+
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
@@ -261,6 +288,28 @@ impl RedisServer {
         let process = launch_redis(port, &redis_args(&scratch_dir("redis")))
             .unwrap_or_else(|| panic!("redis-server could not have port {port} again"));
         Self { port, process }
+    }
+
+    /// Starts a server on a free port that writes every command to its
+    /// append-only file in `dir` before answering (`appendonly yes`,
+    /// `appendfsync always`): one restarted on the same port and `dir` has
+    /// every acknowledged write.
+    pub fn start_durable(dir: &Path) -> Self {
+        let (port, process) = launch_redis_on_a_free_port(0, |_| durable_redis_args(dir));
+        Self { port, process }
+    }
+
+    /// Starts a durable server on `port` and `dir` again (see
+    /// [`RedisServer::start_durable`]).
+    pub fn start_durable_on(port: u16, dir: &Path) -> Self {
+        let process = launch_redis(port, &durable_redis_args(dir))
+            .unwrap_or_else(|| panic!("redis-server could not have port {port} again"));
+        Self { port, process }
+    }
+
+    /// The server's pid, to signal it (`SIGSTOP` freezes it).
+    pub fn pid(&self) -> u32 {
+        self.process.pid
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -329,6 +378,122 @@ impl RedisCluster {
         Self {
             ports,
             _nodes: nodes,
+        }
+    }
+
+    /// The seed nodes, comma-separated, as `REDIS_URL` takes them.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A Redis Cluster of three masters with a replica each, whose nodes can
+/// be killed one at a time: the replica of a dead master takes over after
+/// the node timeout (one second here).
+pub struct ReplicatedCluster {
+    /// The nodes' ports.
+    pub ports: Vec<u16>,
+    nodes: Vec<Process>,
+}
+
+impl ReplicatedCluster {
+    /// Starts six nodes, joins them with `redis-cli --cluster create
+    /// --cluster-replicas 1`, and waits until every replica is in sync.
+    pub fn start() -> Self {
+        let dir = scratch_dir("replicated-cluster");
+        let (ports, nodes): (Vec<u16>, Vec<Process>) = (0..6)
+            .map(|_| {
+                launch_redis_on_a_free_port(10_000, |port| {
+                    let mut args: Vec<String> = [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--cluster-config-file",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                    args.push(format!("nodes-{port}.conf"));
+                    args.extend(redis_args(&dir));
+                    args
+                })
+            })
+            .unzip();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("cannot run redis-cli ({error}): install the Debian package `redis-tools`")
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {output:?}"
+        );
+        let cluster = Self { ports, nodes };
+        for port in &cluster.ports {
+            wait_until("cluster state ok", || {
+                ask_all(*port, "CLUSTER INFO").contains("cluster_state:ok")
+            });
+        }
+        for port in cluster.replicas() {
+            wait_until("replica in sync", || {
+                ask_all(port, "INFO replication").contains("master_link_status:up")
+            });
+        }
+        cluster
+    }
+
+    fn role(port: u16) -> String {
+        ask_all(port, "ROLE")
+    }
+
+    /// The ports of the live masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|&port| Self::role(port).contains("master"))
+            .collect()
+    }
+
+    fn replicas(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|&port| Self::role(port).contains("slave"))
+            .collect()
+    }
+
+    /// Kills the node on `port` (`SIGKILL`).
+    pub fn kill(&mut self, port: u16) {
+        let index = self.ports.iter().position(|&p| p == port).expect("a node");
+        self.nodes[index].stop();
+    }
+
+    /// Waits until the replica of a dead master has taken over (three
+    /// masters among `live`) and the cluster serves every slot again.
+    pub fn wait_until_ok(&self, live: &[u16]) {
+        wait_until("a replica promoted", || {
+            live.iter()
+                .filter(|&&port| Self::role(port).contains("master"))
+                .count()
+                == 3
+        });
+        for port in live {
+            wait_until("cluster state ok after a failover", || {
+                ask_all(*port, "CLUSTER INFO").contains("cluster_state:ok")
+            });
         }
     }
 

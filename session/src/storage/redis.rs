@@ -22,8 +22,9 @@
 //! ones and sets the expiry, atomically.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -124,6 +125,134 @@ end
 return 0
 ";
 
+/// A cluster connection that is made again from its client after a
+/// failure.
+///
+/// The cluster client of `redis` learns a new topology only from a `MOVED`
+/// answer: when a master dies, it reconnects to the dead address again and
+/// again and never asks the cluster who took over, so the dead master's
+/// slots stay unavailable after the failover, until the app restarts. A
+/// new connection reads the slots afresh; after a failed or timed-out
+/// command, the next request makes one (at most once a second), and the
+/// requests after it use it.
+struct ClusterRecovery {
+    client: redis::cluster::ClusterClient,
+    current: Mutex<ClusterConnection>,
+    /// A command failed since the last new connection.
+    failed: AtomicBool,
+    /// A request is making a new connection.
+    reconnecting: AtomicBool,
+    /// When the last new connection was tried.
+    last_try: Mutex<Option<Instant>>,
+}
+
+/// How often a cluster connection is made again at most.
+const CLUSTER_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+impl ClusterRecovery {
+    /// The connection to use now, made again first if a command failed
+    /// and the last try is a second old.
+    async fn connection(&self, timeout: Duration) -> ClusterConnection {
+        let due = self
+            .last_try
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|last| last.elapsed() >= CLUSTER_RECONNECT_INTERVAL);
+        if due
+            && self.failed.load(Ordering::Acquire)
+            && !self.reconnecting.swap(true, Ordering::AcqRel)
+        {
+            // Cleared even if this request is dropped mid-way.
+            let _reconnecting = ClearOnDrop(&self.reconnecting);
+            *self.last_try.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+            if let Ok(Ok(connection)) =
+                tokio::time::timeout(timeout, self.client.get_async_connection()).await
+            {
+                self.failed.store(false, Ordering::Release);
+                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = connection;
+            }
+        }
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Marks the cluster connection failed unless the command it watches
+/// succeeds (or fails with an answer of the server's): an error of the
+/// connection, or a command dropped by the timeout.
+struct Watch(Option<Arc<ClusterRecovery>>);
+
+impl Watch {
+    fn settle(mut self, error: Option<&redis::RedisError>) {
+        let healthy = error.is_none_or(|error| {
+            !(error.is_io_error()
+                || error.is_connection_refusal()
+                || error.is_connection_dropped()
+                || error.is_timeout()
+                || error.is_cluster_error())
+        });
+        if healthy {
+            self.0 = None;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(recovery) = &self.0 {
+            recovery.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The connection one storage operation uses: the storage's, or for a
+/// cluster the current one, watched.
+struct Live {
+    connection: RedisConnection,
+    recovery: Option<Arc<ClusterRecovery>>,
+}
+
+impl ConnectionLike for Live {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let watch = Watch(self.recovery.clone());
+        let command = self.connection.req_packed_command(cmd);
+        Box::pin(async move {
+            let result = command.await;
+            watch.settle(result.as_ref().err());
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let watch = Watch(self.recovery.clone());
+        let commands = self.connection.req_packed_commands(cmd, offset, count);
+        Box::pin(async move {
+            let result = commands.await;
+            watch.settle(result.as_ref().err());
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.connection.get_db()
+    }
+}
+
 /// A connection to Redis: a standalone server or a cluster. Both reconnect
 /// by themselves after a failure.
 #[derive(Clone)]
@@ -208,6 +337,9 @@ struct Scripts {
 #[derive(Clone)]
 pub struct RedisStorage {
     connection: RedisConnection,
+    /// For a cluster the storage connected itself: how it follows a
+    /// failover.
+    recovery: Option<Arc<ClusterRecovery>>,
     scripts: Arc<Scripts>,
     prefix: String,
     default_ttl: Duration,
@@ -251,7 +383,15 @@ impl RedisStorage {
                 .await
                 .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
                 .map_err(StorageError::unavailable)?;
-        Ok(Self::from_connection(connection))
+        let mut storage = Self::from_connection(connection.clone());
+        storage.recovery = Some(Arc::new(ClusterRecovery {
+            client,
+            current: Mutex::new(connection),
+            failed: AtomicBool::new(false),
+            reconnecting: AtomicBool::new(false),
+            last_try: Mutex::new(None),
+        }));
+        Ok(storage)
     }
 
     /// A storage over a connection the app already has: a
@@ -259,6 +399,7 @@ impl RedisStorage {
     pub fn from_connection(connection: impl Into<RedisConnection>) -> Self {
         Self {
             connection: connection.into(),
+            recovery: None,
             scripts: Arc::new(Scripts {
                 create: Script::new(CREATE),
                 update: Script::new(UPDATE),
@@ -314,7 +455,7 @@ impl RedisStorage {
 
     async fn load_record(&self, id: &SessionId, now: u64) -> Result<Option<Loaded>, StorageError> {
         let key = store_key(&self.prefix, id);
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let fields: Vec<(String, String)> = if self.refresh_ttl_on_read {
             let mut invocation = self.scripts.load_and_refresh.key(&key);
             invocation.arg(now);
@@ -355,7 +496,7 @@ impl RedisStorage {
     /// from it when it is next read.
     async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
         let index = user_key(&self.prefix, user);
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let (size,): (usize,) = timed(
             self.command_timeout,
             redis::pipe()
@@ -381,7 +522,7 @@ impl RedisStorage {
     /// Drops from the set `index` the keys of records gone.
     async fn prune(&self, index: &str) -> Result<(), StorageError> {
         for key in self.members(index).await? {
-            let mut connection = self.connection.clone();
+            let mut connection = self.live().await;
             let exists: bool = timed(
                 self.command_timeout,
                 redis::cmd("EXISTS").arg(&key).query_async(&mut connection),
@@ -403,7 +544,7 @@ impl RedisStorage {
 
     /// The record keys in the set `index`.
     async fn members(&self, index: &str) -> Result<Vec<String>, StorageError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         timed(
             self.command_timeout,
             redis::cmd("SMEMBERS")
@@ -411,6 +552,22 @@ impl RedisStorage {
                 .query_async(&mut connection),
         )
         .await
+    }
+
+    /// The connection for one operation.
+    async fn live(&self) -> Live {
+        match &self.recovery {
+            Some(recovery) => Live {
+                connection: RedisConnection::Cluster(
+                    recovery.connection(self.command_timeout).await,
+                ),
+                recovery: Some(recovery.clone()),
+            },
+            None => Live {
+                connection: self.connection.clone(),
+                recovery: None,
+            },
+        }
     }
 
     /// The connection, to share with another storage (such as
@@ -547,8 +704,8 @@ impl ServerStorage for RedisStorage {
         let id = create_with_fresh_id("Redis", |id| {
             let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
             invocation.arg(ttl).arg(&fields);
-            let mut connection = self.connection.clone();
             async move {
+                let mut connection = self.live().await;
                 let created: i64 = timed(
                     self.command_timeout,
                     invocation.invoke_async(&mut connection),
@@ -582,7 +739,7 @@ impl ServerStorage for RedisStorage {
         let index = user_key(&self.prefix, user);
         let mut live = Vec::new();
         for key in self.members(&index).await? {
-            let mut connection = self.connection.clone();
+            let mut connection = self.live().await;
             let fields: Vec<(String, String)> = timed(
                 self.command_timeout,
                 redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
@@ -625,7 +782,7 @@ impl ServerStorage for RedisStorage {
             return Ok(false);
         }
         let key = format!("{}{handle}", self.prefix);
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let deleted: i64 = timed(
             self.command_timeout,
             self.scripts
@@ -658,7 +815,7 @@ impl ServerStorage for RedisStorage {
         // One key at a time: on a cluster the records and the index live
         // in different slots.
         for key in self.members(&index).await? {
-            let mut connection = self.connection.clone();
+            let mut connection = self.live().await;
             let deleted: i64 = timed(
                 self.command_timeout,
                 redis::cmd("DEL").arg(&key).query_async(&mut connection),
@@ -666,7 +823,7 @@ impl ServerStorage for RedisStorage {
             .await?;
             revoked += usize::from(deleted > 0);
         }
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let () = timed(
             self.command_timeout,
             redis::cmd("DEL").arg(&index).query_async(&mut connection),
@@ -710,7 +867,7 @@ impl ServerStorage for RedisStorage {
             .arg(fields.len())
             .arg(&fields)
             .arg(&removed);
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let updated: i64 = timed(
             self.command_timeout,
             invocation.invoke_async(&mut connection),
@@ -720,7 +877,7 @@ impl ServerStorage for RedisStorage {
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.live().await;
         let deleted: i64 = timed(
             self.command_timeout,
             redis::cmd("DEL")
