@@ -203,6 +203,10 @@ pub use record::{
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;
+#[cfg(feature = "postgres")]
+pub use storage::PostgresStorage;
+#[cfg(feature = "sqlite")]
+pub use storage::SqliteStorage;
 pub use storage::kind as storage_kind;
 pub use storage::{
     AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,

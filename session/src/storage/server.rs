@@ -1,10 +1,15 @@
-//! What the server storages (memory, Redis, Memcached) have in common: the
+//! What the server storages (memory, Redis, Memcached, SQL) have in common: the
 //! defaults, the key format, the command timeout and drawing a fresh id.
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
 
 /// How long the record of a session without `max_age` lives after its last
@@ -12,19 +17,39 @@ use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The prefix of record keys in a shared store.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) const DEFAULT_PREFIX: &str = "session:";
 
 /// How long connecting to a shared store may take.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long one command to a shared store may take before the request gets
 /// a 503.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 /// Fresh ids drawn before `create` gives up: a collision of 256-bit ids does
 /// not happen, so the bound only keeps a misbehaving store from looping us
 /// forever.
@@ -32,7 +57,12 @@ const ID_TRIES: u32 = 3;
 
 /// Stores a new record under a fresh id: `insert` writes it under the id it
 /// is given if no record has that id, and says whether it did.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
     store: &'static str,
     mut insert: F,
@@ -63,7 +93,12 @@ pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(
 
 /// A command timeout, refused at build time when it is zero (every command
 /// would fail).
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
     if timeout.is_zero() {
         return Err(ConfigError::StorageSetting {
@@ -76,7 +111,12 @@ pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<
 
 /// Runs a client command, failing it with [`StorageError::Timeout`] after
 /// `timeout` and with [`StorageError::Unavailable`] on the client's error.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
     timeout: Duration,
     command: impl Future<Output = Result<T, E>>,
@@ -92,7 +132,12 @@ pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
 ///
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) fn store_key(prefix: &str, id: &crate::id::SessionId) -> String {
     let mut key = String::with_capacity(prefix.len() + 43);
     key.push_str(prefix);
@@ -145,7 +190,12 @@ mod tests {
         assert!(check_positive("ttl", Duration::from_secs(1)).is_ok());
     }
 
-    #[cfg(any(feature = "redis", feature = "memcached"))]
+    #[cfg(any(
+        feature = "redis",
+        feature = "memcached",
+        feature = "postgres",
+        feature = "sqlite"
+    ))]
     #[test]
     fn keys_hide_the_id_and_are_stable() {
         let id = SessionId::generate();
@@ -157,7 +207,12 @@ mod tests {
         assert_ne!(key, store_key("session:", &SessionId::generate()));
     }
 
-    #[cfg(any(feature = "redis", feature = "memcached"))]
+    #[cfg(any(
+        feature = "redis",
+        feature = "memcached",
+        feature = "postgres",
+        feature = "sqlite"
+    ))]
     #[test]
     fn a_store_that_always_collides_fails_after_three_ids() {
         let mut tries = 0;
@@ -170,7 +225,12 @@ mod tests {
     }
 
     /// Polls a future that is ready at once.
-    #[cfg(any(feature = "redis", feature = "memcached"))]
+    #[cfg(any(
+        feature = "redis",
+        feature = "memcached",
+        feature = "postgres",
+        feature = "sqlite"
+    ))]
     fn poll_once<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
