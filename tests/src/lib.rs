@@ -40,6 +40,12 @@ macro_rules! for_every_storage {
         mod memcached {
             $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memcached).await })*
         }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Sqlite).await })*
+        }
     };
 }
 
@@ -347,6 +353,8 @@ pub fn settings(store: Store) -> Settings {
                 .map(|m| m.addr())
                 .collect();
         }
+        Store::Postgres => settings.database_url = servers::shared_postgres().url(),
+        Store::Sqlite => settings.database_url = servers::shared_sqlite().to_owned(),
         Store::Simple | Store::Encrypted | Store::Memory => {}
     }
     settings
