@@ -4,6 +4,7 @@
 
 pub mod counters;
 pub mod servers;
+pub mod sql;
 
 use std::net::SocketAddr;
 
