@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use session_tests::servers::{shared_postgres, sqlite_url};
-use typed_sessions::{PostgresStorage, SessionLayer, SqliteStorage, StorageError};
+use typed_sessions::{
+    Changes, MaxAge, PostgresStorage, ServerStorage, SessionLayer, SessionRecord, SqliteStorage,
+    StorageContext, StorageError,
+};
 
 /// A table name no other test uses.
 fn unique_table(what: &str) -> String {
@@ -186,4 +189,95 @@ async fn sqlite_deletes_expired_rows_in_batches_and_keeps_live_ones() {
         .await
         .unwrap();
     assert_eq!(left, 1, "the live row stays");
+}
+
+/// A row whose expiry passed between a request's load and its save (the
+/// deletion task has not run yet): loads never return it, and the save
+/// neither revives it nor writes into it.
+async fn an_expired_row_is_never_read_nor_revived<S: ServerStorage>(
+    storage: &S,
+    expire: impl AsyncFnOnce(&str),
+    expires_at: impl AsyncFn(&str) -> i64,
+) {
+    let cx = StorageContext::new("id", 1_700_000_000);
+    let mut record = SessionRecord::new(cx.now, MaxAge::Layer);
+    record.data.insert("a".into(), 1.into());
+    let id = storage.create(&record, &cx).await.unwrap();
+    assert!(storage.load(&id, &cx).await.unwrap().is_some());
+
+    let key = session_tests::record_key("", id.as_str());
+    expire(&key).await;
+    assert!(
+        storage.load(&id, &cx).await.unwrap().is_none(),
+        "an expired row is not loaded"
+    );
+    let expired_at = expires_at(&key).await;
+    // A save that changed no key still moves the expiry: the guard is all
+    // that keeps it from reviving the row.
+    assert!(
+        !storage
+            .update(&id, &record, &Changes::default(), &cx)
+            .await
+            .unwrap(),
+        "a save of an expired row reports it gone"
+    );
+    assert_eq!(expires_at(&key).await, expired_at, "and does not revive it");
+}
+
+#[tokio::test]
+async fn postgres_never_reads_nor_revives_an_expired_row() {
+    let table = unique_table("revive");
+    let storage = postgres(&table).await;
+    storage.migrate().await.unwrap();
+    let pool = storage.pool().clone();
+    an_expired_row_is_never_read_nor_revived(
+        &storage,
+        async |key| {
+            sqlx::query(&format!(
+                "UPDATE \"{table}\" SET expires_at = now() - interval '1 second' WHERE id = $1"
+            ))
+            .bind(key)
+            .execute(&pool)
+            .await
+            .unwrap();
+        },
+        async |key| {
+            let (at,): (i64,) = sqlx::query_as(&format!(
+                "SELECT extract(epoch FROM expires_at)::bigint FROM \"{table}\" WHERE id = $1"
+            ))
+            .bind(key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            at
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_never_reads_nor_revives_an_expired_row() {
+    let storage = SqliteStorage::connect(&sqlite_url()).await.unwrap();
+    storage.migrate().await.unwrap();
+    let pool = storage.pool().clone();
+    an_expired_row_is_never_read_nor_revived(
+        &storage,
+        async |key| {
+            sqlx::query("UPDATE typed_sessions SET expires_at = unixepoch() - 1 WHERE id = ?1")
+                .bind(key)
+                .execute(&pool)
+                .await
+                .unwrap();
+        },
+        async |key| {
+            let (at,): (i64,) =
+                sqlx::query_as("SELECT expires_at FROM typed_sessions WHERE id = ?1")
+                    .bind(key)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            at
+        },
+    )
+    .await;
 }
