@@ -17,12 +17,7 @@ use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The prefix of record keys in a shared store.
-#[cfg(any(
-    feature = "redis",
-    feature = "memcached",
-    feature = "postgres",
-    feature = "sqlite"
-))]
+#[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) const DEFAULT_PREFIX: &str = "session:";
 
 /// How long connecting to a shared store may take.
@@ -132,12 +127,7 @@ pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
 ///
 /// `prefix` followed by the url-safe base64 of SHA-256 of the id
 /// (43 characters).
-#[cfg(any(
-    feature = "redis",
-    feature = "memcached",
-    feature = "postgres",
-    feature = "sqlite"
-))]
+#[cfg(any(feature = "redis", feature = "memcached"))]
 pub(crate) fn store_key(prefix: &str, id: &crate::id::SessionId) -> String {
     let mut key = String::with_capacity(prefix.len() + 43);
     key.push_str(prefix);
@@ -190,12 +180,7 @@ mod tests {
         assert!(check_positive("ttl", Duration::from_secs(1)).is_ok());
     }
 
-    #[cfg(any(
-        feature = "redis",
-        feature = "memcached",
-        feature = "postgres",
-        feature = "sqlite"
-    ))]
+    #[cfg(any(feature = "redis", feature = "memcached"))]
     #[test]
     fn keys_hide_the_id_and_are_stable() {
         let id = SessionId::generate();

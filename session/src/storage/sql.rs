@@ -2,9 +2,8 @@
 //! name, the check of the identifiers spliced into their statements, the
 //! part of a record a merge sends, and the batches of expired rows.
 
-use serde_json::Map;
-
 use crate::error::ConfigError;
+#[cfg(feature = "postgres")]
 use crate::record::{Changes, SessionRecord};
 
 /// The table sessions are kept in, unless configured.
@@ -47,15 +46,16 @@ pub(crate) fn check_identifier(setting: &'static str, name: &str) -> Result<(), 
 /// The record a merge sends: every field of `record` but, of its data,
 /// only the keys `changes` set (the store removes the removed ones and
 /// keeps the others).
+#[cfg(feature = "postgres")]
 pub(crate) fn changed_part(record: &SessionRecord, changes: &Changes) -> SessionRecord {
-    let mut data = Map::new();
+    let mut data = serde_json::Map::new();
     for key in changes.set_keys() {
         if let Some(value) = record.data.get(key) {
             data.insert(key.to_owned(), value.clone());
         }
     }
     let mut part = SessionRecord {
-        data: Map::new(),
+        data: serde_json::Map::new(),
         ..record.clone()
     };
     part.data = data;
@@ -71,7 +71,6 @@ pub(crate) fn to_i64(seconds: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifetime::MaxAge;
 
     #[test]
     fn only_plain_identifiers_are_accepted() {
@@ -92,8 +91,11 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn a_merge_sends_the_set_keys_and_every_time() {
+        use crate::lifetime::MaxAge;
+
         let mut record = SessionRecord::new(10, MaxAge::Seconds(60));
         record.updated = 20;
         record.user = Some("ann".into());
