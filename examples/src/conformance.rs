@@ -15,8 +15,12 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 #[cfg(feature = "memcached")]
 use typed_sessions::MemcachedStorage;
+#[cfg(feature = "postgres")]
+use typed_sessions::PostgresStorage;
 #[cfg(feature = "redis")]
 use typed_sessions::RedisStorage;
+#[cfg(feature = "sqlite")]
+use typed_sessions::SqliteStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
     SessionKind, SessionLayer, SimpleCookieStorage, StorageError, SystemClock, Transport,
@@ -66,6 +70,10 @@ pub enum Store {
     AiohttpRedis,
     /// aiohttp_session's Memcached records (`MEMCACHED_URL`: one server).
     AiohttpMemcached,
+    /// PostgreSQL (`DATABASE_URL`); the app creates its table at start.
+    Postgres,
+    /// SQLite (`DATABASE_URL`: `sqlite://PATH`, created if missing).
+    Sqlite,
 }
 
 impl Store {
@@ -81,10 +89,12 @@ impl Store {
             "aiohttp-nacl" => Ok(Self::AiohttpNacl),
             "aiohttp-redis" => Ok(Self::AiohttpRedis),
             "aiohttp-memcached" => Ok(Self::AiohttpMemcached),
+            "postgres" => Ok(Self::Postgres),
+            "sqlite" => Ok(Self::Sqlite),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
-                 redis-cluster, memcached, aiohttp-encrypted, aiohttp-nacl, aiohttp-redis or \
-                 aiohttp-memcached"
+                 redis-cluster, memcached, postgres, sqlite, aiohttp-encrypted, aiohttp-nacl, \
+                 aiohttp-redis or aiohttp-memcached"
             )),
         }
     }
@@ -122,6 +132,11 @@ pub struct Settings {
     pub redis_url: String,
     /// `MEMCACHED_URL`, split at commas.
     pub memcached_servers: Vec<String>,
+    /// `DATABASE_URL`, for `postgres` and `sqlite`.
+    pub database_url: String,
+    /// Not in the environment: the table of the SQL stores, so tests can
+    /// find their own rows.
+    pub table_name: Option<String>,
     /// Not in the environment: the idle timeout of browser-session
     /// sessions, for tests; `None` keeps the library's default.
     pub idle_timeout: Option<u64>,
@@ -151,6 +166,8 @@ impl Settings {
             transport: Transport::Cookie,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
             memcached_servers: vec!["127.0.0.1:11211".to_owned()],
+            database_url: String::new(),
+            table_name: None,
             idle_timeout: None,
             absolute_timeout: None,
             key_prefix: None,
@@ -186,6 +203,9 @@ impl Settings {
         }
         if let Some(url) = var("REDIS_URL") {
             settings.redis_url = url;
+        }
+        if let Some(url) = var("DATABASE_URL") {
+            settings.database_url = url;
         }
         if let Some(servers) = var("MEMCACHED_URL") {
             settings.memcached_servers = servers
@@ -245,6 +265,8 @@ impl Settings {
             | Store::AiohttpNacl
             | Store::AiohttpRedis
             | Store::AiohttpMemcached => self.aiohttp().await?,
+            Store::Postgres => self.postgres().await?,
+            Store::Sqlite => self.sqlite().await?,
         })
     }
 
@@ -369,6 +391,49 @@ impl Settings {
         )
     }
 
+    #[cfg(feature = "postgres")]
+    async fn postgres(&self) -> Result<AnyStorage, String> {
+        let context = |error: typed_sessions::StorageError| {
+            format!("DATABASE_URL: {}", typed_sessions_error_chain(&error))
+        };
+        let mut storage = PostgresStorage::connect(&self.database_url)
+            .await
+            .map_err(context)?;
+        if let Some(table) = &self.table_name {
+            storage = storage.with_table_name(table.clone());
+        }
+        storage.migrate().await.map_err(context)?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn postgres(&self) -> Result<AnyStorage, String> {
+        Err(
+            "SESSION_STORE=postgres needs the examples built with the `postgres` feature"
+                .to_owned(),
+        )
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn sqlite(&self) -> Result<AnyStorage, String> {
+        let context = |error: typed_sessions::StorageError| {
+            format!("DATABASE_URL: {}", typed_sessions_error_chain(&error))
+        };
+        let mut storage = SqliteStorage::connect(&self.database_url)
+            .await
+            .map_err(context)?;
+        if let Some(table) = &self.table_name {
+            storage = storage.with_table_name(table.clone());
+        }
+        storage.migrate().await.map_err(context)?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    async fn sqlite(&self) -> Result<AnyStorage, String> {
+        Err("SESSION_STORE=sqlite needs the examples built with the `sqlite` feature".to_owned())
+    }
+
     /// The session layer over `storage`, reading time from `clock`.
     pub fn layer_with(
         &self,
@@ -449,7 +514,12 @@ impl Settings {
 }
 
 /// `error: cause: cause`, on one line.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

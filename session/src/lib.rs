@@ -130,12 +130,25 @@
 //! | [`MemoryStorage`] | in this process, the cookie holds a random id; at most 100,000 records by default, one-shot sessions evicted first | one process; lost on restart |
 //! | `RedisStorage` (feature `redis`) | Redis or Redis Cluster, under a hash of a random id | several processes or machines |
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
+//! | `PostgresStorage` (feature `postgres`) | a PostgreSQL table, under a hash of a random id | several processes or machines, on the database the app already runs |
+//! | `SqliteStorage` (feature `sqlite`) | an SQLite database file, under a hash of a random id | one machine |
 //! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
 //! | `aiohttp::*` (feature `aiohttp-compat`) | aiohttp_session's own formats: Fernet or NaCl cookies, Redis or Memcached records | sharing sessions with an aiohttp service, and moving off it (`MIGRATING.md`) |
 //!
 //! For a storage of your own, implement [`CookieStorage`] (the session
 //! sealed into the cookie) or [`ServerStorage`] (records kept under ids the
 //! store makes); [`AnyStorage`] picks one at run time.
+//!
+//! # Sessions in PostgreSQL
+//!
+//! `PostgresStorage` keeps one row per session, keyed by the hash of its
+//! id, with the record as `jsonb` and an indexed `expires_at` set from the
+//! database's clock. `migrate()` creates the table (the README shows its
+//! SQL, for apps that run their own migrations); every operation is one
+//! statement, and a save merges only the changed keys into the stored map,
+//! never reviving a row that expired or was deleted. Expired rows are
+//! deleted in batches by `spawn_expired_deletion(interval)` or by calls to
+//! `delete_expired()`. `SqliteStorage` is the same on an SQLite file.
 //!
 //! # Security
 //!
@@ -179,7 +192,13 @@ mod lifetime;
 mod middleware;
 #[cfg(all(doctest, feature = "aiohttp-compat", feature = "redis"))]
 mod migrating;
-#[cfg(all(doctest, feature = "redis", feature = "memcached"))]
+#[cfg(all(
+    doctest,
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 mod readme;
 mod record;
 mod session;
@@ -207,6 +226,10 @@ pub use record::{
 pub use session::Session;
 #[cfg(feature = "memcached")]
 pub use storage::MemcachedStorage;
+#[cfg(feature = "postgres")]
+pub use storage::PostgresStorage;
+#[cfg(feature = "sqlite")]
+pub use storage::SqliteStorage;
 /// aiohttp_session's storages, to share sessions with a Python service
 /// (feature `aiohttp-compat`).
 #[cfg(feature = "aiohttp-compat")]

@@ -184,3 +184,69 @@ fn memcached_counters(port: u16) -> Calls {
         })
         .collect()
 }
+
+/// Counts the statements PostgreSQL ran on one table, from
+/// `pg_stat_statements` (loaded by the test server), by their first word
+/// (`select`, `insert`, `update`, `delete`): a statement is one round trip
+/// of the store. Only statements whose text names the table count, so
+/// other tests sharing the server, and the reads of the counters
+/// themselves, count in none.
+pub struct PostgresCalls {
+    url: String,
+    table: String,
+    last: Calls,
+}
+
+impl PostgresCalls {
+    /// Starts counting the statements on `table` of the database at `url`.
+    pub fn new(url: &str, table: &str) -> Self {
+        let mut counter = Self {
+            url: url.to_owned(),
+            table: table.to_owned(),
+            last: Calls::new(),
+        };
+        counter.last = counter.read();
+        counter
+    }
+
+    /// How many statements of each kind ran since the last call (or since
+    /// [`PostgresCalls::new`]); kinds that did not run are left out.
+    pub fn since_last(&mut self) -> Calls {
+        let now = self.read();
+        let delta = now
+            .iter()
+            .map(|(kind, count)| {
+                let before = self.last.get(kind).copied().unwrap_or(0);
+                (kind.clone(), count - before)
+            })
+            .filter(|(_, delta)| *delta > 0)
+            .collect();
+        self.last = now;
+        delta
+    }
+
+    fn read(&self) -> Calls {
+        let (url, table) = (self.url.clone(), format!("%\"{}\"%", self.table));
+        crate::sql::block_on(async move {
+            use sqlx::Connection as _;
+            let mut connection = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("the counter connects to PostgreSQL");
+            sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(&mut connection)
+                .await
+                .expect("pg_stat_statements is loaded (shared_preload_libraries)");
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT lower(split_part(query, ' ', 1)), sum(calls)::bigint \
+                 FROM pg_stat_statements WHERE query LIKE $1 GROUP BY 1",
+            )
+            .bind(table)
+            .fetch_all(&mut connection)
+            .await
+            .expect("pg_stat_statements answers");
+            rows.into_iter()
+                .map(|(kind, count)| (kind, count.unsigned_abs()))
+                .collect()
+        })
+    }
+}

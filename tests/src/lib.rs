@@ -6,6 +6,7 @@ pub mod counters;
 pub mod python;
 pub mod servers;
 pub mod soak;
+pub mod sql;
 
 use std::net::SocketAddr;
 
@@ -41,6 +42,12 @@ macro_rules! for_every_storage {
         }
         mod memcached {
             $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memcached).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Sqlite).await })*
         }
     };
 }
@@ -359,6 +366,8 @@ pub fn settings(store: Store) -> Settings {
             settings.memcached_servers = vec![servers::shared_memcached()[0].addr()];
         }
         Store::AiohttpEncrypted | Store::AiohttpNacl => {}
+        Store::Postgres => settings.database_url = servers::shared_postgres().url(),
+        Store::Sqlite => settings.database_url = servers::shared_sqlite().to_owned(),
         Store::Simple | Store::Encrypted | Store::Memory => {}
     }
     settings

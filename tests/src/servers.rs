@@ -1,5 +1,5 @@
-//! Real `redis-server` and `memcached` processes for the tests, on free
-//! loopback ports.
+//! Real `redis-server`, `memcached` and PostgreSQL processes for the
+//! tests, on free loopback ports, and SQLite files in a scratch directory.
 //!
 //! Each server runs under a small `sh` guard that kills it when this test
 //! process ends (its stdin, a pipe from us, closes), so servers shared by a
@@ -45,6 +45,17 @@ pub struct Process {
 
 impl Process {
     fn spawn(program: &str, package: &str, args: &[String], env: &[(&str, &Path)]) -> Self {
+        Self::spawn_as(program, package, args, env, None)
+    }
+
+    /// [`Process::spawn`], as the user and group `owner` when given.
+    fn spawn_as(
+        program: &str,
+        package: &str,
+        args: &[String],
+        env: &[(&str, &Path)],
+        owner: Option<(u32, u32)>,
+    ) -> Self {
         let found = std::env::var_os("PATH").is_some_and(|path| {
             std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
         });
@@ -54,7 +65,12 @@ impl Process {
              (`apt-get install -y {package}`), or run the tests through `bash .ci/run`, \
              which installs it"
         );
-        let mut guard = Command::new("sh")
+        let mut guard = Command::new("sh");
+        if let Some((uid, gid)) = owner {
+            use std::os::unix::process::CommandExt as _;
+            guard.uid(uid).gid(gid);
+        }
+        let mut guard = guard
             .arg("-c")
             .arg(GUARD)
             .arg("guard")
@@ -601,6 +617,231 @@ impl Memcached {
     pub fn stats(&self) -> String {
         ask_all(self.port, "stats")
     }
+}
+
+/// A PostgreSQL server in a fresh cluster of its own (`initdb` into a
+/// scratch directory), with `fsync` off and `pg_stat_statements` loaded,
+/// reached as the superuser `postgres` without a password. Commits are
+/// synchronous, so a server killed and started again (a fault test) keeps
+/// every committed row; only a crash of the machine could lose them.
+///
+/// PostgreSQL refuses to run as root: as root, the cluster belongs to the
+/// Debian package's `postgres` user and the server runs as that user.
+pub struct Postgres {
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+    process: Process,
+}
+
+/// Where Debian's `postgresql` package puts the server's programs: the
+/// newest version's `bin`, or `PATH` on systems that put them there.
+fn postgres_program(name: &str) -> String {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join(name).is_file())
+        .max_by_key(|bin| {
+            let version = bin.parent().and_then(|dir| dir.file_name());
+            version
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+        });
+    match newest {
+        Some(bin) => bin.join(name).to_str().expect("UTF-8 path").to_owned(),
+        None => name.to_owned(),
+    }
+}
+
+/// The uid and gid of the `postgres` user when we are root (PostgreSQL
+/// refuses root), `None` otherwise.
+fn postgres_owner() -> Option<(u32, u32)> {
+    let id = |flag: &str, name: &str| -> Option<u32> {
+        let mut command = Command::new("id");
+        command.arg(flag);
+        if !name.is_empty() {
+            command.arg(name);
+        }
+        let out = command.output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    if id("-u", "").is_some_and(|uid| uid != 0) {
+        return None;
+    }
+    let owner = id("-u", "postgres").zip(id("-g", "postgres"));
+    assert!(
+        owner.is_some(),
+        "running as root, and there is no `postgres` user to run PostgreSQL as: install \
+         the Debian package `postgresql` (`apt-get install -y postgresql`)"
+    );
+    owner
+}
+
+impl Postgres {
+    /// Makes a cluster and starts a server on a free port.
+    pub fn start() -> Self {
+        let owner = postgres_owner();
+        let dir = scratch_dir("postgres");
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the cluster dir");
+        }
+        let initdb = postgres_program("initdb");
+        let mut command = Command::new(&initdb);
+        if let Some((uid, gid)) = owner {
+            use std::os::unix::process::CommandExt as _;
+            command.uid(uid).gid(gid);
+        }
+        let output = command
+            .args([
+                "--no-sync",
+                "--auth=trust",
+                "--username=postgres",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run `{initdb}` ({error}): install the Debian package `postgresql` \
+                     (`apt-get install -y postgresql`), or run the tests through \
+                     `bash .ci/run`, which installs it"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for _ in 0..PORT_TRIES {
+            let port = free_port(0);
+            if let Some(process) = Self::launch(&dir, port) {
+                return Self { port, dir, process };
+            }
+        }
+        panic!("postgres found every port it tried taken")
+    }
+
+    /// Starts the server again on its cluster and port, after
+    /// [`Postgres::stop`]; fails the test if it cannot have the port.
+    pub fn restart(&mut self) {
+        // The killed server's backends notice their postmaster is gone and
+        // leave within moments; until then a new one may refuse to start.
+        for _ in 0..50 {
+            if let Some(process) = Self::launch(&self.dir, self.port) {
+                self.process = process;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("postgres could not start again on port {}", self.port)
+    }
+
+    /// Starts `postgres` on `dir` and `port`; `None` when it exits instead.
+    fn launch(dir: &Path, port: u16) -> Option<Process> {
+        let dir_text = dir.to_str().expect("UTF-8 temp dir");
+        let args: Vec<String> = [
+            "-D",
+            dir_text,
+            "-p",
+            &port.to_string(),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            dir_text,
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_preload_libraries=pg_stat_statements",
+            "-c",
+            "pg_stat_statements.track_utility=off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut process = Process::spawn_as(
+            &postgres_program("postgres"),
+            "postgresql",
+            &args,
+            &[],
+            postgres_owner(),
+        );
+        // The server's pid file names its pid and, once it accepts
+        // connections, ends with `ready`.
+        let pid_file = dir.join("postmaster.pid");
+        let ours = process.pid.to_string();
+        let started = wait_for("postgres", || {
+            if process.exited() {
+                return Startup::Exited;
+            }
+            let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            let mut lines = text.lines();
+            if lines.next() == Some(ours.as_str()) && text.contains("\nready") {
+                Startup::Ready
+            } else {
+                Startup::Pending
+            }
+        });
+        started.then_some(process)
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Kills the server.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// The PostgreSQL server shared by the tests of this binary.
+pub fn shared_postgres() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(Postgres::start)
+}
+
+/// `sqlite://PATH` of a new database file in a scratch directory (created
+/// on first use by the storage).
+pub fn sqlite_url() -> String {
+    let path = scratch_dir("sqlite").join("sessions.db");
+    format!("sqlite://{}", path.to_str().expect("UTF-8 temp dir"))
+}
+
+/// The SQLite database shared by the tests of this binary, made (file,
+/// write-ahead log and table) before any test opens it: SQLite answers
+/// "database is locked" at once, without waiting, to connections opened
+/// while another turns a new file to write-ahead logging.
+pub fn shared_sqlite() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = sqlite_url();
+        let made = url.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let storage = typed_sessions::SqliteStorage::connect(&made)
+                    .await
+                    .expect("the test database opens");
+                storage.migrate().await.expect("the session table is made");
+                storage.pool().close().await;
+            });
+        })
+        .join()
+        .expect("the test database is made");
+        url
+    })
 }
 
 /// The Redis server shared by the tests of this binary.

@@ -41,6 +41,14 @@ macro_rules! for_every_server_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() { super::$case(super::Store::AiohttpMemcached).await })*
         }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::Store::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::Store::Sqlite).await })*
+        }
     };
 }
 

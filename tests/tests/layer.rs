@@ -259,14 +259,17 @@ fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
     let unused = session_tests::servers::free_port(0);
     let nowhere_redis = format!("redis://127.0.0.1:{unused}/0");
     let nowhere_memcached = format!("127.0.0.1:{unused}");
+    let nowhere_postgres = format!("postgres://postgres@127.0.0.1:{unused}/postgres");
     for (store, variable, value) in [
-        ("encrypted", "SESSION_STORE", "postgres"),
+        ("encrypted", "SESSION_STORE", "cassandra"),
         ("encrypted", "SESSION_SECRET", "too-short"),
         ("encrypted", "SESSION_COOKIE_SAMESITE", "sometimes"),
         ("encrypted", "SESSION_MAX_AGE", "soon"),
         ("redis", "REDIS_URL", nowhere_redis.as_str()),
         ("redis", "REDIS_URL", "not a url"),
         ("memcached", "MEMCACHED_URL", nowhere_memcached.as_str()),
+        ("postgres", "DATABASE_URL", "not a url"),
+        ("postgres", "DATABASE_URL", nowhere_postgres.as_str()),
     ] {
         let output = Command::new(conformance_binary())
             .env("CONFORMANCE_ADDR", "127.0.0.1:0")

@@ -1,4 +1,6 @@
-//! Round trips to Redis and Memcached, counted by the servers themselves
+//! Round trips to Redis, Memcached and PostgreSQL, counted by the servers
+//! themselves (PostgreSQL: by `pg_stat_statements`, every statement on the
+//! test's own table)
 //! around N requests: every command Redis ran (`INFO commandstats`, which
 //! counts the commands of a script too) and every command counter of
 //! Memcached (`stats`), each compared whole with what one request of each
@@ -9,7 +11,7 @@
 
 use serde_json::json;
 use session_examples::conformance::Store;
-use session_tests::counters::{Calls, MemcachedCalls, RedisCalls, calls};
+use session_tests::counters::{Calls, MemcachedCalls, PostgresCalls, RedisCalls, calls};
 use session_tests::servers::{Memcached, RedisCluster, RedisServer};
 use session_tests::{TestApp, settings};
 use typed_sessions::{AnyStorage, RedisStorage};
@@ -222,5 +224,49 @@ async fn every_memcached_command_of_each_kind_of_request() {
     cost(
         "a new session loads nothing and is one add",
         calls(&[("cmd_set", N)]),
+    );
+}
+
+#[tokio::test]
+async fn every_postgres_statement_of_each_kind_of_request() {
+    let mut settings = settings(Store::Postgres);
+    let table = format!("round_trips_{}", std::process::id());
+    settings.table_name = Some(table.clone());
+    let url = settings.database_url.clone();
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"count": 0}"#).await;
+
+    let mut counter = PostgresCalls::new(&url, &table);
+    let mut cost = |what: &str, expected: Calls| {
+        assert_eq!(counter.since_last(), expected, "{what}");
+    };
+
+    n_times!(_i => app.get("/untouched", Some(&cookie)).await);
+    cost("an untouched session costs nothing", calls(&[]));
+
+    n_times!(_i => app.get("/session", Some(&cookie)).await);
+    cost("a read is one SELECT", calls(&[("select", N)]));
+
+    n_times!(_i => app.post("/session/incr?key=count", Some(&cookie), "").await);
+    cost(
+        "a change is the read and one UPDATE that merges it",
+        calls(&[("select", N), ("update", N)]),
+    );
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"count": N}), "every change was saved");
+    cost("the check is one SELECT", calls(&[("select", 1)]));
+
+    let mut fresh = Vec::new();
+    n_times!(_i => {
+        let reply = app.patch(None, r#"{"a": 1}"#).await;
+        fresh.push(reply.new_cookie());
+        reply
+    });
+    cost("a new session is one INSERT", calls(&[("insert", N)]));
+
+    n_times!(i => app.post("/session/invalidate", Some(&fresh[i as usize]), "").await);
+    cost(
+        "invalidating is the read and one DELETE",
+        calls(&[("select", N), ("delete", N)]),
     );
 }

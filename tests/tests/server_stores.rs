@@ -11,9 +11,11 @@ use serde_json::json;
 use session_examples::conformance::Settings;
 use session_tests::counters::{RedisCalls, calls};
 use session_tests::servers::{
-    Memcached, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
+    Memcached, Postgres, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
 };
+use session_tests::sql::{postgres_i64, sqlite_i64};
 use session_tests::{Store, TestApp, record_key, settings};
+use sqlx::Connection as _;
 use typed_sessions::{AnyStorage, RedisStorage};
 
 /// A prefix of keys of its own for each test, so tests sharing a server
@@ -31,6 +33,9 @@ fn unique_prefix() -> String {
 struct Probe {
     store: Store,
     prefix: String,
+    /// The SQL stores' table and database.
+    table: String,
+    database_url: String,
 }
 
 impl Probe {
@@ -38,7 +43,45 @@ impl Probe {
         let mut settings = settings(store);
         let prefix = unique_prefix();
         settings.key_prefix = Some(prefix.clone());
-        (settings, Self { store, prefix })
+        // A table of its own on the SQL stores (the app creates it).
+        settings.table_name = Some(prefix.replace(['-', ':'], "_"));
+        let probe = Self {
+            store,
+            prefix,
+            table: settings.table_name.clone().unwrap_or_default(),
+            database_url: settings.database_url.clone(),
+        };
+        (settings, probe)
+    }
+
+    /// The row of `cookie`'s session in a SQL store: `Absent`, or the
+    /// seconds until its `expires_at` by the database's clock (whether or
+    /// not that is past: an expired row is still a row).
+    fn stored_row(&self, cookie: &str) -> Stored {
+        let id = record_key("", cookie);
+        let seconds = match self.store {
+            Store::Postgres => postgres_i64(
+                &self.database_url,
+                &format!(
+                    "SELECT floor(extract(epoch FROM expires_at - now()))::bigint \
+                     FROM \"{}\" WHERE id = $1",
+                    self.table
+                ),
+                &id,
+            ),
+            _ => sqlite_i64(
+                &self.database_url,
+                &format!(
+                    "SELECT expires_at - unixepoch() FROM \"{}\" WHERE id = ?1",
+                    self.table
+                ),
+                &id,
+            ),
+        };
+        match seconds {
+            None => Stored::Absent,
+            Some(seconds) => Stored::Expires(seconds.max(0).unsigned_abs()),
+        }
     }
 
     fn ports(&self) -> Vec<u16> {
@@ -55,6 +98,9 @@ impl Probe {
     /// Redis the node that owns the key with its TTL, the others with a
     /// redirection; on Memcached each server with a hit or a miss.
     fn stored(&self, cookie: &str) -> Stored {
+        if matches!(self.store, Store::Postgres | Store::Sqlite) {
+            return self.stored_row(cookie);
+        }
         let key = record_key(&self.prefix, cookie);
         let mut found = Vec::new();
         for port in self.ports() {
@@ -134,6 +180,12 @@ macro_rules! for_every_server_store {
         mod memcached {
             $(#[tokio::test] async fn $case() { super::$case(super::Store::Memcached).await })*
         }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::Sqlite).await })*
+        }
     };
 }
 
@@ -148,8 +200,8 @@ for_every_server_store!(
 /// dozen entries, not a hundred: the entries of records gone are dropped
 /// as new ones come.
 async fn a_users_index_drops_the_sessions_that_ended(store: Store) {
-    if store == Store::Memcached {
-        return; // No index: see `users.rs`.
+    if !matches!(store, Store::Redis | Store::RedisCluster) {
+        return; // The set per user is Redis's; see `users.rs` for the others.
     }
     let (settings, probe) = Probe::settings(store);
     let app = TestApp::conformance(settings).await;
@@ -558,6 +610,81 @@ async fn a_redis_slower_than_the_command_timeout_gives_503s_then_recovers() {
     assert_eq!(
         data,
         Some(json!({"a": 1})),
+        "recovered, and the timed-out write was not applied"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_that_dies_gives_503s_and_the_app_recovers_when_it_returns() {
+    // A server of its own: stopping the shared one would fail other tests.
+    let server = std::cell::RefCell::new(Postgres::start());
+    let mut settings = settings(Store::Postgres);
+    settings.database_url = server.borrow().url();
+    let app = TestApp::conformance(settings).await;
+    recovers_after_restart(
+        &app,
+        || server.borrow_mut().stop(),
+        || server.borrow_mut().restart(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_postgres_statement_past_the_command_timeout_gives_503s_then_recovers() {
+    let (settings, probe) = Probe::settings(Store::Postgres);
+    let url = settings.database_url.clone();
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+
+    // Another client locks the table: every statement of the store waits.
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\" IN ACCESS EXCLUSIVE MODE",
+        probe.table
+    ))
+    .execute(&mut locker)
+    .await
+    .unwrap();
+    for reply in [
+        app.get("/session", Some(&cookie)).await,
+        app.patch(Some(&cookie), r#"{"a": 2}"#).await,
+    ] {
+        assert_eq!(
+            reply.status, 503,
+            "a blocked statement fails the request instead of holding it: {}",
+            reply.body
+        );
+        assert!(reply.set_cookies().is_empty());
+    }
+    // The server's `statement_timeout` cancels what the store gave up on:
+    // once nothing waits on the lock, releasing it cannot let a late write
+    // through.
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND query LIKE '%\"{}\"%'",
+        probe.table
+    );
+    let mut cancelled = false;
+    for _ in 0..100 {
+        let (count,): (i64,) = sqlx::query_as(&waiting)
+            .fetch_one(&mut locker)
+            .await
+            .unwrap();
+        if count == 0 {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cancelled, "the server cancels the blocked statements");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.data(),
+        json!({"a": 1}),
         "recovered, and the timed-out write was not applied"
     );
 }

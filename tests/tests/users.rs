@@ -1,6 +1,6 @@
 //! Sessions bound to users, on every storage: "your active sessions" and
 //! "log out everywhere" where the storage can index (memory, Redis, Redis
-//! Cluster), and a plain refusal where it cannot (Memcached, cookies).
+//! Cluster, PostgreSQL, SQLite), and a plain refusal where it cannot (Memcached, cookies).
 
 use reqwest::Method;
 use serde_json::json;
@@ -16,7 +16,10 @@ for_every_storage!(
 );
 
 fn indexes(store: Store) -> bool {
-    matches!(store, Store::Memory | Store::Redis | Store::RedisCluster)
+    matches!(
+        store,
+        Store::Memory | Store::Redis | Store::RedisCluster | Store::Postgres | Store::Sqlite
+    )
 }
 
 /// A user id no other test (sharing a server) uses.

@@ -30,18 +30,28 @@ mod encrypted_cookie;
 pub(crate) mod memcached;
 pub(crate) mod memory;
 mod opened_cookies;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod server;
 mod simple_cookie;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use encrypted_cookie::{EncryptedCookieStorage, KeyError, SessionKey};
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStorage;
 pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStorage;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConnection, RedisStorage};
 pub use simple_cookie::SimpleCookieStorage;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStorage;
 
 /// What a storage is told about the request it serves.
 #[derive(Debug, Clone, Copy)]

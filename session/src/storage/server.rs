@@ -1,10 +1,15 @@
-//! What the server storages (memory, Redis, Memcached) have in common: the
+//! What the server storages (memory, Redis, Memcached, SQL) have in common: the
 //! defaults, the key format, the command timeout and drawing a fresh id.
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
 
 /// How long the record of a session without `max_age` lives after its last
@@ -16,12 +21,22 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const DEFAULT_PREFIX: &str = "session:";
 
 /// How long connecting to a shared store may take.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long one command to a shared store may take before the request gets
 /// a 503.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Fresh ids drawn before `create` gives up: a collision of 256-bit ids does
@@ -31,7 +46,12 @@ pub(crate) const ID_TRIES: u32 = 3;
 
 /// Stores a new record under a fresh id: `insert` writes it under the id it
 /// is given if no record has that id, and says whether it did.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
     store: &'static str,
     insert: F,
@@ -45,7 +65,12 @@ where
 
 /// [`create_with_fresh_id`] with ids from `generate`: the storages that
 /// share records with aiohttp_session draw its uuid4 ids.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) async fn create_with_fresh_id_from<F, Fut>(
     store: &'static str,
     generate: fn() -> SessionId,
@@ -77,7 +102,12 @@ pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(
 
 /// A command timeout, refused at build time when it is zero (every command
 /// would fail).
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
     if timeout.is_zero() {
         return Err(ConfigError::StorageSetting {
@@ -90,7 +120,12 @@ pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<
 
 /// Runs a client command, failing it with [`StorageError::Timeout`] after
 /// `timeout` and with [`StorageError::Unavailable`] on the client's error.
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
     timeout: Duration,
     command: impl Future<Output = Result<T, E>>,
@@ -177,7 +212,12 @@ mod tests {
         assert_ne!(key, store_key("session:", &SessionId::generate()));
     }
 
-    #[cfg(any(feature = "redis", feature = "memcached"))]
+    #[cfg(any(
+        feature = "redis",
+        feature = "memcached",
+        feature = "postgres",
+        feature = "sqlite"
+    ))]
     #[test]
     fn a_store_that_always_collides_fails_after_three_ids() {
         let mut tries = 0;
@@ -190,7 +230,12 @@ mod tests {
     }
 
     /// Polls a future that is ready at once.
-    #[cfg(any(feature = "redis", feature = "memcached"))]
+    #[cfg(any(
+        feature = "redis",
+        feature = "memcached",
+        feature = "postgres",
+        feature = "sqlite"
+    ))]
     fn poll_once<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -1,0 +1,485 @@
+//! Sessions in PostgreSQL, on a sqlx pool.
+//!
+//! # Table
+//!
+//! One row per session, keyed by the url-safe base64 of SHA-256 of its id
+//! (a dump of the table hands out no usable cookie):
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS typed_sessions (
+//!     id TEXT PRIMARY KEY,
+//!     user_id TEXT,
+//!     expires_at TIMESTAMPTZ NOT NULL,
+//!     record JSONB NOT NULL
+//! );
+//! CREATE INDEX IF NOT EXISTS typed_sessions_expires_at ON typed_sessions (expires_at);
+//! CREATE INDEX IF NOT EXISTS typed_sessions_user ON typed_sessions (user_id)
+//!     WHERE user_id IS NOT NULL;
+//! ```
+//!
+//! `record` holds the record's JSON (`{"created":…,"updated":…,"session":{…}}`);
+//! `expires_at` is the database's `now()` plus the record's TTL at its last
+//! write, so the database's clock decides when a row is dead, as Redis's
+//! does for its keys. Every operation is one statement: a load selects a
+//! live row; a new session is inserted with `ON CONFLICT DO NOTHING`; a save
+//! is one `UPDATE … WHERE expires_at > now()` that removes the removed keys
+//! (`-`) and merges the set ones (`||`) into the stored map, so concurrent
+//! saves of different keys are both kept and a row that expired or was
+//! deleted is never brought back.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout,
+    create_with_fresh_id, handle, timed,
+};
+use super::sql::{DEFAULT_TABLE, DELETE_BATCH, changed_part, check_identifier, to_i64};
+use super::{Loaded, ServerStorage, StorageContext, UserSession};
+use crate::error::{ConfigError, StorageError};
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+/// The connections [`PostgresStorage::connect`] keeps open at most.
+const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// The statements of one table, made once when it is named (identifiers
+/// cannot be parameters; both are checked before they are used).
+struct Statements {
+    qualified: String,
+    load: String,
+    insert: String,
+    merge: String,
+    replace: String,
+    delete: String,
+    delete_expired: String,
+    sessions_of: String,
+    revoke_session: String,
+    revoke_user: String,
+}
+
+impl Statements {
+    fn new(schema: Option<&str>, table: &str) -> Self {
+        let t = match schema {
+            Some(schema) => format!("\"{schema}\".\"{table}\""),
+            None => format!("\"{table}\""),
+        };
+        let expiry = "now() + $3 * interval '1 second'";
+        Self {
+            load: format!("SELECT record::text FROM {t} WHERE id = $1 AND expires_at > now()"),
+            insert: format!(
+                "INSERT INTO {t} (id, user_id, expires_at, record) \
+                 VALUES ($1, $2, {expiry}, $4::jsonb) ON CONFLICT (id) DO NOTHING"
+            ),
+            merge: format!(
+                "UPDATE {t} SET user_id = $2, expires_at = {expiry}, \
+                 record = $4::jsonb || jsonb_build_object('session', \
+                   (coalesce(record -> 'session', '{{}}') - $5::text[]) || ($4::jsonb -> 'session')) \
+                 WHERE id = $1 AND expires_at > now()"
+            ),
+            replace: format!(
+                "UPDATE {t} SET user_id = $2, expires_at = {expiry}, record = $4::jsonb \
+                 WHERE id = $1 AND expires_at > now()"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN \
+                 (SELECT id FROM {t} WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+            sessions_of: format!(
+                "SELECT id, record::text FROM {t} WHERE user_id = $1 AND expires_at > now()"
+            ),
+            revoke_session: format!("DELETE FROM {t} WHERE id = $1 AND user_id = $2"),
+            revoke_user: format!("DELETE FROM {t} WHERE user_id = $1"),
+            qualified: t,
+        }
+    }
+}
+
+/// Keeps sessions in a PostgreSQL table under random ids; the cookie holds
+/// only the id. For apps that already run PostgreSQL and would rather not
+/// run Redis for sessions.
+///
+/// It gives what [`RedisStorage`](crate::RedisStorage) gives: each
+/// operation is one statement; saves merge only the keys a request changed,
+/// so concurrent requests changing different keys of one session both keep
+/// their change; a row invalidated or expired elsewhere is never brought
+/// back; a database that is down or slow answers within the command timeout
+/// (one second by default) and the request gets a 503, and the pool
+/// reconnects by itself when the database is back.
+///
+/// Create the table with [`PostgresStorage::migrate`] (or with the SQL of
+/// the [crate docs](crate#sessions-in-postgresql)), and delete expired rows
+/// with [`PostgresStorage::spawn_expired_deletion`] or by calling
+/// [`PostgresStorage::delete_expired`] from a scheduler of your own: loads
+/// never return them, but nothing else removes them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), typed_sessions::StorageError> {
+/// use std::time::Duration;
+/// use typed_sessions::{PostgresStorage, SessionLayer};
+///
+/// let storage = PostgresStorage::connect("postgres://app@localhost/app")
+///     .await?
+///     .with_table_name("sessions");
+/// storage.migrate().await?;
+/// storage.spawn_expired_deletion(Duration::from_secs(600));
+/// let layer = SessionLayer::new(storage);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: PgPool,
+    schema: Option<String>,
+    table: String,
+    statements: Arc<Statements>,
+    default_ttl: Duration,
+    command_timeout: Duration,
+}
+
+impl PostgresStorage {
+    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST/DB`)
+    /// within two seconds, with a pool of up to 16 connections whose
+    /// statements the server stops after one second (`statement_timeout`),
+    /// the default command timeout.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(StorageError::unavailable)?
+            .options([(
+                "statement_timeout",
+                DEFAULT_COMMAND_TIMEOUT.as_millis().to_string(),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
+            // sqlx already checks every connection when it is given back;
+            // checking it again when it is taken would cost a round trip
+            // per request.
+            .test_before_acquire(false)
+            .connect_with(options);
+        let pool = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, pool)
+            .await
+            .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
+            .map_err(StorageError::unavailable)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A storage over a pool the app already has. Its statements are bound
+    /// only by the command timeout: give its connections a
+    /// `statement_timeout` too, so a slow statement the app gave up on does
+    /// not keep a connection busy.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            schema: None,
+            table: DEFAULT_TABLE.to_owned(),
+            statements: Arc::new(Statements::new(None, DEFAULT_TABLE)),
+            default_ttl: DEFAULT_TTL,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The table sessions are kept in: ASCII letters, digits and `_`, at
+    /// most 52 bytes. Default: `typed_sessions`. Any other name is refused
+    /// when the layer is built (or by [`PostgresStorage::migrate`]).
+    #[must_use]
+    pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self.statements = Arc::new(Statements::new(self.schema.as_deref(), &self.table));
+        self
+    }
+
+    /// The schema of the table, under the same rules as its name. Default:
+    /// none, so the connection's `search_path` decides (`public`, unless
+    /// configured).
+    #[must_use]
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self.statements = Arc::new(Statements::new(self.schema.as_deref(), &self.table));
+        self
+    }
+
+    /// How long the row of a session without an idle limit lives after its
+    /// last write, in whole seconds. Default: one day. Zero is refused when
+    /// the layer is built.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long one statement (with the wait for a pooled connection) may
+    /// take before the request gets a 503. Default: one second. Zero is
+    /// refused when the layer is built.
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The pool the storage runs its statements on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the table and its indexes if they do not exist (and the
+    /// schema, if one is configured); does nothing to a table already
+    /// there. Safe to run from several processes at once: they take turns
+    /// on an advisory lock.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        ServerStorage::validate(self)?;
+        let t = &self.statements.qualified;
+        let index = |suffix: &str| format!("\"{}_{suffix}\"", self.table);
+        let mut statements = Vec::new();
+        if let Some(schema) = &self.schema {
+            statements.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
+        }
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+               id TEXT PRIMARY KEY, \
+               user_id TEXT, \
+               expires_at TIMESTAMPTZ NOT NULL, \
+               record JSONB NOT NULL)"
+        ));
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+            index("expires_at")
+        ));
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id) WHERE user_id IS NOT NULL",
+            index("user")
+        ));
+        let mut transaction = self.pool.begin().await.map_err(StorageError::unavailable)?;
+        // Concurrent `CREATE … IF NOT EXISTS` of one name can still fail
+        // on the catalog's unique index; one lock per table name makes
+        // them wait for each other instead.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(t)
+            .execute(&mut *transaction)
+            .await
+            .map_err(StorageError::unavailable)?;
+        for statement in statements {
+            sqlx::query(&statement)
+                .execute(&mut *transaction)
+                .await
+                .map_err(StorageError::unavailable)?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(StorageError::unavailable)
+    }
+
+    /// Deletes the rows whose sessions expired, a thousand per statement so
+    /// no statement locks many rows for long, until none is left; how many
+    /// it deleted. Call it from a scheduler of your own, or let
+    /// [`PostgresStorage::spawn_expired_deletion`] do it.
+    pub async fn delete_expired(&self) -> Result<u64, StorageError> {
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(&self.statements.delete_expired)
+                .bind(DELETE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::unavailable)?
+                .rows_affected();
+            deleted += batch;
+            if batch < DELETE_BATCH.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Runs [`PostgresStorage::delete_expired`] every `interval` on the
+    /// tokio runtime, from now until the returned task is aborted; a failed
+    /// run is logged and tried again at the next tick.
+    pub fn spawn_expired_deletion(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let storage = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match storage.delete_expired().await {
+                    Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
+                    Err(error) => tracing::warn!(
+                        error = %crate::error::chain(&error),
+                        "could not delete expired sessions; trying again at the next interval"
+                    ),
+                }
+            }
+        })
+    }
+
+    /// Seconds until a written row expires: the one place a record's TTL
+    /// is decided.
+    fn ttl(&self, cx: &StorageContext<'_>) -> i64 {
+        to_i64(cx.record_ttl(self.default_ttl.as_secs()))
+    }
+}
+
+fn encode(record: &SessionRecord) -> Result<String, StorageError> {
+    serde_json::to_string(record).map_err(StorageError::Serialize)
+}
+
+fn decode(json: &str) -> Option<SessionRecord> {
+    let record = serde_json::from_str(json).ok();
+    if record.is_none() {
+        tracing::warn!("malformed session record in PostgreSQL; starting a new session");
+    }
+    record
+}
+
+impl fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field("table", &self.statements.qualified)
+            .field("connections", &self.pool.size())
+            .field("default_ttl", &self.default_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerStorage for PostgresStorage {
+    async fn load(
+        &self,
+        id: &SessionId,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        let row: Option<(String,)> = timed(
+            self.command_timeout,
+            sqlx::query_as(&self.statements.load)
+                .bind(handle(id))
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.and_then(|(json,)| decode(&json)).map(Loaded::new))
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<SessionId, StorageError> {
+        let json = encode(record)?;
+        let ttl = self.ttl(cx);
+        create_with_fresh_id("PostgreSQL", |id| {
+            let insert = sqlx::query(&self.statements.insert)
+                .bind(handle(&id))
+                .bind(record.user.as_deref())
+                .bind(ttl)
+                .bind(&json)
+                .execute(&self.pool);
+            async move {
+                let inserted = timed(self.command_timeout, insert).await?;
+                Ok(inserted.rows_affected() == 1)
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        let ttl = self.ttl(cx);
+        let query = if changes.is_full_rewrite() {
+            sqlx::query(&self.statements.replace).bind(handle(id))
+        } else {
+            sqlx::query(&self.statements.merge).bind(handle(id))
+        };
+        let query = query.bind(record.user.as_deref()).bind(ttl);
+        let query = if changes.is_full_rewrite() {
+            query.bind(encode(record)?)
+        } else {
+            let removed: Vec<&str> = changes.removed_keys().collect();
+            query
+                .bind(encode(&changed_part(record, changes))?)
+                .bind(removed)
+        };
+        let updated = timed(self.command_timeout, query.execute(&self.pool)).await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.delete)
+                .bind(handle(id))
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the PostgreSQL store's default TTL", self.default_ttl)?;
+        check_timeout("the PostgreSQL command timeout", self.command_timeout)?;
+        check_identifier("the PostgreSQL session table", &self.table)?;
+        if let Some(schema) = &self.schema {
+            check_identifier("the PostgreSQL session schema", schema)?;
+        }
+        Ok(())
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Vec<UserSession>, StorageError> {
+        let rows: Vec<(String, String)> = timed(
+            self.command_timeout,
+            sqlx::query_as(&self.statements.sessions_of)
+                .bind(user)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(handle, json)| {
+                let record = decode(&json)?;
+                Some(UserSession::of(handle, &record))
+            })
+            .collect())
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.revoke_session)
+                .bind(handle)
+                .bind(user)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<usize, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.revoke_user)
+                .bind(user)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+}

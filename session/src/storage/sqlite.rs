@@ -1,0 +1,463 @@
+//! Sessions in SQLite, on a sqlx pool.
+//!
+//! # Table
+//!
+//! The same row as in PostgreSQL, in SQLite's types:
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS typed_sessions (
+//!     id TEXT PRIMARY KEY NOT NULL,
+//!     user_id TEXT,
+//!     expires_at INTEGER NOT NULL,
+//!     record TEXT NOT NULL
+//! );
+//! CREATE INDEX IF NOT EXISTS typed_sessions_expires_at ON typed_sessions (expires_at);
+//! CREATE INDEX IF NOT EXISTS typed_sessions_user ON typed_sessions (user_id)
+//!     WHERE user_id IS NOT NULL;
+//! ```
+//!
+//! `expires_at` is in seconds since the Unix epoch, from the database's
+//! `unixepoch()`. A load is one `SELECT` of a live row, a new session one
+//! `INSERT … ON CONFLICT DO NOTHING`. A save that merges reads the row and
+//! writes it back inside one `BEGIN IMMEDIATE` transaction, which holds the
+//! database's write lock from the read on, so no other save comes between:
+//! SQLite runs in the app's process, where the second statement costs no
+//! round trip, and a merge in Rust keeps every JSON value exactly as
+//! written (SQLite's `json_patch` would merge nested objects and drop their
+//! `null`s, and its other JSON functions turn `true` into `1`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout,
+    create_with_fresh_id, handle, timed,
+};
+use super::sql::{DEFAULT_TABLE, DELETE_BATCH, check_identifier, to_i64};
+use super::{Loaded, ServerStorage, StorageContext, UserSession};
+use crate::error::{ConfigError, StorageError};
+use crate::id::SessionId;
+use crate::record::{Changes, SessionRecord};
+
+/// The connections [`SqliteStorage::connect`] keeps open at most.
+const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// The statements of one table, made once when it is named (identifiers
+/// cannot be parameters; both are checked before they are used).
+struct Statements {
+    qualified: String,
+    load: String,
+    insert: String,
+    /// Writes the whole record of a live row: a full rewrite, or the end
+    /// of a merge.
+    write: String,
+    delete: String,
+    delete_expired: String,
+    sessions_of: String,
+    revoke_session: String,
+    revoke_user: String,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        let live = "expires_at > unixepoch()";
+        Self {
+            load: format!("SELECT record FROM {t} WHERE id = ?1 AND {live}"),
+            insert: format!(
+                "INSERT INTO {t} (id, user_id, expires_at, record) \
+                 VALUES (?1, ?2, unixepoch() + ?3, ?4) ON CONFLICT (id) DO NOTHING"
+            ),
+            write: format!(
+                "UPDATE {t} SET user_id = ?2, expires_at = unixepoch() + ?3, record = ?4 \
+                 WHERE id = ?1 AND {live}"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?1"),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN \
+                 (SELECT id FROM {t} WHERE expires_at <= unixepoch() LIMIT ?1)"
+            ),
+            sessions_of: format!("SELECT id, record FROM {t} WHERE user_id = ?1 AND {live}"),
+            revoke_session: format!("DELETE FROM {t} WHERE id = ?1 AND user_id = ?2"),
+            revoke_user: format!("DELETE FROM {t} WHERE user_id = ?1"),
+            qualified: t,
+        }
+    }
+}
+
+/// Keeps sessions in an SQLite database under random ids; the cookie
+/// holds only the id. For apps on one machine that already keep their data
+/// in SQLite.
+///
+/// The same guarantees as [`PostgresStorage`](crate::PostgresStorage):
+/// saves merge only the keys a request changed, a row invalidated or
+/// expired elsewhere is never brought back, and a database that stays
+/// locked past the command timeout (one second by default) gives the
+/// request a 503.
+///
+/// Create the table with [`SqliteStorage::migrate`] (or with the SQL of the
+/// [crate docs](crate#sessions-in-postgresql)), and delete expired rows
+/// with [`SqliteStorage::spawn_expired_deletion`] or by calling
+/// [`SqliteStorage::delete_expired`] from a scheduler of your own.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), typed_sessions::StorageError> {
+/// use std::time::Duration;
+/// use typed_sessions::{SessionLayer, SqliteStorage};
+///
+/// let storage = SqliteStorage::connect("sqlite://sessions.db").await?;
+/// storage.migrate().await?;
+/// storage.spawn_expired_deletion(Duration::from_secs(600));
+/// let layer = SessionLayer::new(storage);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStorage {
+    pool: SqlitePool,
+    table: String,
+    statements: Arc<Statements>,
+    default_ttl: Duration,
+    command_timeout: Duration,
+}
+
+impl SqliteStorage {
+    /// Opens the database at `url` (`sqlite://PATH`), creating the file if
+    /// it does not exist, in write-ahead-log mode (readers never wait for
+    /// the writer); a statement waits at most one second, the default
+    /// command timeout, for another connection's write lock.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StorageError::unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(DEFAULT_COMMAND_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_with(options);
+        let pool = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, pool)
+            .await
+            .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
+            .map_err(StorageError::unavailable)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A storage over a pool the app already has.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            table: DEFAULT_TABLE.to_owned(),
+            statements: Arc::new(Statements::new(DEFAULT_TABLE)),
+            default_ttl: DEFAULT_TTL,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The table sessions are kept in: ASCII letters, digits and `_`, at
+    /// most 52 bytes. Default: `typed_sessions`. Any other name is refused
+    /// when the layer is built (or by [`SqliteStorage::migrate`]).
+    #[must_use]
+    pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self.statements = Arc::new(Statements::new(&self.table));
+        self
+    }
+
+    /// How long the row of a session without an idle limit lives after its
+    /// last write, in whole seconds. Default: one day. Zero is refused when
+    /// the layer is built.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// How long one statement (with the waits for a pooled connection and
+    /// for the database's write lock) may take before the request gets a 503. Default: one second. Zero is
+    /// refused when the layer is built.
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The pool the storage runs its statements on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates the table and its indexes if they do not exist; does
+    /// nothing to a table already there.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        ServerStorage::validate(self)?;
+        let t = &self.statements.qualified;
+        let index = |suffix: &str| format!("\"{}_{suffix}\"", self.table);
+        let statements = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                   id TEXT PRIMARY KEY NOT NULL, \
+                   user_id TEXT, \
+                   expires_at INTEGER NOT NULL, \
+                   record TEXT NOT NULL)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+                index("expires_at")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id) WHERE user_id IS NOT NULL",
+                index("user")
+            ),
+        ];
+        let mut transaction = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StorageError::unavailable)?;
+        for statement in statements {
+            sqlx::query(&statement)
+                .execute(&mut *transaction)
+                .await
+                .map_err(StorageError::unavailable)?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(StorageError::unavailable)
+    }
+
+    /// Deletes the rows whose sessions expired, a thousand per statement so
+    /// no statement holds the write lock for long, until none is left; how many
+    /// it deleted. Call it from a scheduler of your own, or let
+    /// [`SqliteStorage::spawn_expired_deletion`] do it.
+    pub async fn delete_expired(&self) -> Result<u64, StorageError> {
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(&self.statements.delete_expired)
+                .bind(DELETE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::unavailable)?
+                .rows_affected();
+            deleted += batch;
+            if batch < DELETE_BATCH.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Runs [`SqliteStorage::delete_expired`] every `interval` on the
+    /// tokio runtime, from now until the returned task is aborted; a failed
+    /// run is logged and tried again at the next tick.
+    pub fn spawn_expired_deletion(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let storage = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match storage.delete_expired().await {
+                    Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
+                    Err(error) => tracing::warn!(
+                        error = %crate::error::chain(&error),
+                        "could not delete expired sessions; trying again at the next interval"
+                    ),
+                }
+            }
+        })
+    }
+
+    /// Seconds until a written row expires: the one place a record's TTL
+    /// is decided.
+    fn ttl(&self, cx: &StorageContext<'_>) -> i64 {
+        to_i64(cx.record_ttl(self.default_ttl.as_secs()))
+    }
+}
+
+fn encode(record: &SessionRecord) -> Result<String, StorageError> {
+    serde_json::to_string(record).map_err(StorageError::Serialize)
+}
+
+fn decode(json: &str) -> Option<SessionRecord> {
+    let record = serde_json::from_str(json).ok();
+    if record.is_none() {
+        tracing::warn!("malformed session record in SQLite; starting a new session");
+    }
+    record
+}
+
+impl fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStorage")
+            .field("table", &self.statements.qualified)
+            .field("connections", &self.pool.size())
+            .field("default_ttl", &self.default_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerStorage for SqliteStorage {
+    async fn load(
+        &self,
+        id: &SessionId,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Option<Loaded>, StorageError> {
+        let row: Option<(String,)> = timed(
+            self.command_timeout,
+            sqlx::query_as(&self.statements.load)
+                .bind(handle(id))
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.and_then(|(json,)| decode(&json)).map(Loaded::new))
+    }
+
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<SessionId, StorageError> {
+        let json = encode(record)?;
+        let ttl = self.ttl(cx);
+        create_with_fresh_id("SQLite", |id| {
+            let insert = sqlx::query(&self.statements.insert)
+                .bind(handle(&id))
+                .bind(record.user.as_deref())
+                .bind(ttl)
+                .bind(&json)
+                .execute(&self.pool);
+            async move {
+                let inserted = timed(self.command_timeout, insert).await?;
+                Ok(inserted.rows_affected() == 1)
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        let ttl = self.ttl(cx);
+        let key = handle(id);
+        let write = |json: String| {
+            sqlx::query(&self.statements.write)
+                .bind(key.clone())
+                .bind(record.user.clone())
+                .bind(ttl)
+                .bind(json)
+        };
+        if changes.is_full_rewrite() {
+            let written = timed(
+                self.command_timeout,
+                write(encode(record)?).execute(&self.pool),
+            )
+            .await?;
+            return Ok(written.rows_affected() == 1);
+        }
+        let merge = async {
+            let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let row: Option<(String,)> = sqlx::query_as(&self.statements.load)
+                .bind(&key)
+                .fetch_optional(&mut *transaction)
+                .await?;
+            // Gone, or a row no load would return: nothing to merge into
+            // (dropping the transaction rolls it back).
+            let Some(mut stored) = row.and_then(|(json,)| decode(&json)) else {
+                return Ok(None);
+            };
+            stored.merge(record, changes);
+            let json = match encode(&stored) {
+                Ok(json) => json,
+                Err(error) => return Ok(Some(Err(error))),
+            };
+            let written = write(json).execute(&mut *transaction).await?;
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(Some(Ok(written.rows_affected() == 1)))
+        };
+        match timed(self.command_timeout, merge).await? {
+            None => Ok(false),
+            Some(written) => written,
+        }
+    }
+
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.delete)
+                .bind(handle(id))
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the SQLite store's default TTL", self.default_ttl)?;
+        check_timeout("the SQLite command timeout", self.command_timeout)?;
+        check_identifier("the SQLite session table", &self.table)?;
+        Ok(())
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<Vec<UserSession>, StorageError> {
+        let rows: Vec<(String, String)> = timed(
+            self.command_timeout,
+            sqlx::query_as(&self.statements.sessions_of)
+                .bind(user)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(handle, json)| {
+                let record = decode(&json)?;
+                Some(UserSession::of(handle, &record))
+            })
+            .collect())
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.revoke_session)
+                .bind(handle)
+                .bind(user)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &str,
+        _cx: &StorageContext<'_>,
+    ) -> Result<usize, StorageError> {
+        let deleted = timed(
+            self.command_timeout,
+            sqlx::query(&self.statements.revoke_user)
+                .bind(user)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+}
