@@ -23,8 +23,8 @@ use typed_sessions::RedisStorage;
 use typed_sessions::SqliteStorage;
 use typed_sessions::{
     AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
-    SessionKind, SessionLayer, SimpleCookieStorage, StorageError, SystemClock, Transport,
-    TypedSession, USER_META_KEY, UserSessions,
+    SessionKind, SessionLayer, SessionLayerBuilder, SimpleCookieStorage, StorageError, SystemClock,
+    Transport, TypedSession, USER_META_KEY, UserSessions,
 };
 
 /// The kind of the app's second, independent session, served under
@@ -440,32 +440,9 @@ impl Settings {
         storage: AnyStorage,
         clock: impl Clock,
     ) -> Result<SessionLayer, String> {
-        let mut builder = SessionLayer::builder(storage)
-            .max_age(self.max_age.map(Duration::from_secs))
-            .cookie_domain(self.cookie_domain.clone())
-            .transport(self.transport)
-            .clock(clock)
-            .error_responder(json_error);
-        if let Some(idle) = self.idle_timeout {
-            builder = builder.idle_timeout(Some(Duration::from_secs(idle)));
-        }
-        if let Some(absolute) = self.absolute_timeout {
-            builder = builder.absolute_timeout(Some(Duration::from_secs(absolute)));
-        }
+        let mut builder = self.configure(SessionLayer::builder(storage), clock);
         if let Some(name) = &self.cookie_name {
             builder = builder.cookie_name(name.clone());
-        }
-        if let Some(path) = &self.cookie_path {
-            builder = builder.cookie_path(path.clone());
-        }
-        if let Some(secure) = self.secure {
-            builder = builder.secure(secure);
-        }
-        if let Some(http_only) = self.http_only {
-            builder = builder.http_only(http_only);
-        }
-        if let Some(same_site) = self.same_site {
-            builder = builder.same_site(same_site);
         }
         builder
             .build()
@@ -480,21 +457,39 @@ impl Settings {
     /// The layer of the [`Admin`] sessions over `storage` (the main one's
     /// storage: kinds keep apart on one store), reading time from `clock`:
     /// the same settings, the cookie named after the main one with `_admin`
-    /// appended.
+    /// appended (the library's default name for the kind `admin`).
     pub fn admin_layer_with(
         &self,
         storage: AnyStorage,
         clock: impl Clock,
     ) -> Result<SessionLayer<Admin>, String> {
-        let main = self.layer_with(storage.clone(), SystemClock)?;
-        let mut builder = SessionLayer::builder(storage)
-            .kind::<Admin>()
-            .cookie_name(format!("{}_admin", main.cookie_name()))
+        let mut builder = self.configure(SessionLayer::builder(storage).kind::<Admin>(), clock);
+        if let Some(name) = &self.cookie_name {
+            builder = builder.cookie_name(format!("{name}_admin"));
+        }
+        builder
+            .build()
+            .map_err(|error| format!("invalid admin session configuration: {error}"))
+    }
+
+    /// Every setting but the cookie's name, on a builder of any kind.
+    fn configure<K: SessionKind>(
+        &self,
+        mut builder: SessionLayerBuilder<K>,
+        clock: impl Clock,
+    ) -> SessionLayerBuilder<K> {
+        builder = builder
             .max_age(self.max_age.map(Duration::from_secs))
             .cookie_domain(self.cookie_domain.clone())
             .transport(self.transport)
             .clock(clock)
             .error_responder(json_error);
+        if let Some(idle) = self.idle_timeout {
+            builder = builder.idle_timeout(Some(Duration::from_secs(idle)));
+        }
+        if let Some(absolute) = self.absolute_timeout {
+            builder = builder.absolute_timeout(Some(Duration::from_secs(absolute)));
+        }
         if let Some(path) = &self.cookie_path {
             builder = builder.cookie_path(path.clone());
         }
@@ -508,8 +503,6 @@ impl Settings {
             builder = builder.same_site(same_site);
         }
         builder
-            .build()
-            .map_err(|error| format!("invalid admin session configuration: {error}"))
     }
 }
 

@@ -330,10 +330,7 @@ fn add_vary(response: &mut Response, config: &Config) {
         add("Cookie", HeaderValue::from_static("Cookie"));
     }
     if config.transport.reads_headers() {
-        let name = config.token_header.as_str();
-        add(
-            name,
-            HeaderValue::from_str(name).expect("a header name is a header value"),
-        );
+        let name = &config.token_header;
+        add(name.as_str(), HeaderValue::from(name.clone()));
     }
 }
