@@ -261,4 +261,12 @@ pub mod __private {
     pub mod decoders {
         pub use crate::decoders::*;
     }
+
+    /// Moves what `storage` believes Redis' clock reads by `micros`, as a
+    /// clock step on either side would: for the test that a step costs a
+    /// write one more round trip, not a 503.
+    #[cfg(feature = "redis")]
+    pub fn step_redis_clock(storage: &crate::RedisStorage, micros: i64) {
+        storage.step_clock(micros);
+    }
 }

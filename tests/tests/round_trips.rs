@@ -52,27 +52,28 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     // Every script is loaded on every node before counting starts: on the
     // first use of a script on a node the client sends `SCRIPT LOAD` and
     // then `EVALSHA` again, a one-off cost. Random ids put new sessions on
-    // random nodes, so this goes on until each node has loaded the three
-    // (`CREATE`, `UPDATE`, `LOAD_AND_REFRESH`).
+    // random nodes, so this goes on until each node has loaded the four
+    // (`CREATE`, `UPDATE`, `LOAD_AND_REFRESH`, `DELETE`).
     let mut warm_up = RedisCalls::new(ports);
     let mut loaded = 0;
     for _ in 0..200 {
         let cookie = app.session_with(r#"{"count": 0}"#).await;
         app.post("/session/incr?key=count", Some(&cookie), "").await;
         refreshing.get("/session", Some(&cookie)).await;
+        app.post("/session/invalidate", Some(&cookie), "").await;
         loaded += warm_up
             .since_last()
             .get("script|load")
             .copied()
             .unwrap_or(0);
-        if loaded == 3 * ports.len() as u64 {
+        if loaded == 4 * ports.len() as u64 {
             break;
         }
     }
     assert_eq!(
         loaded,
-        3 * ports.len() as u64,
-        "three scripts loaded on each node"
+        4 * ports.len() as u64,
+        "four scripts loaded on each node"
     );
     let cookie = app.session_with(r#"{"count": 0}"#).await;
 
@@ -94,11 +95,13 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     });
     cost(
         "a write is one HGETALL to load and one script to save, which \
-         checks the record exists (EXPIRE), sets the changed key and \
-         deletes the max age field of a session without one",
+         reads Redis' clock for its deadline (TIME), checks the record \
+         exists (EXPIRE), sets the changed key and deletes the max age \
+         field of a session without one",
         calls(&[
             ("hgetall", N),
             ("evalsha", N),
+            ("time", N),
             ("expire", N),
             ("hset", N),
             ("hdel", N),
@@ -112,9 +115,16 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
         reply
     });
     cost(
-        "a new session loads nothing and is one script that checks the id \
-         is free, writes the record and sets its expiry",
-        calls(&[("evalsha", N), ("exists", N), ("hset", N), ("expire", N)]),
+        "a new session loads nothing and is one script that checks its \
+         deadline, that the id is free, writes the record and sets its \
+         expiry",
+        calls(&[
+            ("evalsha", N),
+            ("time", N),
+            ("exists", N),
+            ("hset", N),
+            ("expire", N),
+        ]),
     );
 
     let mut bound = Vec::new();
@@ -128,10 +138,11 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     cost(
         "binding a user loads the session and renews it: the new record (a \
          script), its entry in the user's set (a pipeline on one key) and \
-         the old record's deletion",
+         the old record's deletion (a script, with its deadline too)",
         calls(&[
             ("hgetall", N),
-            ("evalsha", N),
+            ("evalsha", 2 * N),
+            ("time", 2 * N),
             ("exists", N),
             ("hset", N),
             ("expire", 2 * N),

@@ -453,6 +453,48 @@ async fn ttl_refresh_on_read_extends_the_record_without_a_write() {
     );
 }
 
+#[tokio::test]
+async fn a_redis_clock_that_steps_costs_a_write_one_more_round_trip_not_a_503() {
+    // A server of its own, to count the commands of one save.
+    let server = RedisServer::start();
+    let storage = RedisStorage::connect(&server.url())
+        .await
+        .unwrap()
+        .with_key_prefix(unique_prefix());
+    let app = TestApp::conformance_on(
+        settings(Store::Redis),
+        AnyStorage::new(storage.clone()),
+        |routes| routes,
+    )
+    .await;
+    // Loads the scripts into Redis, a one-off cost.
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    assert_eq!(app.patch(Some(&cookie), r#"{"a": 1}"#).await.status, 200);
+    // As if Redis' clock had jumped ten seconds ahead since the app read
+    // it: every deadline the app gives now looks ten seconds past.
+    typed_sessions::__private::step_redis_clock(&storage, -10_000_000);
+    let mut counter = RedisCalls::new(&[server.port]);
+    let reply = app.patch(Some(&cookie), r#"{"b": 2}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        counter.since_last().get("evalsha").copied(),
+        Some(2),
+        "the write refused as late, and sent again with Redis' clock read \
+         from the refusal"
+    );
+    let reply = app.patch(Some(&cookie), r#"{"c": 3}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        counter.since_last().get("evalsha").copied(),
+        Some(1),
+        "the clock is known again: one script per save"
+    );
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1, "b": 2, "c": 3})
+    );
+}
+
 async fn recovers_after_restart(app: &TestApp, stop: impl FnOnce(), restart: impl FnOnce()) {
     let cookie = app.session_with(r#"{"a": 1}"#).await;
     stop();

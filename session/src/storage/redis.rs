@@ -20,15 +20,36 @@
 //! saving is one `EVALSHA` of a script that checks the record exists (or
 //! does not, for a new one), sets the changed fields, deletes the removed
 //! ones and sets the expiry, atomically.
+//!
+//! # Writes that time out are not applied later
+//!
+//! A request whose write timed out answers 503, but the command may still
+//! be on its way: in a frozen server's socket, in a slow network, or
+//! queued in the cluster client, which sends it again to a new master
+//! after a failover. Applied then, it would change a session its client
+//! was told was not changed (a "phantom" write), or delete the record a
+//! renewal that failed left the client with. So every write script (create,
+//! update, delete) carries a deadline in Redis' own clock and checks it
+//! against `TIME` before writing anything: past it, the script writes
+//! nothing and the request's 503 stays true. The deadline is a quarter of
+//! the command timeout before the app gives up, which leaves the answer of
+//! a write run just in time that long to arrive.
+//!
+//! The app learns how far Redis' clock is from its own when it connects
+//! (one `TIME`), and again whenever Redis refuses a write as late that was
+//! not late by the app's watch, which it then sends once more. Clocks kept
+//! by NTP (milliseconds apart) are well within what this needs. One case
+//! no client can close remains: a server that applies a write and dies
+//! before answering it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
 
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
@@ -60,7 +81,7 @@ const USER: &str = "w";
 /// Chunks of 1000 keep field/value pairs whole.
 macro_rules! script_with_chunks {
     ($body:literal) => {
-        concat!(
+        write_script!(concat!(
             r"
 local function chunks(command, first, last)
   for i = first, last, 1000 do
@@ -69,40 +90,61 @@ local function chunks(command, first, last)
 end
 ",
             $body
+        ))
+    };
+}
+
+/// A write script whose `ARGV[1]` is its deadline, in microseconds of
+/// Redis' clock: run later (see the module's documentation), it writes
+/// nothing and answers Redis' time, negated.
+macro_rules! write_script {
+    ($body:expr) => {
+        concat!(
+            r"
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if now > tonumber(ARGV[1]) then return -now end
+",
+            $body
         )
     };
 }
 
-/// `KEYS[1]` the record; `ARGV[1]` the TTL, then field/value pairs.
+/// `KEYS[1]` the record; `ARGV[1]` the deadline, `ARGV[2]` the TTL, then
+/// field/value pairs.
 const CREATE: &str = script_with_chunks!(
     r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-chunks('HSET', 2, #ARGV)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+chunks('HSET', 3, #ARGV)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 "
 );
 
-/// `KEYS[1]` the record; `ARGV[1]` the TTL, `ARGV[2]` '1' to replace the
-/// whole record, `ARGV[3]` how many field/value arguments follow, then
-/// those, then the fields to delete. For a merge, `EXPIRE` both checks that
-/// the record exists (it answers 0 otherwise) and sets the new TTL, which
-/// `HSET` keeps.
+/// `KEYS[1]` the record; `ARGV[1]` the deadline, `ARGV[2]` the TTL,
+/// `ARGV[3]` '1' to replace the whole record, `ARGV[4]` how many
+/// field/value arguments follow, then those, then the fields to delete.
+/// For a merge, `EXPIRE` both checks that the record exists (it answers 0
+/// otherwise) and sets the new TTL, which `HSET` keeps.
 const UPDATE: &str = script_with_chunks!(
     r"
-local n = tonumber(ARGV[3])
-if ARGV[2] == '1' then
+local n = tonumber(ARGV[4])
+if ARGV[3] == '1' then
   if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-  chunks('HSET', 4, 3 + n)
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  chunks('HSET', 5, 4 + n)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
-chunks('HSET', 4, 3 + n)
-if #ARGV > 3 + n then chunks('HDEL', 4 + n, #ARGV) end
+if redis.call('EXPIRE', KEYS[1], ARGV[2]) == 0 then return 0 end
+chunks('HSET', 5, 4 + n)
+if #ARGV > 4 + n then chunks('HDEL', 5 + n, #ARGV) end
 return 1
 "
 );
+
+/// `KEYS[1]` the record; `ARGV[1]` the deadline. Answers how many records
+/// it deleted.
+const DELETE: &str = write_script!("return redis.call('DEL', KEYS[1])");
 
 /// `KEYS[1]` the record; `ARGV[1]` now. Reads the record and, if it
 /// exists, counts the read as activity: `u` becomes now and the TTL starts
@@ -306,8 +348,49 @@ impl ConnectionLike for RedisConnection {
 struct Scripts {
     create: Script,
     update: Script,
+    delete: Script,
     load_and_refresh: Script,
     delete_if_bound: Script,
+}
+
+/// How far Redis' clock is ahead of the app's, in microseconds (negative
+/// when behind): what turns the app's deadline for a write into Redis'
+/// time. Zero until read, which suits clocks kept by NTP.
+#[derive(Debug, Default)]
+struct RedisClock {
+    offset: AtomicI64,
+}
+
+impl RedisClock {
+    /// Redis said `redis` (its time, in microseconds) while a command went
+    /// out at `sent` and its answer came at `received` (the app's times):
+    /// its clock read `redis` half-way, within half the round trip.
+    fn learn(&self, redis: i64, sent: i64, received: i64) {
+        let midpoint = sent + (received - sent) / 2;
+        self.offset.store(redis - midpoint, Ordering::Relaxed);
+    }
+
+    /// Moves the offset by `micros` (see `__private::step_redis_clock`).
+    fn step(&self, micros: i64) {
+        self.offset.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The deadline, in Redis' clock, of a write the app started at
+    /// `started` and may let run for `budget` (microseconds).
+    fn deadline(&self, started: i64, budget: i64) -> i64 {
+        started
+            .saturating_add(budget)
+            .saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+}
+
+/// The app's clock, in microseconds since the Unix epoch.
+fn micros_since_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Keeps sessions in Redis (standalone or Redis Cluster) under random ids;
@@ -345,6 +428,8 @@ pub struct RedisStorage {
     default_ttl: Duration,
     refresh_ttl_on_read: bool,
     command_timeout: Duration,
+    /// How far Redis' clock is ahead of the app's, for write deadlines.
+    clock: Arc<RedisClock>,
 }
 
 impl RedisStorage {
@@ -363,7 +448,9 @@ impl RedisStorage {
         .await
         .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
         .map_err(StorageError::unavailable)?;
-        Ok(Self::from_connection(manager))
+        let storage = Self::from_connection(manager);
+        storage.read_clock().await?;
+        Ok(storage)
     }
 
     /// Connects to a Redis Cluster through `nodes` (`redis://HOST:PORT`
@@ -391,6 +478,7 @@ impl RedisStorage {
             reconnecting: AtomicBool::new(false),
             last_try: Mutex::new(None),
         }));
+        storage.read_clock().await?;
         Ok(storage)
     }
 
@@ -403,6 +491,7 @@ impl RedisStorage {
             scripts: Arc::new(Scripts {
                 create: Script::new(CREATE),
                 update: Script::new(UPDATE),
+                delete: Script::new(DELETE),
                 load_and_refresh: Script::new(LOAD_AND_REFRESH),
                 delete_if_bound: Script::new(DELETE_IF_BOUND),
             }),
@@ -410,6 +499,7 @@ impl RedisStorage {
             default_ttl: DEFAULT_TTL,
             refresh_ttl_on_read: false,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            clock: Arc::new(RedisClock::default()),
         }
     }
 
@@ -552,6 +642,70 @@ impl RedisStorage {
                 .query_async(&mut connection),
         )
         .await
+    }
+
+    /// Learns how far Redis' clock is from the app's, with one `TIME`.
+    async fn read_clock(&self) -> Result<(), StorageError> {
+        let mut connection = self.live().await;
+        let sent = micros_since_epoch();
+        let (seconds, micros): (i64, i64) = timed(
+            self.command_timeout,
+            redis::cmd("TIME").query_async(&mut connection),
+        )
+        .await?;
+        let received = micros_since_epoch();
+        self.clock
+            .learn(seconds * 1_000_000 + micros, sent, received);
+        Ok(())
+    }
+
+    pub(crate) fn step_clock(&self, micros: i64) {
+        self.clock.step(micros);
+    }
+
+    /// Runs the write script `script` on `key` with the arguments `args`
+    /// puts after its deadline, and returns its answer. Redis refuses it
+    /// once it is too late for the request to hear the answer (see the
+    /// module's documentation): a timeout, like no answer at all.
+    async fn write(
+        &self,
+        script: &Script,
+        key: &str,
+        args: impl Fn(&mut ScriptInvocation<'_>),
+    ) -> Result<i64, StorageError> {
+        let timeout = self.command_timeout;
+        let budget = i64::try_from((timeout - timeout / 4).as_micros()).unwrap_or(i64::MAX);
+        let started = micros_since_epoch();
+        let attempts = async {
+            let mut corrected = false;
+            loop {
+                let mut invocation = script.key(key);
+                invocation.arg(self.clock.deadline(started, budget));
+                args(&mut invocation);
+                let sent = micros_since_epoch();
+                let mut connection = self.live().await;
+                let answer: i64 = invocation
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(StorageError::unavailable)?;
+                if answer >= 0 {
+                    return Ok(answer);
+                }
+                let received = micros_since_epoch();
+                if corrected || received - started >= budget {
+                    return Err(StorageError::Timeout(timeout));
+                }
+                // Refused as late when it was not, by the app's watch: its
+                // picture of Redis' clock is off (a clock stepped since it
+                // was read). Read it from the answer, and send again.
+                tracing::warn!("Redis' clock moved against the app's; write deadlines follow it");
+                self.clock.learn(-answer, sent, received);
+                corrected = true;
+            }
+        };
+        tokio::time::timeout(timeout, attempts)
+            .await
+            .map_err(|_| StorageError::Timeout(timeout))?
     }
 
     /// The connection for one operation.
@@ -702,15 +856,14 @@ impl ServerStorage for RedisStorage {
         let ttl = self.ttl(cx);
         let fields = encode(record, ttl, None::<std::iter::Empty<&str>>)?;
         let id = create_with_fresh_id("Redis", |id| {
-            let mut invocation = self.scripts.create.key(store_key(&self.prefix, &id));
-            invocation.arg(ttl).arg(&fields);
+            let key = store_key(&self.prefix, &id);
+            let fields = &fields;
             async move {
-                let mut connection = self.live().await;
-                let created: i64 = timed(
-                    self.command_timeout,
-                    invocation.invoke_async(&mut connection),
-                )
-                .await?;
+                let created = self
+                    .write(&self.scripts.create, &key, |invocation| {
+                        invocation.arg(ttl).arg(fields);
+                    })
+                    .await?;
                 Ok(created == 1)
             }
         })
@@ -860,31 +1013,23 @@ impl ServerStorage for RedisStorage {
         if record.expires_at.is_none() && !full {
             removed.push(EXPIRES_AT.to_owned());
         }
-        let mut invocation = self.scripts.update.key(store_key(&self.prefix, id));
-        invocation
-            .arg(ttl)
-            .arg(if full { "1" } else { "0" })
-            .arg(fields.len())
-            .arg(&fields)
-            .arg(&removed);
-        let mut connection = self.live().await;
-        let updated: i64 = timed(
-            self.command_timeout,
-            invocation.invoke_async(&mut connection),
-        )
-        .await?;
+        let key = store_key(&self.prefix, id);
+        let updated = self
+            .write(&self.scripts.update, &key, |invocation| {
+                invocation
+                    .arg(ttl)
+                    .arg(if full { "1" } else { "0" })
+                    .arg(fields.len())
+                    .arg(&fields)
+                    .arg(&removed);
+            })
+            .await?;
         Ok(updated == 1)
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let mut connection = self.live().await;
-        let deleted: i64 = timed(
-            self.command_timeout,
-            redis::cmd("DEL")
-                .arg(store_key(&self.prefix, id))
-                .query_async(&mut connection),
-        )
-        .await?;
+        let key = store_key(&self.prefix, id);
+        let deleted = self.write(&self.scripts.delete, &key, |_| {}).await?;
         Ok(deleted > 0)
     }
 }
