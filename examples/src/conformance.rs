@@ -143,6 +143,9 @@ pub struct Settings {
     /// Not in the environment: the absolute session lifetime, for tests;
     /// `None` keeps the library's default.
     pub absolute_timeout: Option<u64>,
+    /// Not in the environment: when reads write the session's times, for
+    /// tests; `None` keeps the library's default.
+    pub refresh: Option<typed_sessions::Refresh>,
     /// Not in the environment: the key prefix of server-side records, so
     /// tests can find their own.
     pub key_prefix: Option<String>,
@@ -170,6 +173,7 @@ impl Settings {
             table_name: None,
             idle_timeout: None,
             absolute_timeout: None,
+            refresh: None,
             key_prefix: None,
         }
     }
@@ -489,6 +493,9 @@ impl Settings {
         }
         if let Some(absolute) = self.absolute_timeout {
             builder = builder.absolute_timeout(Some(Duration::from_secs(absolute)));
+        }
+        if let Some(refresh) = self.refresh {
+            builder = builder.refresh(refresh);
         }
         if let Some(path) = &self.cookie_path {
             builder = builder.cookie_path(path.clone());

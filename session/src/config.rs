@@ -206,6 +206,7 @@ impl Config {
             max_age,
             idle_timeout,
             absolute_timeout,
+            refresh: _,
         } = self.lifetimes;
         for (setting, value) in [
             ("max_age", max_age),
@@ -378,6 +379,15 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// explicit choice, since a stolen cookie would too.
     pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.lifetimes.absolute_timeout = timeout.map(|timeout| timeout.as_secs());
+        self
+    }
+
+    /// When a read counts as activity and writes the session's times: past
+    /// half of its idle limit (the default), on every request, or never
+    /// (only changes write). See [`Refresh`](crate::Refresh) for what each
+    /// costs.
+    pub fn refresh(mut self, refresh: crate::Refresh) -> Self {
+        self.config.lifetimes.refresh = refresh;
         self
     }
 

@@ -217,7 +217,7 @@ pub use flash::{FLASH_KEY, Flash};
 pub use id::SessionId;
 pub use kind::{Main, SessionKind};
 pub use lifetime::{
-    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REMEMBER_MAX_AGE, MaxAge,
+    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REMEMBER_MAX_AGE, MaxAge, Refresh,
 };
 pub use middleware::{ResponseFuture, SessionLayer, SessionService};
 pub use record::{

@@ -76,6 +76,37 @@ impl<'de> Deserialize<'de> for MaxAge {
     }
 }
 
+/// When a read counts as activity, so the idle limit (the session's max
+/// age, or the idle timeout of browser-session sessions) measures the time
+/// since its last *request* rather than since its last change: the layer
+/// then writes the session's times (never its data) after the handler, in
+/// one command of the store (Redis: one script; Memcached: one `set` with
+/// the CAS of the load; SQL: one `UPDATE`; memory: in place; a cookie
+/// store: the cookie sealed again), and a persistent cookie goes out again
+/// with its new `Max-Age`.
+///
+/// Set with [`SessionLayerBuilder::refresh`](crate::SessionLayerBuilder::refresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Refresh {
+    /// A read after more than half of the idle limit writes the times: a
+    /// session ends after at most its idle limit without a request (at
+    /// least half of it), and costs at most one write per half of it. The
+    /// default: sliding expiry for the price of a rare write.
+    #[default]
+    HalfIdle,
+    /// Every request that loads the session writes its times: the idle
+    /// limit counts from the last request exactly, for one write per
+    /// request (at most one per second: times are whole seconds). On Redis,
+    /// [`RedisStorage::with_ttl_refresh_on_read`](crate::RedisStorage::with_ttl_refresh_on_read)
+    /// folds it into the load.
+    EveryRequest,
+    /// Only a change writes: reads cost no write, and the idle limit counts
+    /// from the last change, so a user who only reads is logged out after
+    /// it.
+    OnChange,
+}
+
 /// The times of a stored session that decide when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Times {
@@ -97,6 +128,8 @@ pub(crate) struct Lifetimes {
     pub(crate) idle_timeout: Option<u64>,
     /// The limit on a session's whole life from its creation.
     pub(crate) absolute_timeout: Option<u64>,
+    /// When a read writes the session's times.
+    pub(crate) refresh: Refresh,
 }
 
 impl Default for Lifetimes {
@@ -105,6 +138,7 @@ impl Default for Lifetimes {
             max_age: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             absolute_timeout: Some(DEFAULT_ABSOLUTE_TIMEOUT),
+            refresh: Refresh::HalfIdle,
         }
     }
 }
@@ -173,13 +207,19 @@ impl Lifetimes {
         }
     }
 
-    /// Whether a session read at `now` has used up more than half of its
-    /// idle time: the layer writes it again (its times only), so a user who
-    /// keeps reading is never logged out by the idle timeout, and each
-    /// session costs at most one write per half of it.
+    /// Whether a session last written at `updated` and read at `now` is to
+    /// be written again (its times only), by the [`Refresh`] policy: never
+    /// for a session without an idle limit, nor twice in one second.
     pub(crate) fn needs_refresh(&self, own: MaxAge, updated: u64, now: u64) -> bool {
-        self.idle_limit(own)
-            .is_some_and(|limit| now.saturating_sub(updated).saturating_mul(2) > limit)
+        let Some(limit) = self.idle_limit(own) else {
+            return false;
+        };
+        let idle = now.saturating_sub(updated);
+        match self.refresh {
+            Refresh::HalfIdle => idle.saturating_mul(2) > limit,
+            Refresh::EveryRequest => idle > 0,
+            Refresh::OnChange => false,
+        }
     }
 
     /// The max age "remember me" gives: the layer's, or
@@ -197,6 +237,7 @@ mod tests {
         max_age: Some(600),
         idle_timeout: Some(100),
         absolute_timeout: Some(1000),
+        refresh: Refresh::HalfIdle,
     };
 
     /// The times of a session created at 0 and written at `updated`.
@@ -252,6 +293,7 @@ mod tests {
             max_age: None,
             idle_timeout: None,
             absolute_timeout: None,
+            refresh: Refresh::HalfIdle,
         };
         assert!(!forever.has_ended(times(MaxAge::Layer, 0), u64::MAX));
         assert!(!forever.needs_refresh(MaxAge::Layer, 0, u64::MAX));
@@ -282,8 +324,32 @@ mod tests {
             max_age: None,
             idle_timeout: None,
             absolute_timeout: None,
+            refresh: Refresh::HalfIdle,
         };
         assert_eq!(unlimited.store_limit_at(ending, 100), Some(200));
+    }
+
+    #[test]
+    fn the_refresh_policy_decides_which_reads_write() {
+        let every = Lifetimes {
+            refresh: Refresh::EveryRequest,
+            ..LAYER
+        };
+        assert!(every.needs_refresh(MaxAge::Layer, 1000, 1001));
+        assert!(
+            !every.needs_refresh(MaxAge::Layer, 1000, 1000),
+            "not twice in a second"
+        );
+        let on_change = Lifetimes {
+            refresh: Refresh::OnChange,
+            ..LAYER
+        };
+        assert!(!on_change.needs_refresh(MaxAge::Layer, 1000, 1599));
+        let unlimited = Lifetimes {
+            idle_timeout: None,
+            ..every
+        };
+        assert!(!unlimited.needs_refresh(MaxAge::BrowserSession, 1000, 5000));
     }
 
     #[test]

@@ -7,13 +7,15 @@ use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::{Reply, TestApp, for_every_storage, settings};
-use typed_sessions::Session;
+use typed_sessions::{Refresh, Session};
 
 for_every_storage!(
     by_default_an_idle_session_ends_after_30_minutes,
     by_default_an_active_session_ends_after_12_hours,
     a_read_past_half_the_idle_time_keeps_the_session,
     a_read_in_the_first_half_writes_nothing,
+    refreshed_on_every_request_a_session_ends_a_max_age_after_the_last_read,
+    refreshed_on_change_only_a_session_ends_a_max_age_after_the_last_write,
     a_max_age_added_by_a_deploy_binds_earlier_sessions,
     a_max_age_lowered_by_a_deploy_binds_earlier_sessions,
     a_max_age_the_session_chose_outlives_a_deploy,
@@ -119,6 +121,58 @@ async fn a_read_in_the_first_half_writes_nothing(store: Store) {
     assert_eq!(reply.session_set_cookie(), None);
     app.clock.advance(31);
     assert!(is_new(&app, &cookie).await, "that read did not extend it");
+}
+
+async fn refreshed_on_every_request_a_session_ends_a_max_age_after_the_last_read(store: Store) {
+    let app = app_with(store, |s| {
+        s.max_age = Some(60);
+        s.refresh = Some(Refresh::EveryRequest);
+    })
+    .await;
+    let mut cookie = app.session_with(r#"{"a": 1}"#).await;
+    // A read every 20 s, each in the first half of the max age.
+    for _ in 0..5 {
+        app.clock.advance(20);
+        let reply = app.get("/session", Some(&cookie)).await;
+        assert_eq!(reply.data(), json!({"a": 1}));
+        assert!(
+            reply.cookie_attributes().contains(&"Max-Age=60".to_owned()),
+            "every read sends the cookie again with a new expiry"
+        );
+        cookie = reply.new_cookie();
+    }
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(
+        reply.session_set_cookie(),
+        None,
+        "a second read in the same second writes nothing"
+    );
+    app.clock.advance(60);
+    assert!(!is_new(&app, &cookie).await, "60 s after the last read");
+    app.clock.advance(61);
+    assert!(is_new(&app, &cookie).await);
+}
+
+async fn refreshed_on_change_only_a_session_ends_a_max_age_after_the_last_write(store: Store) {
+    let app = app_with(store, |s| {
+        s.max_age = Some(60);
+        s.refresh = Some(Refresh::OnChange);
+    })
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    app.clock.advance(45);
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"a": 1}));
+    assert_eq!(
+        reply.session_set_cookie(),
+        None,
+        "a read past half the max age writes nothing"
+    );
+    app.clock.advance(16);
+    assert!(
+        is_new(&app, &cookie).await,
+        "ended 61 s after the write, reads notwithstanding"
+    );
 }
 
 async fn a_max_age_added_by_a_deploy_binds_earlier_sessions(store: Store) {

@@ -88,6 +88,23 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     n_times!(_i => app.get("/session", Some(&cookie)).await);
     cost("a read is one HGETALL", calls(&[("hgetall", N)]));
 
+    n_times!(_i => {
+        app.clock.advance(16 * 60);
+        app.get("/session", Some(&cookie)).await
+    });
+    cost(
+        "a read past half the idle timeout is the HGETALL and one script \
+         that writes the times",
+        calls(&[
+            ("hgetall", N),
+            ("evalsha", N),
+            ("time", N),
+            ("expire", N),
+            ("hset", N),
+            ("hdel", N),
+        ]),
+    );
+
     n_times!(i => {
         let reply = app.post("/session/incr?key=count", Some(&cookie), "").await;
         assert_eq!(reply.json()["value"], json!(i + 1));
@@ -211,6 +228,21 @@ async fn every_memcached_command_of_each_kind_of_request() {
         calls(&[("cmd_get", N), ("get_hits", N)]),
     );
 
+    n_times!(_i => {
+        app.clock.advance(16 * 60);
+        app.get("/session", Some(&cookie)).await
+    });
+    cost(
+        "a read past half the idle timeout is the get and one set of the \
+         record with new times, with the loaded CAS",
+        calls(&[
+            ("cmd_get", N),
+            ("get_hits", N),
+            ("cmd_set", N),
+            ("cas_hits", N),
+        ]),
+    );
+
     n_times!(i => {
         let reply = app.post("/session/incr?key=count", Some(&cookie), "").await;
         assert_eq!(reply.json()["value"], json!(i + 1));
@@ -257,6 +289,16 @@ async fn every_postgres_statement_of_each_kind_of_request() {
 
     n_times!(_i => app.get("/session", Some(&cookie)).await);
     cost("a read is one SELECT", calls(&[("select", N)]));
+
+    n_times!(_i => {
+        app.clock.advance(16 * 60);
+        app.get("/session", Some(&cookie)).await
+    });
+    cost(
+        "a read past half the idle timeout is the SELECT and one UPDATE of \
+         the times",
+        calls(&[("select", N), ("update", N)]),
+    );
 
     n_times!(_i => app.post("/session/incr?key=count", Some(&cookie), "").await);
     cost(
