@@ -52,16 +52,19 @@ macro_rules! for_every_server_store {
     };
 }
 
-for_every_server_store!(changes_saved_after_every_request_loaded_are_all_kept);
+for_every_server_store!(
+    changes_saved_after_every_request_loaded_are_all_kept,
+    a_hot_session_answers_every_request,
+);
 
 /// Requests racing each other on one session.
 const REQUESTS: usize = 8;
 
 /// The conformance app plus `PATCH /race`, which applies a JSON object of
-/// changes (`null` removes a key) once all `REQUESTS` requests have loaded
-/// the session.
-async fn racing_app(store: Store) -> TestApp {
-    let barrier = Arc::new(Barrier::new(REQUESTS));
+/// changes (`null` removes a key) once `racers` requests have loaded the
+/// session.
+async fn racing_app(store: Store, racers: usize) -> TestApp {
+    let barrier = Arc::new(Barrier::new(racers));
     let race = move |session: Session, body: Bytes| {
         let barrier = barrier.clone();
         async move {
@@ -82,7 +85,7 @@ async fn racing_app(store: Store) -> TestApp {
 }
 
 async fn changes_saved_after_every_request_loaded_are_all_kept(store: Store) {
-    let app = Arc::new(racing_app(store).await);
+    let app = Arc::new(racing_app(store, REQUESTS).await);
     let cookie = app.session_with(r#"{"start": true, "gone": 1}"#).await;
     // One request removes a key, the others each set one.
     let requests: Vec<_> = (0..REQUESTS)
@@ -119,4 +122,78 @@ async fn changes_saved_after_every_request_loaded_are_all_kept(store: Store) {
         expected,
         "every request's change is kept, and only those"
     );
+}
+
+/// A page that fires many parallel requests at one session, much
+/// amplified: 32 requests load it, then all save at once, three times
+/// over. On a store that merges by compare-and-swap each save used to lose
+/// the swap to its siblings round after round until it gave up with a 503;
+/// every request must be answered 2xx and keep its change.
+async fn a_hot_session_answers_every_request(store: Store) {
+    const RACERS: usize = 32;
+    const ROUNDS: usize = 3;
+    let app = Arc::new(racing_app(store, RACERS).await);
+    let cookie = app.session_with(r#"{"start": true}"#).await;
+    for round in 1..=ROUNDS {
+        let requests: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (app, cookie) = (app.clone(), cookie.clone());
+                tokio::spawn(async move {
+                    let body = json!({ format!("key{i}"): round }).to_string();
+                    app.send(reqwest::Method::PATCH, "/race", Some(&cookie), Some(&body))
+                        .await
+                })
+            })
+            .collect();
+        let replies = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut replies = Vec::new();
+            for request in requests {
+                replies.push(request.await.expect("the request's task"));
+            }
+            replies
+        })
+        .await
+        .expect("every request reached the barrier and finished");
+        let failed: Vec<_> = replies
+            .iter()
+            .filter(|reply| reply.status != 200)
+            .map(|reply| format!("{} {}", reply.status, reply.body))
+            .collect();
+        assert!(failed.is_empty(), "round {round}: {failed:?}");
+    }
+    // Then sustained: each of the 32 connections increments its own counter
+    // of the session as fast as it is answered.
+    const INCREMENTS: usize = 60;
+    let writers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (app, cookie) = (app.clone(), cookie.clone());
+            tokio::spawn(async move {
+                let path = format!("/session/incr?key=count{i}");
+                let mut failed = Vec::new();
+                for _ in 0..INCREMENTS {
+                    let reply = app.post(&path, Some(&cookie), "").await;
+                    if reply.status != 200 {
+                        failed.push(format!("{} {}", reply.status, reply.body));
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for writer in writers {
+        failed.extend(writer.await.expect("the writer's task"));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let mut expected = json!({"start": true});
+    for i in 0..RACERS {
+        expected[format!("key{i}")] = json!(ROUNDS);
+        expected[format!("count{i}")] = json!(INCREMENTS);
+    }
+    assert_eq!(app.get("/session", Some(&cookie)).await.data(), expected);
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
 
+use super::save_queue::SaveQueue;
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
     check_timeout, create_with_fresh_id, store_key, timed,
@@ -67,6 +68,7 @@ pub struct MemcachedStorage {
     default_ttl: Duration,
     max_item_bytes: usize,
     command_timeout: Duration,
+    saves: Arc<SaveQueue>,
 }
 
 impl MemcachedStorage {
@@ -122,6 +124,7 @@ impl MemcachedStorage {
             default_ttl: DEFAULT_TTL,
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            saves: Arc::default(),
         }
     }
 
@@ -266,6 +269,49 @@ impl ServerStorage for MemcachedStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        // One save of a session at a time in this process: its merges by
+        // compare-and-swap then meet only other processes' writes.
+        self.saves
+            .run(
+                id,
+                self.command_timeout,
+                self.merge_save(id, record, changes, cx),
+            )
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let key = store_key(&self.prefix, id);
+        let result = timed(self.command_timeout, self.client.delete(&key).send()).await?;
+        Ok(result.applied())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.prefix.len() > MAX_PREFIX_BYTES
+            || !self.prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError::StorageSetting {
+                setting: "the Memcached key prefix",
+                problem: format!(
+                    "{:?} must be at most {MAX_PREFIX_BYTES} bytes of printable ASCII without spaces",
+                    self.prefix
+                ),
+            });
+        }
+        check_positive("the Memcached store's default TTL", self.default_ttl)?;
+        check_timeout("the Memcached command timeout", self.command_timeout)
+    }
+}
+
+impl MemcachedStorage {
+    /// The save [`ServerStorage::update`] makes, in its session's turn.
+    async fn merge_save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
         let ttl = self.ttl(cx);
         // Nothing written since this request loaded the session: its record
@@ -312,27 +358,5 @@ impl ServerStorage for MemcachedStorage {
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"
         )))
-    }
-
-    async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let key = store_key(&self.prefix, id);
-        let result = timed(self.command_timeout, self.client.delete(&key).send()).await?;
-        Ok(result.applied())
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.prefix.len() > MAX_PREFIX_BYTES
-            || !self.prefix.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(ConfigError::StorageSetting {
-                setting: "the Memcached key prefix",
-                problem: format!(
-                    "{:?} must be at most {MAX_PREFIX_BYTES} bytes of printable ASCII without spaces",
-                    self.prefix
-                ),
-            });
-        }
-        check_positive("the Memcached store's default TTL", self.default_ttl)?;
-        check_timeout("the Memcached command timeout", self.command_timeout)
     }
 }

@@ -34,6 +34,11 @@ mod opened_cookies;
 mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(any(
+    feature = "memcached",
+    all(feature = "aiohttp-compat", feature = "redis")
+))]
+mod save_queue;
 mod server;
 mod simple_cookie;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -27,6 +27,7 @@
 //! `null`s, and its other JSON functions turn `true` into `1`).
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +123,8 @@ pub struct SqliteStorage {
     statements: Arc<Statements>,
     default_ttl: Duration,
     command_timeout: Duration,
+    /// This process's writers, in line: see [`SqliteStorage::write`].
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStorage {
@@ -155,7 +158,30 @@ impl SqliteStorage {
             statements: Arc::new(Statements::new(DEFAULT_TABLE)),
             default_ttl: DEFAULT_TTL,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            writers: Arc::default(),
         }
+    }
+
+    /// Runs a writing statement (or transaction) once this process's
+    /// writes before it are done, all within the command timeout.
+    ///
+    /// SQLite has one write lock per database, and its busy handler is not
+    /// fair: a writer waiting for the lock polls it with growing sleeps, so
+    /// under steady writes (a hot session's parallel requests) an unlucky
+    /// one is overtaken again and again until its timeout, a 503, while the
+    /// others go on. Queued here first (tokio's mutex serves in order),
+    /// the process's writers take SQLite's lock one after another without
+    /// a wait there; the database could not run two writes at once anyway.
+    /// Writers in other processes still meet at the busy handler.
+    async fn write<T>(
+        &self,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StorageError> {
+        timed(self.command_timeout, async {
+            let _turn = self.writers.lock().await;
+            statement.await
+        })
+        .await
     }
 
     /// The table sessions are kept in: ASCII letters, digits and `_`, at
@@ -238,6 +264,8 @@ impl SqliteStorage {
     pub async fn delete_expired(&self) -> Result<u64, StorageError> {
         let mut deleted = 0;
         loop {
+            // In line with the requests' writes, a batch at a time.
+            let _turn = self.writers.lock().await;
             let batch = sqlx::query(&self.statements.delete_expired)
                 .bind(DELETE_BATCH)
                 .execute(&self.pool)
@@ -333,7 +361,7 @@ impl ServerStorage for SqliteStorage {
                 .bind(&json)
                 .execute(&self.pool);
             async move {
-                let inserted = timed(self.command_timeout, insert).await?;
+                let inserted = self.write(insert).await?;
                 Ok(inserted.rows_affected() == 1)
             }
         })
@@ -357,11 +385,9 @@ impl ServerStorage for SqliteStorage {
                 .bind(json)
         };
         if changes.is_full_rewrite() {
-            let written = timed(
-                self.command_timeout,
-                write(encode(record)?).execute(&self.pool),
-            )
-            .await?;
+            let written = self
+                .write(write(encode(record)?).execute(&self.pool))
+                .await?;
             return Ok(written.rows_affected() == 1);
         }
         let merge = async {
@@ -384,20 +410,20 @@ impl ServerStorage for SqliteStorage {
             transaction.commit().await?;
             Ok::<_, sqlx::Error>(Some(Ok(written.rows_affected() == 1)))
         };
-        match timed(self.command_timeout, merge).await? {
+        match self.write(merge).await? {
             None => Ok(false),
             Some(written) => written,
         }
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let deleted = timed(
-            self.command_timeout,
-            sqlx::query(&self.statements.delete)
-                .bind(handle(id))
-                .execute(&self.pool),
-        )
-        .await?;
+        let deleted = self
+            .write(
+                sqlx::query(&self.statements.delete)
+                    .bind(handle(id))
+                    .execute(&self.pool),
+            )
+            .await?;
         Ok(deleted.rows_affected() > 0)
     }
 
@@ -435,14 +461,14 @@ impl ServerStorage for SqliteStorage {
         handle: &str,
         _cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
-        let deleted = timed(
-            self.command_timeout,
-            sqlx::query(&self.statements.revoke_session)
-                .bind(handle)
-                .bind(user)
-                .execute(&self.pool),
-        )
-        .await?;
+        let deleted = self
+            .write(
+                sqlx::query(&self.statements.revoke_session)
+                    .bind(handle)
+                    .bind(user)
+                    .execute(&self.pool),
+            )
+            .await?;
         Ok(deleted.rows_affected() > 0)
     }
 
@@ -451,13 +477,13 @@ impl ServerStorage for SqliteStorage {
         user: &str,
         _cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
-        let deleted = timed(
-            self.command_timeout,
-            sqlx::query(&self.statements.revoke_user)
-                .bind(user)
-                .execute(&self.pool),
-        )
-        .await?;
+        let deleted = self
+            .write(
+                sqlx::query(&self.statements.revoke_user)
+                    .bind(user)
+                    .execute(&self.pool),
+            )
+            .await?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
     }
 }

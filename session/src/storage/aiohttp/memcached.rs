@@ -34,6 +34,7 @@ use super::{decode, encode};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
     timed,
@@ -68,6 +69,7 @@ pub struct MemcachedStorage {
     client: Arc<AsyncMetaClient>,
     default_ttl: Duration,
     command_timeout: Duration,
+    saves: Arc<SaveQueue>,
 }
 
 impl MemcachedStorage {
@@ -80,6 +82,7 @@ impl MemcachedStorage {
             client: native.client().clone(),
             default_ttl: DEFAULT_TTL,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            saves: Arc::default(),
         })
     }
 
@@ -89,6 +92,7 @@ impl MemcachedStorage {
             client: Arc::new(client),
             default_ttl: DEFAULT_TTL,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            saves: Arc::default(),
         }
     }
 
@@ -206,6 +210,47 @@ impl ServerStorage for MemcachedStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        // One save of a session at a time in this process: its merges by
+        // compare-and-swap then meet only other processes' writes.
+        self.saves
+            .run(
+                id,
+                self.command_timeout,
+                self.merge_save(id, record, changes, cx),
+            )
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let result = timed(
+            self.command_timeout,
+            self.client.delete(&key(cx, id)?).send(),
+        )
+        .await?;
+        Ok(result.applied())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive(
+            "the aiohttp Memcached store's default TTL",
+            self.default_ttl,
+        )?;
+        check_timeout(
+            "the aiohttp Memcached command timeout",
+            self.command_timeout,
+        )
+    }
+}
+
+impl MemcachedStorage {
+    /// The save [`ServerStorage::update`] makes, in its session's turn.
+    async fn merge_save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
         let key = key(cx, id)?;
         let ttl = self.ttl(cx);
         // Nothing written since this request loaded the session: its record
@@ -249,25 +294,5 @@ impl ServerStorage for MemcachedStorage {
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"
         )))
-    }
-
-    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let result = timed(
-            self.command_timeout,
-            self.client.delete(&key(cx, id)?).send(),
-        )
-        .await?;
-        Ok(result.applied())
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_positive(
-            "the aiohttp Memcached store's default TTL",
-            self.default_ttl,
-        )?;
-        check_timeout(
-            "the aiohttp Memcached command timeout",
-            self.command_timeout,
-        )
     }
 }

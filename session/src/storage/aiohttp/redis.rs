@@ -36,6 +36,7 @@ use super::{decode, encode};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
     timed,
@@ -81,6 +82,7 @@ pub struct RedisStorage {
     compare_and_set: Arc<Script>,
     default_ttl: Duration,
     command_timeout: Duration,
+    saves: Arc<SaveQueue>,
 }
 
 impl RedisStorage {
@@ -99,6 +101,7 @@ impl RedisStorage {
             compare_and_set: Arc::new(Script::new(COMPARE_AND_SET)),
             default_ttl: DEFAULT_TTL,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            saves: Arc::default(),
         }
     }
 
@@ -197,6 +200,44 @@ impl ServerStorage for RedisStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        // One save of a session at a time in this process: its merges by
+        // compare-and-swap then meet only other processes' writes.
+        self.saves
+            .run(
+                id,
+                self.command_timeout,
+                self.merge_save(id, record, changes, cx),
+            )
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let mut connection = self.connection.clone();
+        let deleted: i64 = timed(
+            self.command_timeout,
+            redis::cmd("DEL")
+                .arg(key(cx, id))
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(deleted > 0)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("the aiohttp Redis store's default TTL", self.default_ttl)?;
+        check_timeout("the aiohttp Redis command timeout", self.command_timeout)
+    }
+}
+
+impl RedisStorage {
+    /// The save [`ServerStorage::update`] makes, in its session's turn.
+    async fn merge_save(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        changes: &Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
         let key = key(cx, id);
         let ttl = cx.record_ttl(self.default_ttl.as_secs());
         for _ in 0..CAS_TRIES {
@@ -225,22 +266,5 @@ impl ServerStorage for RedisStorage {
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"
         )))
-    }
-
-    async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let mut connection = self.connection.clone();
-        let deleted: i64 = timed(
-            self.command_timeout,
-            redis::cmd("DEL")
-                .arg(key(cx, id))
-                .query_async(&mut connection),
-        )
-        .await?;
-        Ok(deleted > 0)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the aiohttp Redis store's default TTL", self.default_ttl)?;
-        check_timeout("the aiohttp Redis command timeout", self.command_timeout)
     }
 }
