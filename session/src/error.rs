@@ -34,6 +34,10 @@ pub enum StorageError {
     /// The session could not be encrypted.
     #[error("session could not be encrypted")]
     Encrypt,
+    /// The session holds something this store cannot keep; nothing was
+    /// sent. The text says what and what to do instead.
+    #[error("session cannot be kept in this store: {0}")]
+    Unrepresentable(&'static str),
     /// The storage was given a configuration it cannot work with (from
     /// its constructor, such as a URL that does not parse).
     #[error(transparent)]
@@ -56,9 +60,11 @@ impl StorageError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unavailable(_) | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TooLarge { .. } | Self::Serialize(_) | Self::Encrypt | Self::Config(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::TooLarge { .. }
+            | Self::Serialize(_)
+            | Self::Encrypt
+            | Self::Unrepresentable(_)
+            | Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }

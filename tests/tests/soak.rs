@@ -186,8 +186,11 @@ async fn a_frozen_redis_gives_503s_within_the_timeout() {
 async fn a_slow_then_cut_network_gives_503s_within_the_timeout() {
     let outage = Duration::from_millis(2_500);
     // Writes the slow network delivers past their deadline are not
-    // applied: no phantom write.
-    let outcome = soak(
+    // applied, but a write that reaches Redis while the cut drops its
+    // answer is a 503 that was applied (a few at the end of the cut, in
+    // this test and in the five-minute soak): phantoms are not checked
+    // here; the freeze test checks the deadline.
+    let outcome = soak_but_phantoms(
         Fault::Network,
         Store::Redis,
         Duration::from_secs(9),

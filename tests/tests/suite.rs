@@ -36,6 +36,7 @@ for_every_storage!(
     body_that_is_not_an_object_changes_nothing,
     increment_counts_per_session,
     created_survives_writes,
+    any_text_is_kept_or_refused_with_a_reason,
 );
 
 async fn app(store: Store) -> TestApp {
@@ -336,6 +337,65 @@ async fn renew_keeps_the_data_under_a_new_cookie(store: Store) {
             "the old id is worthless"
         );
     }
+}
+
+/// Sets a key with a NUL, removes it again, and sets `b`: the removal of a
+/// key the store never saw.
+async fn set_and_remove_a_nul_key(session: Session) -> &'static str {
+    session.insert("k\u{0}", 1).expect("a number is JSON");
+    session.remove("k\u{0}");
+    session.insert("b", 2).expect("a number is JSON");
+    "done"
+}
+
+async fn any_text_is_kept_or_refused_with_a_reason(store: Store) {
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes.route("/nul-key", post(set_and_remove_a_nul_key))
+    })
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // What a form field may carry: a backslash and `u0000` as text (not a
+    // NUL), line and paragraph separators, a character outside the BMP.
+    let text = json!({"t": "\\u0000 \\\\u0000 \u{2028}\u{2029} \u{1F600}", "k\\u0000": 2});
+    let reply = app.patch(Some(&cookie), &text.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cookie = reply.new_cookie();
+    let mut expected = text.as_object().unwrap().clone();
+    expected.insert("a".into(), json!(1));
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!(expected)
+    );
+
+    let nul = json!({"n": "a\u{0}b"});
+    let reply = app.patch(Some(&cookie), &nul.to_string()).await;
+    if store == Store::Postgres {
+        // jsonb has no NUL: a 500 that says the session cannot be saved
+        // (not a 503 inviting a retry), and the stored session is intact.
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.json()["error"], "the session could not be saved");
+        assert!(reply.set_cookies().is_empty());
+        assert_eq!(
+            app.get("/session", Some(&cookie)).await.data(),
+            json!(expected)
+        );
+    } else {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let cookie = reply.new_cookie();
+        expected.insert("n".into(), json!("a\u{0}b"));
+        assert_eq!(
+            app.get("/session", Some(&cookie)).await.data(),
+            json!(expected)
+        );
+    }
+
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    let reply = app.post("/nul-key", Some(&cookie), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        app.get("/session", Some(&reply.new_cookie())).await.data(),
+        json!({"a": 1, "b": 2})
+    );
 }
 
 async fn forged_cookie_is_not_adopted(store: Store) {

@@ -322,8 +322,32 @@ impl PostgresStorage {
     }
 }
 
+/// What a request is told when its session holds a NUL character.
+const NUL: &str = "PostgreSQL's jsonb cannot hold the character U+0000 (NUL) in a string or \
+                   a key; strip it from the value before storing it, or use another storage";
+
 fn encode(record: &SessionRecord) -> Result<String, StorageError> {
-    serde_json::to_string(record).map_err(StorageError::Serialize)
+    let json = serde_json::to_string(record).map_err(StorageError::Serialize)?;
+    if escapes_nul(&json) {
+        // PostgreSQL would refuse the statement; refusing here says why
+        // (a 500 for a session that can never be stored, not a 503 that
+        // invites a retry).
+        return Err(StorageError::Unrepresentable(NUL));
+    }
+    Ok(json)
+}
+
+/// Whether JSON text holds the escape `\u0000`: a `u0000` after an odd
+/// run of backslashes (an even run is escaped backslashes and then text).
+fn escapes_nul(json: &str) -> bool {
+    json.match_indices("u0000").any(|(at, _)| {
+        let backslashes = json.as_bytes()[..at]
+            .iter()
+            .rev()
+            .take_while(|&&byte| byte == b'\\')
+            .count();
+        backslashes % 2 == 1
+    })
 }
 
 fn decode(json: &str) -> Option<SessionRecord> {
@@ -400,7 +424,12 @@ impl ServerStorage for PostgresStorage {
         let query = if changes.is_full_rewrite() {
             query.bind(encode(record)?)
         } else {
-            let removed: Vec<&str> = changes.removed_keys().collect();
+            // A key with a NUL was never stored (see `encode`), and
+            // PostgreSQL's `text` would refuse it: nothing to remove.
+            let removed: Vec<&str> = changes
+                .removed_keys()
+                .filter(|key| !key.contains('\0'))
+                .collect();
             query
                 .bind(encode(&changed_part(record, changes))?)
                 .bind(removed)
@@ -481,5 +510,22 @@ impl ServerStorage for PostgresStorage {
         )
         .await?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_nul;
+
+    #[test]
+    fn a_nul_escape_is_found_and_escaped_backslashes_are_not() {
+        assert!(escapes_nul(r#"{"a":"x\u0000"}"#));
+        assert!(
+            escapes_nul(r#"{"a":"\\\u0000"}"#),
+            "a backslash, then a NUL"
+        );
+        assert!(!escapes_nul(r#"{"a":"\\u0000"}"#), "a backslash, then text");
+        assert!(!escapes_nul(r#"{"a":"\\\\u0000"}"#));
+        assert!(!escapes_nul(r#"{"a":"u0000"}"#));
     }
 }

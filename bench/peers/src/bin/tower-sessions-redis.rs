@@ -1,5 +1,6 @@
 //! tower-sessions 0.14 with tower-sessions-redis-store 0.16 (the newest
-//! pair that works together) on `REDIS_URL`, on the benchmarked routes.
+//! pair that works together) on `REDIS_URL`, on the benchmarked routes,
+//! with a fred pool of `FRED_POOL_SIZE` connections (default 2).
 
 use std::collections::HashMap;
 
@@ -27,7 +28,11 @@ async fn increment(session: Session, Query(query): Query<HashMap<String, String>
 #[tokio::main]
 async fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    let pool = Pool::new(Config::from_url(&url).expect("REDIS_URL"), None, None, None, 2).expect("pool");
+    let size = match std::env::var("FRED_POOL_SIZE") {
+        Ok(size) => size.parse().expect("FRED_POOL_SIZE: a number of connections"),
+        Err(_) => 2,
+    };
+    let pool = Pool::new(Config::from_url(&url).expect("REDIS_URL"), None, None, None, size).expect("pool");
     let _connection = pool.connect();
     pool.wait_for_connect().await.expect("connect to Redis");
     let layer = SessionManagerLayer::new(RedisStore::new(pool)).with_secure(false);
