@@ -130,6 +130,9 @@ pub struct Settings {
     pub transport: Transport,
     /// `REDIS_URL`.
     pub redis_url: String,
+    /// `SESSION_REDIS_CACHE` (`on` or `off`): the local cache of loaded
+    /// records in front of Redis. Off by default, as in the library.
+    pub redis_cache: bool,
     /// `MEMCACHED_URL`, split at commas.
     pub memcached_servers: Vec<String>,
     /// `DATABASE_URL`, for `postgres` and `sqlite`.
@@ -168,6 +171,7 @@ impl Settings {
             same_site: None,
             transport: Transport::Cookie,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
+            redis_cache: false,
             memcached_servers: vec!["127.0.0.1:11211".to_owned()],
             database_url: String::new(),
             table_name: None,
@@ -207,6 +211,17 @@ impl Settings {
         }
         if let Some(url) = var("REDIS_URL") {
             settings.redis_url = url;
+        }
+        if let Some(cache) = var("SESSION_REDIS_CACHE") {
+            settings.redis_cache = match cache.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(format!(
+                        "SESSION_REDIS_CACHE must be on or off, got {cache:?}"
+                    ));
+                }
+            };
         }
         if let Some(url) = var("DATABASE_URL") {
             settings.database_url = url;
@@ -347,10 +362,13 @@ impl Settings {
 
     #[cfg(feature = "redis")]
     async fn redis(&self) -> Result<AnyStorage, String> {
-        let storage = if self.store == Store::RedisCluster {
-            RedisStorage::connect_cluster(self.redis_url.split(',').map(str::trim)).await
-        } else {
-            RedisStorage::connect(&self.redis_url).await
+        let nodes = self.redis_url.split(',').map(str::trim);
+        let cache = typed_sessions::RedisCache::new();
+        let storage = match (self.store == Store::RedisCluster, self.redis_cache) {
+            (true, false) => RedisStorage::connect_cluster(nodes).await,
+            (true, true) => RedisStorage::connect_cluster_with_cache(nodes, cache).await,
+            (false, false) => RedisStorage::connect(&self.redis_url).await,
+            (false, true) => RedisStorage::connect_with_cache(&self.redis_url, cache).await,
         };
         let mut storage = storage.map_err(|error| {
             format!(

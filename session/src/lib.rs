@@ -241,7 +241,7 @@ pub use storage::{
     UserSession,
 };
 #[cfg(feature = "redis")]
-pub use storage::{RedisConnection, RedisStorage};
+pub use storage::{RedisCache, RedisCacheStatistics, RedisConnection, RedisStorage};
 pub use transport::Transport;
 pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see

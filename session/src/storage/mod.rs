@@ -34,6 +34,8 @@ mod opened_cookies;
 mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "redis")]
+mod redis_cache;
 #[cfg(any(
     feature = "memcached",
     all(feature = "aiohttp-compat", feature = "redis")
@@ -54,6 +56,8 @@ pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConnection, RedisStorage};
+#[cfg(feature = "redis")]
+pub use redis_cache::{RedisCache, RedisCacheStatistics};
 pub use simple_cookie::SimpleCookieStorage;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;

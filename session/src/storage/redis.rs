@@ -49,8 +49,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
+use redis::{
+    Cmd, CommandCacheConfig, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisFuture, Script,
+    ScriptInvocation, Value,
+};
 
+use super::redis_cache::{CacheGate, RedisCache, RedisCacheStatistics, ping_every_node};
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
     USER_INDEX_PRUNE_AT, check_positive, check_timeout, create_with_fresh_id, store_key, timed,
@@ -430,17 +434,47 @@ pub struct RedisStorage {
     command_timeout: Duration,
     /// How far Redis' clock is ahead of the app's, for write deadlines.
     clock: Arc<RedisClock>,
+    /// With a local cache: when it may be used.
+    cache: Option<Arc<CacheGate>>,
 }
 
 impl RedisStorage {
     /// Connects to a standalone server at `url` (`redis://HOST:PORT/DB`),
     /// within two seconds, with a one-second command timeout.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let client = redis::Client::open(url).map_err(StorageError::unavailable)?;
-        let config = ConnectionManagerConfig::new()
+        Self::connect_standalone(url, None).await
+    }
+
+    /// Connects like [`RedisStorage::connect`], over RESP3 with a local
+    /// cache of loaded records that Redis keeps correct (see
+    /// [`RedisCache`]): a read of a cached session costs no round trip.
+    /// Needs Redis 6 or later.
+    pub async fn connect_with_cache(url: &str, cache: RedisCache) -> Result<Self, StorageError> {
+        Self::connect_standalone(url, Some(cache)).await
+    }
+
+    async fn connect_standalone(
+        url: &str,
+        cache: Option<RedisCache>,
+    ) -> Result<Self, StorageError> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(StorageError::unavailable)?;
+        if cache.is_some() {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(StorageError::unavailable)?;
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
             .set_number_of_retries(1);
+        if let Some(cache) = &cache {
+            config = config.set_cache_config(cache.config());
+        }
         let manager = tokio::time::timeout(
             DEFAULT_CONNECT_TIMEOUT,
             ConnectionManager::new_with_config(client, config),
@@ -448,8 +482,11 @@ impl RedisStorage {
         .await
         .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
         .map_err(StorageError::unavailable)?;
-        let storage = Self::from_connection(manager);
+        let mut storage = Self::from_connection(manager);
         storage.read_clock().await?;
+        if let Some(cache) = cache {
+            storage.start_cache(&cache);
+        }
         Ok(storage)
     }
 
@@ -458,13 +495,34 @@ impl RedisStorage {
     pub async fn connect_cluster<N: AsRef<str>>(
         nodes: impl IntoIterator<Item = N>,
     ) -> Result<Self, StorageError> {
+        Self::connect_to_cluster(nodes, None).await
+    }
+
+    /// Connects like [`RedisStorage::connect_cluster`], over RESP3 with a
+    /// local cache of loaded records that every master keeps correct (see
+    /// [`RedisCache`]). Needs Redis 6 or later.
+    pub async fn connect_cluster_with_cache<N: AsRef<str>>(
+        nodes: impl IntoIterator<Item = N>,
+        cache: RedisCache,
+    ) -> Result<Self, StorageError> {
+        Self::connect_to_cluster(nodes, Some(cache)).await
+    }
+
+    async fn connect_to_cluster<N: AsRef<str>>(
+        nodes: impl IntoIterator<Item = N>,
+        cache: Option<RedisCache>,
+    ) -> Result<Self, StorageError> {
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
-        let client = redis::cluster::ClusterClient::builder(nodes)
+        let mut builder = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(DEFAULT_CONNECT_TIMEOUT)
             .response_timeout(DEFAULT_COMMAND_TIMEOUT)
-            .retries(1)
-            .build()
-            .map_err(StorageError::unavailable)?;
+            .retries(1);
+        if let Some(cache) = &cache {
+            builder = builder
+                .use_protocol(ProtocolVersion::RESP3)
+                .cache_config(cache.config());
+        }
+        let client = builder.build().map_err(StorageError::unavailable)?;
         let connection =
             tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, client.get_async_connection())
                 .await
@@ -479,6 +537,9 @@ impl RedisStorage {
             last_try: Mutex::new(None),
         }));
         storage.read_clock().await?;
+        if let Some(cache) = cache {
+            storage.start_cache(&cache);
+        }
         Ok(storage)
     }
 
@@ -500,7 +561,66 @@ impl RedisStorage {
             refresh_ttl_on_read: false,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             clock: Arc::new(RedisClock::default()),
+            cache: None,
         }
+    }
+
+    /// Puts the cache's gate in front of loads and starts its heartbeat,
+    /// which ends when the last clone of the storage is dropped.
+    fn start_cache(&mut self, cache: &RedisCache) {
+        let gate = Arc::new(CacheGate::new(cache));
+        let weak = Arc::downgrade(&gate);
+        self.cache = Some(gate);
+        let connection = self.connection.clone();
+        let recovery = self.recovery.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(gate) = weak.upgrade() else { return };
+                let (sent, interval, max_lag) = (
+                    gate.heartbeat_sent(),
+                    gate.heartbeat_interval(),
+                    gate.max_lag(),
+                );
+                drop(gate);
+                // The connection loads use now: for a cluster, the one
+                // made again after a failover.
+                let mut connection = match &recovery {
+                    Some(recovery) => RedisConnection::Cluster(recovery.connection(max_lag).await),
+                    None => connection.clone(),
+                };
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(max_lag, ping_every_node(&mut connection)).await
+                {
+                    let Some(gate) = weak.upgrade() else { return };
+                    gate.confirm(sent);
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// What the local cache did (see [`RedisStorage::connect_with_cache`]);
+    /// `None` without one.
+    pub fn cache_statistics(&self) -> Option<RedisCacheStatistics> {
+        let gate = self.cache.as_ref()?;
+        let statistics = match &self.recovery {
+            Some(recovery) => recovery
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_cache_statistics(),
+            None => match &self.connection {
+                RedisConnection::Standalone(connection) => connection.get_cache_statistics(),
+                RedisConnection::Cluster(connection) => connection.get_cache_statistics(),
+            },
+        }
+        .unwrap_or_default();
+        Some(RedisCacheStatistics {
+            hits: statistics.hit,
+            misses: statistics.miss,
+            invalidations: statistics.invalidate,
+            bypassed: gate.bypassed(),
+        })
     }
 
     /// The prefix of record keys. Default: `session:`.
@@ -555,11 +675,12 @@ impl RedisStorage {
             )
             .await?
         } else {
-            timed(
-                self.command_timeout,
-                redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
-            )
-            .await?
+            let mut command = redis::cmd("HGETALL");
+            command.arg(&key);
+            if self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
+                command.set_cache_config(CommandCacheConfig::new().set_enable_cache(true));
+            }
+            timed(self.command_timeout, command.query_async(&mut connection)).await?
         };
         if fields.is_empty() {
             return Ok(None);
@@ -703,9 +824,19 @@ impl RedisStorage {
                 corrected = true;
             }
         };
-        tokio::time::timeout(timeout, attempts)
+        let answer = tokio::time::timeout(timeout, attempts)
             .await
-            .map_err(|_| StorageError::Timeout(timeout))?
+            .map_err(|_| StorageError::Timeout(timeout));
+        self.wrote(key);
+        answer?
+    }
+
+    /// Keeps this instance's cache from serving `key` until its own write's
+    /// invalidation is surely applied.
+    fn wrote(&self, key: &str) {
+        if let Some(gate) = &self.cache {
+            gate.wrote(key);
+        }
     }
 
     /// The connection for one operation.
@@ -835,6 +966,7 @@ impl fmt::Debug for RedisStorage {
             .field("default_ttl", &self.default_ttl)
             .field("refresh_ttl_on_read", &self.refresh_ttl_on_read)
             .field("command_timeout", &self.command_timeout)
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }
@@ -936,7 +1068,7 @@ impl ServerStorage for RedisStorage {
         }
         let key = format!("{}{handle}", self.prefix);
         let mut connection = self.live().await;
-        let deleted: i64 = timed(
+        let deleted = timed(
             self.command_timeout,
             self.scripts
                 .delete_if_bound
@@ -944,7 +1076,9 @@ impl ServerStorage for RedisStorage {
                 .arg(user)
                 .invoke_async(&mut connection),
         )
-        .await?;
+        .await;
+        self.wrote(&key);
+        let deleted: i64 = deleted?;
         if deleted > 0 {
             let () = timed(
                 self.command_timeout,
@@ -969,11 +1103,13 @@ impl ServerStorage for RedisStorage {
         // in different slots.
         for key in self.members(&index).await? {
             let mut connection = self.live().await;
-            let deleted: i64 = timed(
+            let deleted = timed(
                 self.command_timeout,
                 redis::cmd("DEL").arg(&key).query_async(&mut connection),
             )
-            .await?;
+            .await;
+            self.wrote(&key);
+            let deleted: i64 = deleted?;
             revoked += usize::from(deleted > 0);
         }
         let mut connection = self.live().await;
