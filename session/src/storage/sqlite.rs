@@ -162,8 +162,9 @@ impl SqliteStorage {
         }
     }
 
-    /// Runs a writing statement (or transaction) once this process's
-    /// writes before it are done, all within the command timeout.
+    /// Runs the writing statement (or transaction) `statement` makes once
+    /// this process's writes before it are done; the request waits for it
+    /// within the command timeout.
     ///
     /// SQLite has one write lock per database, and its busy handler is not
     /// fair: a writer waiting for the lock polls it with growing sleeps, so
@@ -173,15 +174,39 @@ impl SqliteStorage {
     /// the process's writers take SQLite's lock one after another without
     /// a wait there; the database could not run two writes at once anyway.
     /// Writers in other processes still meet at the busy handler.
-    async fn write<T>(
-        &self,
-        statement: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, StorageError> {
-        timed(self.command_timeout, async {
-            let _turn = self.writers.lock().await;
-            statement.await
-        })
-        .await
+    ///
+    /// The turn and the statement run in a task of their own, to the
+    /// statement's end: SQLite cannot stop a statement half-way, so a
+    /// request that gives up (its timeout, or its client gone) must not
+    /// hand the turn on while its statement still holds the lock. Handed
+    /// on early, the next writer met the lock at the busy handler, timed
+    /// out too, and so on: under load, a stall of a second turned into
+    /// seconds of 503s. A write whose turn comes after three quarters of
+    /// the timeout is not started at all, so the request's 503 stays true
+    /// unless the statement itself outlasts the rest (a lock held by
+    /// another process, or a disk that stalls).
+    async fn write<T, F, Fut>(&self, statement: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(SqlitePool, Arc<Statements>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let timeout = self.command_timeout;
+        let start_by = tokio::time::Instant::now() + (timeout - timeout / 4);
+        let writers = self.writers.clone();
+        let (pool, statements) = (self.pool.clone(), self.statements.clone());
+        let task = tokio::spawn(async move {
+            let turn = tokio::time::timeout_at(start_by, writers.lock_owned()).await;
+            let Ok(_turn) = turn else {
+                return None;
+            };
+            Some(statement(pool, statements).await)
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Some(written))) => written.map_err(StorageError::unavailable),
+            Ok(Err(failed)) => Err(StorageError::unavailable(failed)),
+            Ok(Ok(None)) | Err(_) => Err(StorageError::Timeout(timeout)),
+        }
     }
 
     /// The table sessions are kept in: ASCII letters, digits and `_`, at
@@ -354,14 +379,19 @@ impl ServerStorage for SqliteStorage {
         let json = encode(record)?;
         let ttl = self.ttl(cx);
         create_with_fresh_id("SQLite", |id| {
-            let insert = sqlx::query(&self.statements.insert)
-                .bind(handle(&id))
-                .bind(record.user.as_deref())
-                .bind(ttl)
-                .bind(&json)
-                .execute(&self.pool);
+            let (key, user, json) = (handle(&id), record.user.clone(), json.clone());
             async move {
-                let inserted = self.write(insert).await?;
+                let inserted = self
+                    .write(move |pool, statements| async move {
+                        sqlx::query(&statements.insert)
+                            .bind(key)
+                            .bind(user)
+                            .bind(ttl)
+                            .bind(json)
+                            .execute(&pool)
+                            .await
+                    })
+                    .await?;
                 Ok(inserted.rows_affected() == 1)
             }
         })
@@ -377,22 +407,26 @@ impl ServerStorage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let ttl = self.ttl(cx);
         let key = handle(id);
-        let write = |json: String| {
-            sqlx::query(&self.statements.write)
-                .bind(key.clone())
-                .bind(record.user.clone())
-                .bind(ttl)
-                .bind(json)
-        };
+        let user = record.user.clone();
         if changes.is_full_rewrite() {
+            let json = encode(record)?;
             let written = self
-                .write(write(encode(record)?).execute(&self.pool))
+                .write(move |pool, statements| async move {
+                    sqlx::query(&statements.write)
+                        .bind(key)
+                        .bind(user)
+                        .bind(ttl)
+                        .bind(json)
+                        .execute(&pool)
+                        .await
+                })
                 .await?;
             return Ok(written.rows_affected() == 1);
         }
-        let merge = async {
-            let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let row: Option<(String,)> = sqlx::query_as(&self.statements.load)
+        let (record, changes) = (record.clone(), changes.clone());
+        let merge = move |pool: SqlitePool, statements: Arc<Statements>| async move {
+            let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let row: Option<(String,)> = sqlx::query_as(&statements.load)
                 .bind(&key)
                 .fetch_optional(&mut *transaction)
                 .await?;
@@ -401,12 +435,18 @@ impl ServerStorage for SqliteStorage {
             let Some(mut stored) = row.and_then(|(json,)| decode(&json)) else {
                 return Ok(None);
             };
-            stored.merge(record, changes);
+            stored.merge(&record, &changes);
             let json = match encode(&stored) {
                 Ok(json) => json,
                 Err(error) => return Ok(Some(Err(error))),
             };
-            let written = write(json).execute(&mut *transaction).await?;
+            let written = sqlx::query(&statements.write)
+                .bind(key)
+                .bind(user)
+                .bind(ttl)
+                .bind(json)
+                .execute(&mut *transaction)
+                .await?;
             transaction.commit().await?;
             Ok::<_, sqlx::Error>(Some(Ok(written.rows_affected() == 1)))
         };
@@ -417,12 +457,14 @@ impl ServerStorage for SqliteStorage {
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let key = handle(id);
         let deleted = self
-            .write(
-                sqlx::query(&self.statements.delete)
-                    .bind(handle(id))
-                    .execute(&self.pool),
-            )
+            .write(move |pool, statements| async move {
+                sqlx::query(&statements.delete)
+                    .bind(key)
+                    .execute(&pool)
+                    .await
+            })
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -462,12 +504,16 @@ impl ServerStorage for SqliteStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let deleted = self
-            .write(
-                sqlx::query(&self.statements.revoke_session)
-                    .bind(handle)
-                    .bind(user)
-                    .execute(&self.pool),
-            )
+            .write({
+                let (handle, user) = (handle.to_owned(), user.to_owned());
+                move |pool, statements| async move {
+                    sqlx::query(&statements.revoke_session)
+                        .bind(handle)
+                        .bind(user)
+                        .execute(&pool)
+                        .await
+                }
+            })
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -478,11 +524,15 @@ impl ServerStorage for SqliteStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
         let deleted = self
-            .write(
-                sqlx::query(&self.statements.revoke_user)
-                    .bind(user)
-                    .execute(&self.pool),
-            )
+            .write({
+                let user = user.to_owned();
+                move |pool, statements| async move {
+                    sqlx::query(&statements.revoke_user)
+                        .bind(user)
+                        .execute(&pool)
+                        .await
+                }
+            })
             .await?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
     }
