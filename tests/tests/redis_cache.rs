@@ -313,6 +313,40 @@ async fn a_lagging_connection_never_serves_a_stale_session() {
     }
 }
 
+/// A connection that drops takes its cache with it: what changed while it
+/// was down is not served from the old copy once a new connection answers.
+#[tokio::test]
+async fn a_dropped_connection_starts_an_empty_cache() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port).await;
+    let cache = RedisCache::new().with_max_lag(MAX_LAG);
+    let (cut_off, storage) =
+        cached_app(&[format!("redis://127.0.0.1:{}/0", proxy.port)], cache).await;
+    let (other, _) = cached_app(&[server.url()], cache).await;
+
+    let cookie = cut_off.session_with(r#"{"count": 0}"#).await;
+    read_until_cached(&cut_off, &storage, &cookie).await;
+    proxy.set(Network::Cut);
+    let reply = other
+        .post("/session/incr?key=count", Some(&cookie), "")
+        .await;
+    assert_eq!(reply.json()["value"], json!(1), "{}", reply.body);
+    let reply = cut_off.get("/session", Some(&cookie)).await;
+    assert!(
+        reply.status == 503 || reply.data() == json!({"count": 1}),
+        "served the old copy while cut off: {} {}",
+        reply.status,
+        reply.body
+    );
+    proxy.set(Network::Healthy);
+    // Once the new connection's heartbeat answers, reads may be cached
+    // again: the first must come from Redis, with the change.
+    assert_eq!(
+        read_until_cached(&cut_off, &storage, &cookie).await,
+        json!({"count": 1})
+    );
+}
+
 /// The cache keeps at most its capacity: with room for two records, a
 /// third pushes out the least recently used, whose next read costs a
 /// round trip again.
