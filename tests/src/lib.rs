@@ -21,33 +21,37 @@ use typed_sessions::{AnyStorage, ManualClock};
 pub use session_examples::conformance::Store;
 
 /// Runs each named `async fn case(store: Store)` of the calling module as a
-/// test against every storage, in one module per storage.
+/// test against every storage, in one module per storage; `redis_cache` is
+/// Redis with its local cache on (`RedisStorage::connect_with_cache`).
 #[macro_export]
 macro_rules! for_every_storage {
     ($($case:ident),* $(,)?) => {
         mod simple {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Simple).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Simple).await })*
         }
         mod encrypted {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Encrypted).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Encrypted).await })*
         }
         mod memory {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memory).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Memory).await })*
         }
         mod redis {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Redis).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Redis).await })*
+        }
+        mod redis_cache {
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(true); super::$case($crate::Store::Redis).await })*
         }
         mod redis_cluster {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::RedisCluster).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::RedisCluster).await })*
         }
         mod memcached {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Memcached).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Memcached).await })*
         }
         mod postgres {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Postgres).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Postgres).await })*
         }
         mod sqlite {
-            $(#[tokio::test] async fn $case() { super::$case($crate::Store::Sqlite).await })*
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Sqlite).await })*
         }
     };
 }
@@ -348,10 +352,23 @@ impl Reply {
     }
 }
 
+thread_local! {
+    /// Whether this test's Redis settings turn the local cache on.
+    static REDIS_CACHE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes [`settings`] turn Redis' local cache on (or off) for the rest of
+/// this test (its thread: `#[tokio::test]` runs the test on it).
+pub fn use_redis_cache(on: bool) {
+    REDIS_CACHE.with(|cache| cache.set(on));
+}
+
 /// Settings for `store` as the tests use them: server-side stores point at
 /// the servers this test binary shares.
 pub fn settings(store: Store) -> Settings {
     let mut settings = Settings::new(store);
+    settings.redis_cache = REDIS_CACHE.with(std::cell::Cell::get)
+        && matches!(store, Store::Redis | Store::RedisCluster);
     match store {
         Store::Redis => settings.redis_url = servers::shared_redis().url(),
         Store::RedisCluster => settings.redis_url = servers::shared_redis_cluster().url(),
