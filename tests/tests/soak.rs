@@ -89,14 +89,6 @@ fn no_fault() -> Schedule {
 }
 
 async fn under_load(store: Store) {
-    if matches!(store, Store::Sqlite | Store::Memcached) {
-        // Known and open: writers racing on one session get an occasional
-        // 503 here, when Memcached's compare-and-swap loses too often
-        // (issue 15, "a hot session must not fail") or writers wait on
-        // SQLite's one write lock (issue 11). Nothing is lost (the checks
-        // with faults hold both to that), but not every answer is a 200.
-        return;
-    }
     let outcome = soak(Fault::None, store, Duration::from_secs(2), no_fault()).await;
     assert!(
         outcome.events.iter().all(|e| e.status == 200),
