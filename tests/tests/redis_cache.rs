@@ -263,18 +263,26 @@ async fn another_instance_sees_a_change_within_the_bound_on_a_cluster() {
     invalidation_window(&urls).await;
 }
 
+/// A Redis, a proxy in front of it whose network a test can make slow or
+/// cut, a caching app through the proxy (and its storage) and another
+/// caching app straight on Redis.
+async fn behind_a_proxy() -> (RedisServer, Proxy, TestApp, RedisStorage, TestApp) {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port).await;
+    let cache = RedisCache::new().with_max_lag(MAX_LAG);
+    let (proxied, storage) =
+        cached_app(&[format!("redis://127.0.0.1:{}/0", proxy.port)], cache).await;
+    let (direct, _) = cached_app(&[server.url()], cache).await;
+    (server, proxy, proxied, storage, direct)
+}
+
 /// An instance whose connection to Redis lags (its invalidations held up
 /// in the network) must stop serving its cache: once the bound has passed,
 /// a session another instance ended is not served, not even from memory;
 /// the request waits for Redis and gets a 503 rather than the old data.
 #[tokio::test]
 async fn a_lagging_connection_never_serves_a_stale_session() {
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port).await;
-    let cache = RedisCache::new().with_max_lag(MAX_LAG);
-    let (lagging, storage) =
-        cached_app(&[format!("redis://127.0.0.1:{}/0", proxy.port)], cache).await;
-    let (other, _) = cached_app(&[server.url()], cache).await;
+    let (_server, proxy, lagging, storage, other) = behind_a_proxy().await;
 
     let cookie = lagging.session_with(r#"{"secret": "before"}"#).await;
     assert_eq!(
@@ -317,12 +325,7 @@ async fn a_lagging_connection_never_serves_a_stale_session() {
 /// was down is not served from the old copy once a new connection answers.
 #[tokio::test]
 async fn a_dropped_connection_starts_an_empty_cache() {
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port).await;
-    let cache = RedisCache::new().with_max_lag(MAX_LAG);
-    let (cut_off, storage) =
-        cached_app(&[format!("redis://127.0.0.1:{}/0", proxy.port)], cache).await;
-    let (other, _) = cached_app(&[server.url()], cache).await;
+    let (_server, proxy, cut_off, storage, other) = behind_a_proxy().await;
 
     let cookie = cut_off.session_with(r#"{"count": 0}"#).await;
     read_until_cached(&cut_off, &storage, &cookie).await;

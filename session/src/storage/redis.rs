@@ -576,11 +576,8 @@ impl RedisStorage {
         tokio::spawn(async move {
             loop {
                 let Some(gate) = weak.upgrade() else { return };
-                let (sent, interval, max_lag) = (
-                    gate.heartbeat_sent(),
-                    gate.heartbeat_interval(),
-                    gate.max_lag(),
-                );
+                let (sent, interval, max_lag) =
+                    (gate.now(), gate.heartbeat_interval(), gate.max_lag());
                 drop(gate);
                 // The connection loads use now: for a cluster, the one
                 // made again after a failover.

@@ -136,13 +136,15 @@ impl RedisCache {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisCacheStatistics {
-    /// Loads served from the cache, with no round trip (of the current
-    /// connection: a new one starts from zero).
+    /// Loads served from the cache, with no round trip. Counted since the
+    /// storage connected; on a cluster, since its connection was last made
+    /// again after a failure.
     pub hits: usize,
-    /// Loads that could be cached, sent to Redis and kept.
+    /// Loads that could be cached, sent to Redis and kept (counted as
+    /// `hits`).
     pub misses: usize,
     /// Entries dropped by an invalidation from Redis or to make room
-    /// (of the current connection).
+    /// (counted as `hits`).
     pub invalidations: usize,
     /// Loads sent to Redis without the cache: the connection was not known
     /// to be current, or this instance had just written the key.
@@ -177,7 +179,9 @@ impl CacheGate {
         }
     }
 
-    fn now(&self) -> i64 {
+    /// Now, in the gate's microseconds: what a heartbeat sent now reports
+    /// to [`CacheGate::confirm`].
+    pub(crate) fn now(&self) -> i64 {
         // At least 1, so that 0 stays "never".
         i64::try_from(self.start.elapsed().as_micros())
             .unwrap_or(i64::MAX)
@@ -243,11 +247,6 @@ impl CacheGate {
         self.max_lag
     }
 
-    /// The time to report to [`CacheGate::confirm`] for a heartbeat sent now.
-    pub(crate) fn heartbeat_sent(&self) -> i64 {
-        self.now()
-    }
-
     /// A heartbeat sent at `sent` has been answered: every invalidation
     /// Redis pushed before it has been applied.
     pub(crate) fn confirm(&self, sent: i64) {
@@ -296,7 +295,7 @@ mod tests {
     fn nothing_is_served_from_the_cache_before_a_heartbeat_answers() {
         let gate = gate(Duration::from_secs(60));
         assert!(!gate.may_cache("session:a"));
-        gate.confirm(gate.heartbeat_sent());
+        gate.confirm(gate.now());
         assert!(gate.may_cache("session:a"));
         assert_eq!(gate.bypassed(), 1);
     }
@@ -304,7 +303,7 @@ mod tests {
     #[test]
     fn an_own_write_keeps_its_key_from_the_cache_until_a_later_heartbeat() {
         let gate = gate(Duration::from_secs(60));
-        let before_the_write = gate.heartbeat_sent();
+        let before_the_write = gate.now();
         gate.confirm(before_the_write);
         gate.wrote("session:a");
         assert!(
@@ -316,14 +315,14 @@ mod tests {
         gate.confirm(before_the_write);
         assert!(!gate.may_cache("session:a"));
         std::thread::sleep(Duration::from_millis(1));
-        gate.confirm(gate.heartbeat_sent());
+        gate.confirm(gate.now());
         assert!(gate.may_cache("session:a"));
     }
 
     #[test]
     fn a_heartbeat_older_than_the_largest_lag_serves_nothing() {
         let gate = gate(Duration::from_millis(20));
-        gate.confirm(gate.heartbeat_sent());
+        gate.confirm(gate.now());
         assert!(gate.may_cache("session:a"));
         std::thread::sleep(Duration::from_millis(30));
         assert!(!gate.may_cache("session:a"), "the connection may lag");
@@ -332,14 +331,14 @@ mod tests {
     #[test]
     fn too_many_recent_writes_hold_back_every_key_until_the_next_heartbeat() {
         let gate = gate(Duration::from_secs(60));
-        gate.confirm(gate.heartbeat_sent());
+        gate.confirm(gate.now());
         for i in 0..=RECENT_WRITES_CAP {
             gate.wrote(&format!("session:{i}"));
         }
         assert!(gate.recent_writes.lock().unwrap().len() < RECENT_WRITES_CAP);
         assert!(!gate.may_cache("session:never-written"));
         std::thread::sleep(Duration::from_millis(1));
-        gate.confirm(gate.heartbeat_sent());
+        gate.confirm(gate.now());
         assert!(gate.may_cache("session:never-written"));
         assert!(gate.may_cache("session:1"));
     }

@@ -332,6 +332,22 @@ impl SqliteStorage {
     }
 }
 
+/// `statement` (`insert` or `write`) with a row's four parameters bound:
+/// its handle, user, TTL in seconds and record.
+fn bind_row(
+    statement: &str,
+    key: String,
+    user: Option<String>,
+    ttl: i64,
+    json: String,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(statement)
+        .bind(key)
+        .bind(user)
+        .bind(ttl)
+        .bind(json)
+}
+
 fn encode(record: &SessionRecord) -> Result<String, StorageError> {
     serde_json::to_string(record).map_err(StorageError::Serialize)
 }
@@ -383,11 +399,7 @@ impl ServerStorage for SqliteStorage {
             async move {
                 let inserted = self
                     .write(move |pool, statements| async move {
-                        sqlx::query(&statements.insert)
-                            .bind(key)
-                            .bind(user)
-                            .bind(ttl)
-                            .bind(json)
+                        bind_row(&statements.insert, key, user, ttl, json)
                             .execute(&pool)
                             .await
                     })
@@ -412,11 +424,7 @@ impl ServerStorage for SqliteStorage {
             let json = encode(record)?;
             let written = self
                 .write(move |pool, statements| async move {
-                    sqlx::query(&statements.write)
-                        .bind(key)
-                        .bind(user)
-                        .bind(ttl)
-                        .bind(json)
+                    bind_row(&statements.write, key, user, ttl, json)
                         .execute(&pool)
                         .await
                 })
@@ -440,11 +448,7 @@ impl ServerStorage for SqliteStorage {
                 Ok(json) => json,
                 Err(error) => return Ok(Some(Err(error))),
             };
-            let written = sqlx::query(&statements.write)
-                .bind(key)
-                .bind(user)
-                .bind(ttl)
-                .bind(json)
+            let written = bind_row(&statements.write, key, user, ttl, json)
                 .execute(&mut *transaction)
                 .await?;
             transaction.commit().await?;
