@@ -54,9 +54,7 @@ use redis::{
     ScriptInvocation, Value,
 };
 
-use super::redis_cache::{
-    CacheGate, GatePushes, RedisCache, RedisCacheStatistics, ping_every_node,
-};
+use super::redis_cache::{CacheGate, RedisCache, RedisCacheStatistics, ping_every_node};
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
     USER_INDEX_PRUNE_AT, check_positive, check_timeout, create_with_fresh_id, store_key, timed,
@@ -474,11 +472,8 @@ impl RedisStorage {
             .set_connection_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
             .set_number_of_retries(1);
-        let gate = cache.as_ref().map(|cache| Arc::new(CacheGate::new(cache)));
-        if let (Some(cache), Some(gate)) = (&cache, &gate) {
-            config = config
-                .set_cache_config(cache.config())
-                .set_push_sender(GatePushes(Arc::downgrade(gate)));
+        if let Some(cache) = &cache {
+            config = config.set_cache_config(cache.config());
         }
         let manager = tokio::time::timeout(
             DEFAULT_CONNECT_TIMEOUT,
@@ -489,8 +484,8 @@ impl RedisStorage {
         .map_err(StorageError::unavailable)?;
         let mut storage = Self::from_connection(manager);
         storage.read_clock().await?;
-        if let Some(gate) = gate {
-            storage.start_cache(gate);
+        if let Some(cache) = cache {
+            storage.start_cache(&cache);
         }
         Ok(storage)
     }
@@ -522,12 +517,10 @@ impl RedisStorage {
             .connection_timeout(DEFAULT_CONNECT_TIMEOUT)
             .response_timeout(DEFAULT_COMMAND_TIMEOUT)
             .retries(1);
-        let gate = cache.as_ref().map(|cache| Arc::new(CacheGate::new(cache)));
-        if let (Some(cache), Some(gate)) = (&cache, &gate) {
+        if let Some(cache) = &cache {
             builder = builder
                 .use_protocol(ProtocolVersion::RESP3)
-                .cache_config(cache.config())
-                .push_sender(GatePushes(Arc::downgrade(gate)));
+                .cache_config(cache.config());
         }
         let client = builder.build().map_err(StorageError::unavailable)?;
         let connection =
@@ -544,8 +537,8 @@ impl RedisStorage {
             last_try: Mutex::new(None),
         }));
         storage.read_clock().await?;
-        if let Some(gate) = gate {
-            storage.start_cache(gate);
+        if let Some(cache) = cache {
+            storage.start_cache(&cache);
         }
         Ok(storage)
     }
@@ -574,7 +567,8 @@ impl RedisStorage {
 
     /// Puts the cache's gate in front of loads and starts its heartbeat,
     /// which ends when the last clone of the storage is dropped.
-    fn start_cache(&mut self, gate: Arc<CacheGate>) {
+    fn start_cache(&mut self, cache: &RedisCache) {
+        let gate = Arc::new(CacheGate::new(cache));
         let weak = Arc::downgrade(&gate);
         self.cache = Some(gate);
         let connection = self.connection.clone();
@@ -680,16 +674,10 @@ impl RedisStorage {
         } else {
             let mut command = redis::cmd("HGETALL");
             command.arg(&key);
-            let gate = self.cache.as_ref().filter(|gate| gate.may_cache(&key));
-            let before = gate.map(|gate| gate.invalidations_of(&key));
-            if gate.is_some() {
+            if self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
                 command.set_cache_config(CommandCacheConfig::new().set_enable_cache(true));
             }
-            let fields = timed(self.command_timeout, command.query_async(&mut connection)).await;
-            if let (Some(gate), Some(before)) = (gate, before) {
-                gate.filled(&key, before);
-            }
-            fields?
+            timed(self.command_timeout, command.query_async(&mut connection)).await?
         };
         if fields.is_empty() {
             return Ok(None);

@@ -15,17 +15,13 @@
 //! the cache later, by the task that asked, so a change that lands just
 //! after the read can be invalidated before the stale entry exists, and
 //! the entry then stays (Redis tracks a key once per read, and hits send
-//! nothing). A new connection (after a drop) starts an empty cache
-//! (redis-rs moves its epoch), and an entry never outlives the record's
-//! TTL on the server.
+//! nothing; the short soak's shared writers caught this). So no entry
+//! lives longer than `max_lag` from when its read was sent: a fill that
+//! lost that race is served at most that long. A new connection (after a
+//! drop) starts an empty cache (redis-rs moves its epoch), and an entry
+//! never outlives the record's TTL on the server.
 //!
-//! Three cases this does not cover by itself, and the gate here does:
-//!
-//! - **A fill that raced an invalidation**: the gate counts the
-//!   invalidations itself, as the connection reads them (in slots by a
-//!   hash of the key), and a load that saw its key's count move while it
-//!   was in flight keeps that key out of the cache until its possibly
-//!   stale entry has expired (entries live at most [`ENTRY_TTL`]).
+//! Two cases this does not cover by itself, and the gate here does:
 //!
 //! - **A connection that lags or is cut without closing**: pushes stop
 //!   arriving, and the cache would serve what another instance has since
@@ -37,21 +33,22 @@
 //!   (and fails with a 503 if Redis cannot be reached), so a stale record
 //!   is never served for longer than `max_lag` after it changed.
 //! - **This instance's own write**: its invalidation is pushed right after
-//!   the write's reply, so a read that follows at once could in principle
-//!   run before the push is applied. A key this instance wrote is read from
-//!   Redis until a heartbeat sent after the write has been answered.
+//!   the write's reply, so a read that follows at once could run before
+//!   the push is applied, or find an entry that lost the race above. A key
+//!   this instance wrote is read from Redis for `max_lag` after the write
+//!   (every entry filled before it has expired by then), and until a
+//!   heartbeat sent after that has been answered: an instance always reads
+//!   its own writes.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::{AsyncPushSender, SendError};
+use redis::Value;
 use redis::caching::{CacheConfig, CacheMode};
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-use redis::{PushInfo, PushKind, Value};
 
 use super::redis::RedisConnection;
 
@@ -61,14 +58,6 @@ const DEFAULT_CAPACITY: usize = 10_000;
 /// The default longest time a changed record may still be served from the
 /// cache of an instance whose connection to Redis lags.
 const DEFAULT_MAX_LAG: Duration = Duration::from_millis(200);
-
-/// The longest an entry is kept: what a fill that raced an invalidation
-/// can cost, a key read from Redis for this long.
-pub(crate) const ENTRY_TTL: Duration = Duration::from_secs(10);
-
-/// Slots of invalidation counts; keys share them by hash (a shared slot
-/// only keeps a key out of the cache more often, never in).
-const SLOTS: usize = 4096;
 
 /// Keys written recently, remembered this many at most before the gate
 /// stops serving from the cache until the next heartbeat instead.
@@ -130,10 +119,13 @@ impl RedisCache {
     }
 
     /// The longest a record changed elsewhere may still be served from
-    /// this instance's cache when its connection to Redis lags or is cut:
-    /// past it, loads go to Redis until a heartbeat answers again. A
-    /// heartbeat `PING` goes out four times in this interval. Default:
-    /// 200 ms. Shorter than 20 ms is taken as 20 ms.
+    /// this instance's cache: when its connection to Redis lags or is cut
+    /// (past it, loads go to Redis until a heartbeat answers again), and
+    /// as the lifetime of every entry (see the module's documentation), so
+    /// the cache serves a session only while it is read more often than
+    /// this. A heartbeat `PING` goes out four times in this interval, and
+    /// the instance's own write keeps its key out of the cache this long.
+    /// Default: 200 ms. Shorter than 20 ms is taken as 20 ms.
     #[must_use]
     pub fn with_max_lag(mut self, max_lag: Duration) -> Self {
         self.max_lag = max_lag;
@@ -143,7 +135,7 @@ impl RedisCache {
     pub(crate) fn config(&self) -> CacheConfig {
         CacheConfig::new()
             .set_mode(CacheMode::OptIn)
-            .set_default_client_ttl(ENTRY_TTL)
+            .set_default_client_ttl(self.max_lag())
             .set_size(NonZeroUsize::new(self.capacity).unwrap_or(NonZeroUsize::MIN))
     }
 
@@ -186,10 +178,6 @@ pub(crate) struct CacheGate {
     /// this time is answered (set when too many writes are remembered).
     all_written: AtomicI64,
     bypassed: AtomicU64,
-    /// Invalidations read by the connection, per slot of keys.
-    invalidations: Box<[AtomicU64]>,
-    /// Invalidations of every key (a flush, a dropped connection).
-    all_invalidated: AtomicU64,
 }
 
 impl CacheGate {
@@ -201,50 +189,6 @@ impl CacheGate {
             recent_writes: Mutex::new(HashMap::new()),
             all_written: AtomicI64::new(0),
             bypassed: AtomicU64::new(0),
-            invalidations: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            all_invalidated: AtomicU64::new(0),
-        }
-    }
-
-    fn slot(&self, key: &[u8]) -> &AtomicU64 {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        #[allow(clippy::cast_possible_truncation)]
-        &self.invalidations[hash as usize % SLOTS]
-    }
-
-    /// How many invalidations of `key` the connection has read: compare
-    /// before and after a load with [`CacheGate::filled`].
-    pub(crate) fn invalidations_of(&self, key: &str) -> u64 {
-        self.slot(key.as_bytes()).load(Ordering::Acquire)
-            + self.all_invalidated.load(Ordering::Acquire)
-    }
-
-    /// A load of `key` that may have filled the cache is back; `before`
-    /// is [`CacheGate::invalidations_of`] from before it was sent. If an
-    /// invalidation came in between, the entry may be older than it: the
-    /// key stays out of the cache until the entry has expired.
-    pub(crate) fn filled(&self, key: &str, before: u64) {
-        if self.invalidations_of(key) != before {
-            let until = self.now().saturating_add(Self::micros(ENTRY_TTL));
-            self.hold_back(key, until);
-        }
-    }
-
-    /// What the connection read: an invalidation of keys (or of every
-    /// key), or its own drop.
-    fn pushed(&self, push: &PushInfo) {
-        match (&push.kind, push.data.first()) {
-            (PushKind::Invalidate, Some(Value::Array(keys))) => {
-                for key in keys {
-                    if let Value::BulkString(key) = key {
-                        self.slot(key).fetch_add(1, Ordering::AcqRel);
-                    }
-                }
-            }
-            (PushKind::Invalidate | PushKind::Disconnection, _) => {
-                self.all_invalidated.fetch_add(1, Ordering::AcqRel);
-            }
-            _ => {}
         }
     }
 
@@ -280,14 +224,10 @@ impl CacheGate {
         settled
     }
 
-    /// This instance wrote (or tried to write) `key`, just now.
+    /// This instance wrote (or tried to write) `key`, just now: held back
+    /// until every entry filled before has expired.
     pub(crate) fn wrote(&self, key: &str) {
-        self.hold_back(key, self.now());
-    }
-
-    /// Keeps `key` out of the cache until a heartbeat sent after `until`
-    /// has been answered.
-    fn hold_back(&self, key: &str, until: i64) {
+        let now = self.now().saturating_add(Self::micros(self.max_lag));
         let mut recent = self
             .recent_writes
             .lock()
@@ -296,16 +236,14 @@ impl CacheGate {
             let confirmed = self.confirmed.load(Ordering::Acquire);
             recent.retain(|_, &mut written| written >= confirmed);
             if recent.len() >= RECENT_WRITES_CAP {
-                // Heartbeats lag behind the writes: hold back every key
-                // as long as the longest held, rather than remember more.
-                let longest = recent.values().copied().max().unwrap_or(until).max(until);
+                // Heartbeats lag behind the writes: wait for the next one
+                // for every key rather than remember more.
                 recent.clear();
-                self.all_written.fetch_max(longest, Ordering::AcqRel);
+                self.all_written.store(now, Ordering::Release);
                 return;
             }
         }
-        let held = recent.entry(key.to_owned()).or_insert(until);
-        *held = (*held).max(until);
+        recent.insert(key.to_owned(), now);
     }
 
     pub(crate) fn bypassed(&self) -> u64 {
@@ -333,22 +271,6 @@ impl CacheGate {
             .unwrap_or_else(PoisonError::into_inner);
         if !recent.is_empty() {
             recent.retain(|_, &mut written| written >= confirmed);
-        }
-    }
-}
-
-/// What the storage's connection hands the gate: every push it reads,
-/// at once and in order (a count, no waiting).
-pub(crate) struct GatePushes(pub(crate) Weak<CacheGate>);
-
-impl AsyncPushSender for GatePushes {
-    fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        match self.0.upgrade() {
-            Some(gate) => {
-                gate.pushed(&info);
-                Ok(())
-            }
-            None => Err(SendError),
         }
     }
 }
@@ -393,8 +315,8 @@ mod tests {
     }
 
     #[test]
-    fn an_own_write_keeps_its_key_from_the_cache_until_a_later_heartbeat() {
-        let gate = gate(Duration::from_secs(60));
+    fn an_own_write_keeps_its_key_from_the_cache_for_the_lag_and_a_later_heartbeat() {
+        let gate = gate(Duration::from_millis(20));
         let before_the_write = gate.now();
         gate.confirm(before_the_write);
         gate.wrote("session:a");
@@ -403,60 +325,15 @@ mod tests {
             "its invalidation may be on its way"
         );
         assert!(gate.may_cache("session:b"), "other keys are not held back");
-        // A heartbeat sent before the write proves nothing about it.
-        gate.confirm(before_the_write);
-        assert!(!gate.may_cache("session:a"));
+        // A heartbeat right after the write is not enough: an entry filled
+        // before it may have lost the race with its invalidation.
         std::thread::sleep(Duration::from_millis(1));
+        gate.confirm(gate.now());
+        assert!(!gate.may_cache("session:a"));
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(!gate.may_cache("session:a"), "no heartbeat since");
         gate.confirm(gate.now());
         assert!(gate.may_cache("session:a"));
-    }
-
-    fn invalidate(gate: &CacheGate, key: &str) {
-        gate.pushed(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Array(vec![Value::BulkString(
-                key.as_bytes().to_vec(),
-            )])],
-        });
-    }
-
-    #[test]
-    fn a_fill_that_raced_an_invalidation_keeps_its_key_out_until_the_entry_expires() {
-        let gate = gate(Duration::from_secs(60));
-        gate.confirm(gate.now());
-        let before = gate.invalidations_of("session:a");
-        // The invalidation was applied before the reply's entry went in.
-        invalidate(&gate, "session:a");
-        gate.filled("session:a", before);
-        std::thread::sleep(Duration::from_millis(1));
-        gate.confirm(gate.now());
-        assert!(!gate.may_cache("session:a"), "its entry may be stale");
-        assert!(gate.may_cache("session:b"));
-        // A load with no invalidation in flight leaves its key cached.
-        let before = gate.invalidations_of("session:b");
-        gate.filled("session:b", before);
-        assert!(gate.may_cache("session:b"));
-        // So does one after which every key was invalidated: held back too.
-        let before = gate.invalidations_of("session:b");
-        gate.pushed(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Nil],
-        });
-        gate.filled("session:b", before);
-        assert!(!gate.may_cache("session:b"));
-    }
-
-    #[test]
-    fn an_own_write_does_not_shorten_a_longer_hold() {
-        let gate = gate(Duration::from_secs(60));
-        gate.confirm(gate.now());
-        let before = gate.invalidations_of("session:a");
-        invalidate(&gate, "session:a");
-        gate.filled("session:a", before);
-        gate.wrote("session:a");
-        std::thread::sleep(Duration::from_millis(1));
-        gate.confirm(gate.now());
-        assert!(!gate.may_cache("session:a"));
     }
 
     #[test]
@@ -470,14 +347,14 @@ mod tests {
 
     #[test]
     fn too_many_recent_writes_hold_back_every_key_until_the_next_heartbeat() {
-        let gate = gate(Duration::from_secs(60));
+        let gate = gate(Duration::from_millis(20));
         gate.confirm(gate.now());
         for i in 0..=RECENT_WRITES_CAP {
             gate.wrote(&format!("session:{i}"));
         }
         assert!(gate.recent_writes.lock().unwrap().len() < RECENT_WRITES_CAP);
         assert!(!gate.may_cache("session:never-written"));
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(25));
         gate.confirm(gate.now());
         assert!(gate.may_cache("session:never-written"));
         assert!(gate.may_cache("session:1"));
