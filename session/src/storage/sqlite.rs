@@ -26,10 +26,12 @@
 //! written (SQLite's `json_patch` would merge nested objects and drop their
 //! `null`s, and its other JSON functions turn `true` into `1`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -123,8 +125,30 @@ pub struct SqliteStorage {
     statements: Arc<Statements>,
     default_ttl: Duration,
     command_timeout: Duration,
-    /// This process's writers, in line: see [`SqliteStorage::write`].
+    /// This process's writers to the database, in line: see
+    /// [`SqliteStorage::write`].
     writers: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The line of this process's writers to the database `options` open: one
+/// per file, so storages over separate pools of one database (two apps in
+/// one process, a test suite) take turns with each other too, where SQLite's
+/// busy handler would let one starve the other.
+fn writers_of(options: &SqliteConnectOptions) -> Arc<tokio::sync::Mutex<()>> {
+    static LINES: Mutex<BTreeMap<PathBuf, Weak<tokio::sync::Mutex<()>>>> =
+        Mutex::new(BTreeMap::new());
+    let file = options.get_filename();
+    // The same file under two names is one database; an in-memory one
+    // (sqlx names it uniquely) or a file not made yet keeps its name.
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    let mut lines = LINES.lock().unwrap_or_else(PoisonError::into_inner);
+    lines.retain(|_, line| line.strong_count() > 0);
+    if let Some(line) = lines.get(&file).and_then(Weak::upgrade) {
+        return line;
+    }
+    let line = Arc::default();
+    lines.insert(file, Arc::downgrade(&line));
+    line
 }
 
 impl SqliteStorage {
@@ -153,12 +177,12 @@ impl SqliteStorage {
     /// A storage over a pool the app already has.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
-            pool,
             table: DEFAULT_TABLE.to_owned(),
             statements: Arc::new(Statements::new(DEFAULT_TABLE)),
             default_ttl: DEFAULT_TTL,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
-            writers: Arc::default(),
+            writers: writers_of(&pool.connect_options()),
+            pool,
         }
     }
 
@@ -173,7 +197,9 @@ impl SqliteStorage {
     /// others go on. Queued here first (tokio's mutex serves in order),
     /// the process's writers take SQLite's lock one after another without
     /// a wait there; the database could not run two writes at once anyway.
-    /// Writers in other processes still meet at the busy handler.
+    /// The line is one per database file in the process, shared by every
+    /// storage and pool over it. Writers in other processes still meet at
+    /// the busy handler.
     ///
     /// The turn and the statement run in a task of their own, to the
     /// statement's end: SQLite cannot stop a statement half-way, so a
@@ -539,5 +565,30 @@ impl ServerStorage for SqliteStorage {
             })
             .await?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_to_one_file_share_one_line_and_other_files_do_not() {
+        let dir = std::env::temp_dir().join(format!("writers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.db"), b"").unwrap();
+        let options = |name: &str| SqliteConnectOptions::new().filename(dir.join(name));
+        let first = writers_of(&options("a.db"));
+        // The same file by another name, and a file not made yet.
+        let roundabout = dir.join("..").join(dir.file_name().unwrap()).join("a.db");
+        let same = writers_of(&SqliteConnectOptions::new().filename(roundabout));
+        let other = writers_of(&options("b.db"));
+        assert!(Arc::ptr_eq(&first, &same));
+        assert!(!Arc::ptr_eq(&first, &other));
+        // A line nobody holds any more is not kept.
+        drop((first, same));
+        let again = writers_of(&options("a.db"));
+        assert_eq!(Arc::strong_count(&again), 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
