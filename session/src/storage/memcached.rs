@@ -1,10 +1,11 @@
 //! Sessions in Memcached, over one or several servers.
 //!
-//! Built on the `memcache` crate's asynchronous meta-protocol client
-//! (`memcache::exp::AsyncMetaClient`): non-blocking on tokio, pooled
-//! connections per server, keys spread over the servers by rendezvous
-//! hashing (a consistent hashing: adding or removing a server moves only
-//! that server's share of the keys), and one deadline per exchange.
+//! Spoken to by a multiplexed meta-protocol client of this crate's own
+//! ([`memcached_client`](super::memcached_client)): non-blocking on tokio,
+//! every request to a server down one connection, keys spread over the
+//! servers by the `memcache` crate's rendezvous hashing (a consistent
+//! hashing: adding or removing a server moves only that server's share of
+//! the keys), and one deadline per exchange.
 //!
 //! # Record layout
 //!
@@ -22,8 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
-
+use super::memcached_client::{MemcachedClient, Mode, Stored};
 use super::save_queue::SaveQueue;
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
@@ -43,8 +43,6 @@ const DEFAULT_MAX_ITEM_BYTES: usize = crate::record::MAX_RECORD_BYTES;
 /// Merge attempts before a save gives up with a 503; between attempts a
 /// short random pause spreads competing writers apart.
 const CAS_TRIES: u32 = 16;
-/// Idle connections kept per server.
-const IDLE_CONNECTIONS_PER_SERVER: usize = 64;
 
 /// Keeps sessions in Memcached under random ids; the cookie holds only the
 /// id. Several servers share the keys by consistent hashing.
@@ -63,7 +61,7 @@ const IDLE_CONNECTIONS_PER_SERVER: usize = 64;
 /// ```
 #[derive(Clone)]
 pub struct MemcachedStorage {
-    client: Arc<AsyncMetaClient>,
+    client: Arc<MemcachedClient>,
     prefix: String,
     default_ttl: Duration,
     max_item_bytes: usize,
@@ -73,8 +71,9 @@ pub struct MemcachedStorage {
 
 impl MemcachedStorage {
     /// Connects to the servers `HOST:PORT` and checks that each answers,
-    /// within two seconds; commands time out after one second. Keeps up to
-    /// 64 idle connections per server.
+    /// within two seconds; commands time out after one second. Every
+    /// request to a server goes down one connection, redialed when it
+    /// fails.
     pub async fn connect<A: AsRef<str>>(
         servers: impl IntoIterator<Item = A>,
     ) -> Result<Self, StorageError> {
@@ -86,46 +85,18 @@ impl MemcachedStorage {
             }
             .into());
         }
-        let connect = async {
-            let client = AsyncMetaClient::builder()
-                .connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
-                .io_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
-                // Keep enough idle connections for a busy server's
-                // concurrency: beyond the client's default of 8, every
-                // extra request dialed a connection and closed it after.
-                .max_idle(IDLE_CONNECTIONS_PER_SERVER)
-                .connect_multiple_async(servers.iter().map(String::as_str))
-                .await?;
-            // Connections are dialed lazily; ask every server once so an
-            // unreachable one fails here, at start-up.
-            for server in &servers {
-                memcache::exp::AsyncMetaClient::builder()
-                    .connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
-                    .io_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
-                    .connect_async(server.as_str())
-                    .await?
-                    .noop()
-                    .await?;
-            }
-            Ok::<_, memcache::exp::Error>(client)
-        };
-        let client = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT * 2, connect)
-            .await
-            .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT * 2))?
-            .map_err(StorageError::unavailable)?;
-        Ok(Self::from_client(client))
-    }
-
-    /// A storage over a client the app already has.
-    pub fn from_client(client: AsyncMetaClient) -> Self {
-        Self {
+        let client =
+            MemcachedClient::new(&servers, DEFAULT_CONNECT_TIMEOUT, DEFAULT_COMMAND_TIMEOUT);
+        // Ask every server once so an unreachable one fails here, at start-up.
+        timed(DEFAULT_CONNECT_TIMEOUT * 2, client.check()).await?;
+        Ok(Self {
             client: Arc::new(client),
             prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: DEFAULT_TTL,
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             saves: Arc::default(),
-        }
+        })
     }
 
     /// The prefix of item keys, at most 200 bytes of printable ASCII so keys
@@ -168,15 +139,14 @@ impl MemcachedStorage {
 
     /// The client, for a storage of another format sharing it.
     #[cfg(feature = "aiohttp-compat")]
-    pub(crate) fn client(&self) -> &Arc<AsyncMetaClient> {
+    pub(crate) fn client(&self) -> &Arc<MemcachedClient> {
         &self.client
     }
 
-    /// Memcached's expiry: relative seconds up to 30 days, an absolute time
-    /// beyond (the client converts), never 0 ("never expires").
-    fn ttl(&self, cx: &StorageContext<'_>) -> Ttl {
-        let seconds = cx.record_ttl(self.default_ttl.as_secs());
-        Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
+    /// The item's lifetime in seconds; the client sends it as memcached
+    /// reads it (relative up to 30 days, an absolute time beyond, never 0).
+    fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
+        cx.record_ttl(self.default_ttl.as_secs())
     }
 
     fn encode(&self, record: &SessionRecord) -> Result<Vec<u8>, StorageError> {
@@ -191,20 +161,9 @@ impl MemcachedStorage {
     }
 
     /// The stored record and its CAS, or `None` when there is none.
-    async fn fetch(
-        &self,
-        key: &str,
-    ) -> Result<Option<(Option<SessionRecord>, Option<u64>)>, StorageError> {
-        let result = timed(
-            self.command_timeout,
-            self.client.get(key).meta(Meta::NONE.cas()).send(),
-        )
-        .await?;
-        if !result.hit() {
-            return Ok(None);
-        }
-        let record = result.value.as_deref().and_then(decode);
-        Ok(Some((record, result.item.cas)))
+    async fn fetch(&self, key: &str) -> Result<Option<(Option<SessionRecord>, u64)>, StorageError> {
+        let item = timed(self.command_timeout, self.client.get(key)).await?;
+        Ok(item.map(|(value, cas)| (decode(&value), cas)))
     }
 }
 
@@ -237,7 +196,7 @@ impl ServerStorage for MemcachedStorage {
         if record.is_none() {
             tracing::warn!("malformed session record in Memcached; starting a new session");
         }
-        Ok(record.map(|record| Loaded::new(record).with_version(cas)))
+        Ok(record.map(|record| Loaded::new(record).with_version(Some(cas))))
     }
 
     async fn create(
@@ -251,12 +210,12 @@ impl ServerStorage for MemcachedStorage {
             let key = store_key(&self.prefix, &id);
             let bytes = &bytes;
             async move {
-                let result = timed(
+                let stored = timed(
                     self.command_timeout,
-                    self.client.set(&key, bytes).ttl(ttl).add().send(),
+                    self.client.set(&key, bytes, ttl, Mode::Add),
                 )
                 .await?;
-                Ok(result.applied())
+                Ok(stored == Stored::Applied)
             }
         })
         .await
@@ -282,8 +241,7 @@ impl ServerStorage for MemcachedStorage {
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let result = timed(self.command_timeout, self.client.delete(&key).send()).await?;
-        Ok(result.applied())
+        timed(self.command_timeout, self.client.delete(&key)).await
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -319,11 +277,13 @@ impl MemcachedStorage {
         // round trip.
         if let Some(cas) = cx.version {
             let bytes = self.encode(record)?;
-            let request = self.client.set(&key, &bytes).ttl(ttl).compare_cas(cas);
-            match timed(self.command_timeout, request.send()).await?.status {
-                MutationStatus::Applied => return Ok(true),
-                MutationStatus::NotFound => return Ok(false),
-                _ => tracing::debug!("session changed in Memcached since it was loaded; merging"),
+            let request = self.client.set(&key, &bytes, ttl, Mode::Cas(cas));
+            match timed(self.command_timeout, request).await? {
+                Stored::Applied => return Ok(true),
+                Stored::NotFound => return Ok(false),
+                Stored::Conflict => {
+                    tracing::debug!("session changed in Memcached since it was loaded; merging");
+                }
             }
         }
         for attempt in 0..CAS_TRIES {
@@ -343,16 +303,13 @@ impl MemcachedStorage {
                 None => record.clone(),
             };
             let bytes = self.encode(&merged)?;
-            let mut request = self.client.set(&key, &bytes).ttl(ttl);
-            request = match cas {
-                Some(cas) => request.compare_cas(cas),
-                None => request.replace(),
-            };
-            let result = timed(self.command_timeout, request.send()).await?;
-            match result.status {
-                MutationStatus::Applied => return Ok(true),
-                MutationStatus::NotFound => return Ok(false),
-                _ => tracing::debug!("concurrent write to a session in Memcached; merging again"),
+            let request = self.client.set(&key, &bytes, ttl, Mode::Cas(cas));
+            match timed(self.command_timeout, request).await? {
+                Stored::Applied => return Ok(true),
+                Stored::NotFound => return Ok(false),
+                Stored::Conflict => {
+                    tracing::debug!("concurrent write to a session in Memcached; merging again");
+                }
             }
         }
         Err(StorageError::unavailable(format!(

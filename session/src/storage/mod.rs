@@ -28,6 +28,8 @@ pub mod aiohttp;
 mod encrypted_cookie;
 #[cfg(feature = "memcached")]
 pub(crate) mod memcached;
+#[cfg(feature = "memcached")]
+mod memcached_client;
 pub(crate) mod memory;
 mod opened_cookies;
 #[cfg(feature = "postgres")]

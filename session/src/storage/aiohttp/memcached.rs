@@ -28,12 +28,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memcache::exp::{AsyncMetaClient, Meta, MutationStatus, Ttl};
-
 use super::{decode, encode};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::memcached_client::{MemcachedClient, Mode, Stored};
 use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
@@ -66,7 +65,7 @@ const MAX_KEY_BYTES: usize = 250;
 /// ```
 #[derive(Clone)]
 pub struct MemcachedStorage {
-    client: Arc<AsyncMetaClient>,
+    client: Arc<MemcachedClient>,
     default_ttl: Duration,
     command_timeout: Duration,
     saves: Arc<SaveQueue>,
@@ -86,16 +85,6 @@ impl MemcachedStorage {
         })
     }
 
-    /// A storage over a client the app already has.
-    pub fn from_client(client: AsyncMetaClient) -> Self {
-        Self {
-            client: Arc::new(client),
-            default_ttl: DEFAULT_TTL,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
-            saves: Arc::default(),
-        }
-    }
-
     /// The TTL of a session without a max age, in whole seconds. Default:
     /// one day. Zero is refused when the layer is built.
     #[must_use]
@@ -112,25 +101,15 @@ impl MemcachedStorage {
         self
     }
 
-    fn ttl(&self, cx: &StorageContext<'_>) -> Ttl {
-        let seconds = cx.record_ttl(self.default_ttl.as_secs());
-        Ttl::secs(u32::try_from(seconds).unwrap_or(u32::MAX))
+    /// The item's lifetime in seconds (the client sends it as memcached
+    /// reads it).
+    fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
+        cx.record_ttl(self.default_ttl.as_secs())
     }
 
     /// The stored value and its CAS, or `None` when there is none.
-    async fn fetch(&self, key: &str) -> Result<Option<(Vec<u8>, Option<u64>)>, StorageError> {
-        let result = timed(
-            self.command_timeout,
-            self.client.get(key).meta(Meta::NONE.cas()).send(),
-        )
-        .await?;
-        if !result.hit() {
-            return Ok(None);
-        }
-        Ok(Some((
-            result.value.as_deref().unwrap_or_default().to_vec(),
-            result.item.cas,
-        )))
+    async fn fetch(&self, key: &str) -> Result<Option<(bytes::Bytes, u64)>, StorageError> {
+        timed(self.command_timeout, self.client.get(key)).await
     }
 }
 
@@ -174,10 +153,10 @@ impl ServerStorage for MemcachedStorage {
             return Ok(None);
         };
         let record = decode(&value);
-        if record.is_none() && value != b"{}" {
+        if record.is_none() && value[..] != b"{}"[..] {
             tracing::warn!("malformed aiohttp_session record in Memcached; starting a new session");
         }
-        Ok(record.map(|record| Loaded::new(record).with_version(cas)))
+        Ok(record.map(|record| Loaded::new(record).with_version(Some(cas))))
     }
 
     async fn create(
@@ -192,12 +171,12 @@ impl ServerStorage for MemcachedStorage {
             let value = &value;
             async move {
                 let key = key?;
-                let result = timed(
+                let stored = timed(
                     self.command_timeout,
-                    self.client.set(&key, value).ttl(ttl).add().send(),
+                    self.client.set(&key, value, ttl, Mode::Add),
                 )
                 .await?;
-                Ok(result.applied())
+                Ok(stored == Stored::Applied)
             }
         })
         .await
@@ -222,12 +201,7 @@ impl ServerStorage for MemcachedStorage {
     }
 
     async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        let result = timed(
-            self.command_timeout,
-            self.client.delete(&key(cx, id)?).send(),
-        )
-        .await?;
-        Ok(result.applied())
+        timed(self.command_timeout, self.client.delete(&key(cx, id)?)).await
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -257,11 +231,13 @@ impl MemcachedStorage {
         // is the stored one plus this request's changes.
         if let Some(cas) = cx.version {
             let value = encode(record)?;
-            let request = self.client.set(&key, &value).ttl(ttl).compare_cas(cas);
-            match timed(self.command_timeout, request.send()).await?.status {
-                MutationStatus::Applied => return Ok(true),
-                MutationStatus::NotFound => return Ok(false),
-                _ => tracing::debug!("aiohttp_session record changed since loaded; merging"),
+            let request = self.client.set(&key, &value, ttl, Mode::Cas(cas));
+            match timed(self.command_timeout, request).await? {
+                Stored::Applied => return Ok(true),
+                Stored::NotFound => return Ok(false),
+                Stored::Conflict => {
+                    tracing::debug!("aiohttp_session record changed since loaded; merging");
+                }
             }
         }
         for attempt in 0..CAS_TRIES {
@@ -278,16 +254,12 @@ impl MemcachedStorage {
             };
             stored.merge(record, changes);
             let value = encode(&stored)?;
-            let mut request = self.client.set(&key, &value).ttl(ttl);
-            request = match cas {
-                Some(cas) => request.compare_cas(cas),
-                None => request.replace(),
-            };
-            match timed(self.command_timeout, request.send()).await?.status {
-                MutationStatus::Applied => return Ok(true),
-                MutationStatus::NotFound => return Ok(false),
-                _ => {
-                    tracing::debug!("concurrent write to an aiohttp_session record; merging again")
+            let request = self.client.set(&key, &value, ttl, Mode::Cas(cas));
+            match timed(self.command_timeout, request).await? {
+                Stored::Applied => return Ok(true),
+                Stored::NotFound => return Ok(false),
+                Stored::Conflict => {
+                    tracing::debug!("concurrent write to an aiohttp_session record; merging again");
                 }
             }
         }

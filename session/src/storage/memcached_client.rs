@@ -1,0 +1,515 @@
+//! A lean, multiplexed Memcached client over the meta protocol, for the
+//! few commands the session stores send.
+//!
+//! Why not the `memcache` crate's own async client: it keeps one request in
+//! flight per pooled connection, so every request is its own pair of system
+//! calls on both sides and a wakeup of one of memcached's worker threads
+//! (`BENCHMARKS.md` has the profile). Here every request to a server goes
+//! down one connection, where they queue behind each other: a writer task
+//! sends whatever has queued in one write, a reader task hands each reply
+//! to the request that is next in line (memcached answers the requests of
+//! a connection in order). The protocol pieces still come from the crate:
+//! reply headers are parsed by [`MetaResponse::parse_header`], keys are
+//! routed to servers by its [`Rendezvous`] hashing (so keys stay on the
+//! servers the earlier client put them on).
+//!
+//! Failure: a request that times out leaves its reply to be read and
+//! dropped, so the connection stays in step. A connection whose oldest
+//! request has gone unanswered for the I/O timeout (a dead or half-open
+//! peer), that reads an unparsable reply or that fails to write, is closed;
+//! its waiting requests fail at once, and the next request dials a new one.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use memcache::exp::{MetaResponse, Rendezvous, ReturnCode, Router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Memcached reads a TTL above 30 days as an absolute Unix time.
+const MAX_RELATIVE_TTL: u64 = 30 * 24 * 60 * 60;
+/// The longest reply header line read before the stream counts as broken.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+/// The most bytes of queued requests sent in one write.
+const MAX_WRITE_BYTES: usize = 256 * 1024;
+
+/// What a failed exchange says; it becomes the 503's cause.
+pub(crate) type ClientError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Applied,
+    /// `add`: the key exists; `cas`: the item changed since its CAS.
+    Conflict,
+    /// `cas`: the item is gone.
+    NotFound,
+}
+
+/// How a write is conditioned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    /// Only where no item is (`add`).
+    Add,
+    /// Only over an item whose CAS is still this one.
+    Cas(u64),
+}
+
+/// One reply: its code, the item's CAS when asked for, its value.
+#[derive(Debug)]
+struct Reply {
+    code: ReturnCode,
+    cas: Option<u64>,
+    value: Option<Bytes>,
+}
+
+type ReplySender = oneshot::Sender<Result<Reply, ClientError>>;
+
+struct Request {
+    bytes: Vec<u8>,
+    reply: ReplySender,
+}
+
+/// Clients of every configured server, and the routing of keys to them.
+pub(crate) struct MemcachedClient {
+    servers: Vec<Server>,
+    identities: Vec<String>,
+    router: Rendezvous,
+}
+
+impl MemcachedClient {
+    /// A client of these servers (`HOST:PORT`); connections are dialed on
+    /// first use, each within `connect_timeout`.
+    pub(crate) fn new(servers: &[String], connect_timeout: Duration, io_timeout: Duration) -> Self {
+        Self {
+            servers: servers
+                .iter()
+                .map(|address| Server {
+                    address: address.clone(),
+                    connect_timeout,
+                    io_timeout,
+                    connection: Mutex::new(None),
+                    dialing: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            identities: servers.to_vec(),
+            router: Rendezvous::new(),
+        }
+    }
+
+    fn server(&self, key: &str) -> &Server {
+        &self.servers[self.router.route(key.as_bytes(), &self.identities)]
+    }
+
+    /// The item's value and CAS (`mg <key> v c`), `None` on a miss.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, ClientError> {
+        let mut bytes = Vec::with_capacity(key.len() + 10);
+        bytes.extend_from_slice(b"mg ");
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.extend_from_slice(b" v c\r\n");
+        let reply = self.server(key).execute(bytes).await?;
+        match reply.code {
+            ReturnCode::En => Ok(None),
+            ReturnCode::Va => {
+                let cas = reply
+                    .cas
+                    .ok_or("memcached answered a get without the CAS asked for")?;
+                Ok(Some((reply.value.unwrap_or_default(), cas)))
+            }
+            code => Err(unexpected("mg", code)),
+        }
+    }
+
+    /// Writes the item (`ms`), expiring after `ttl_secs` (at least 1).
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u64,
+        mode: Mode,
+    ) -> Result<Stored, ClientError> {
+        use std::io::Write as _;
+        let mut bytes = Vec::with_capacity(key.len() + value.len() + 64);
+        let ttl = wire_ttl(ttl_secs);
+        // Writes into a Vec cannot fail.
+        let _ = write!(bytes, "ms {key} {} T{ttl}", value.len());
+        let _ = match mode {
+            Mode::Add => write!(bytes, " ME"),
+            Mode::Cas(cas) => write!(bytes, " C{cas}"),
+        };
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(value);
+        bytes.extend_from_slice(b"\r\n");
+        let reply = self.server(key).execute(bytes).await?;
+        match (reply.code, mode) {
+            (ReturnCode::Hd, _) => Ok(Stored::Applied),
+            (ReturnCode::Ns, Mode::Add) | (ReturnCode::Ex, Mode::Cas(_)) => Ok(Stored::Conflict),
+            (ReturnCode::Nf, Mode::Cas(_)) => Ok(Stored::NotFound),
+            (code, _) => Err(unexpected("ms", code)),
+        }
+    }
+
+    /// Deletes the item (`md`); whether there was one.
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, ClientError> {
+        let mut bytes = Vec::with_capacity(key.len() + 5);
+        bytes.extend_from_slice(b"md ");
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let reply = self.server(key).execute(bytes).await?;
+        match reply.code {
+            ReturnCode::Hd => Ok(true),
+            ReturnCode::Nf => Ok(false),
+            code => Err(unexpected("md", code)),
+        }
+    }
+
+    /// Asks every server for a no-op (`mn`), so an unreachable one shows.
+    pub(crate) async fn check(&self) -> Result<(), ClientError> {
+        for server in &self.servers {
+            let reply = server.execute(b"mn\r\n".to_vec()).await.map_err(|error| {
+                ClientError::from(format!("memcached at {}: {error}", server.address))
+            })?;
+            if reply.code != ReturnCode::Mn {
+                return Err(unexpected("mn", reply.code));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unexpected(command: &str, code: ReturnCode) -> ClientError {
+    format!("memcached answered {command} with {code:?}").into()
+}
+
+/// Memcached's expiry: relative seconds up to 30 days, an absolute Unix
+/// time beyond (never 0, which would mean "never expires").
+fn wire_ttl(secs: u64) -> u64 {
+    let secs = secs.max(1);
+    if secs <= MAX_RELATIVE_TTL {
+        return secs;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs());
+    now.saturating_add(secs).min(u64::from(u32::MAX))
+}
+
+/// One server: its multiplexed connection, dialed on demand.
+struct Server {
+    address: String,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    connection: Mutex<Option<mpsc::UnboundedSender<Request>>>,
+    /// One dial at a time, so a burst after a failure dials once.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+impl Server {
+    async fn execute(&self, bytes: Vec<u8>) -> Result<Reply, ClientError> {
+        let connection = self.connection().await?;
+        let (reply, answer) = oneshot::channel();
+        if let Err(unsent) = connection.send(Request { bytes, reply }) {
+            // The connection closed since it was taken; nothing was sent.
+            drop(unsent);
+            return Err("connection to memcached closed; the next request reconnects".into());
+        }
+        answer
+            .await
+            .map_err(|_| ClientError::from("connection to memcached lost before it answered"))?
+    }
+
+    /// The live connection, or a new one.
+    async fn connection(&self) -> Result<mpsc::UnboundedSender<Request>, ClientError> {
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let _dialing = self.dialing.lock().await;
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to memcached at {} timed out", self.address),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr().ok();
+        let sender = spawn_connection(stream, self.io_timeout, peer);
+        *self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    fn live(&self) -> Option<mpsc::UnboundedSender<Request>> {
+        let slot = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|sender| !sender.is_closed()).cloned()
+    }
+}
+
+/// Starts the writer and reader tasks of a connection; requests go in
+/// through the returned sender, which reports closed once either ends.
+fn spawn_connection(
+    stream: TcpStream,
+    io_timeout: Duration,
+    peer: Option<SocketAddr>,
+) -> mpsc::UnboundedSender<Request> {
+    let (reader, writer) = stream.into_split();
+    let (requests, queued) = mpsc::unbounded_channel();
+    let (waiting, in_line) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_requests(writer, queued, waiting));
+    tokio::spawn(async move {
+        if let Err(error) = read_replies(reader, in_line, io_timeout).await {
+            tracing::warn!(?peer, %error, "memcached connection closed");
+        }
+        // Its queued requests fail with it; the next request redials.
+        writer.abort();
+    });
+    requests
+}
+
+/// Sends queued requests, as many as have queued in one write, after
+/// putting their reply senders in line for the reader.
+async fn write_requests(
+    mut socket: OwnedWriteHalf,
+    mut queued: mpsc::UnboundedReceiver<Request>,
+    waiting: mpsc::UnboundedSender<(ReplySender, Instant)>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = queued.recv().await {
+        let mut next = Some(first);
+        while let Some(request) = next {
+            if request.reply.is_closed() {
+                // Its caller gave up before it was sent: skip it.
+                next = queued.try_recv().ok();
+                continue;
+            }
+            batch.extend_from_slice(&request.bytes);
+            if waiting.send((request.reply, Instant::now())).is_err() {
+                return;
+            }
+            next = if batch.len() < MAX_WRITE_BYTES {
+                queued.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(error) = socket.write_all(&batch).await {
+            tracing::warn!(%error, "writing to memcached failed");
+            return;
+        }
+        batch.clear();
+        if batch.capacity() > MAX_WRITE_BYTES {
+            batch = Vec::new();
+        }
+    }
+}
+
+/// Reads replies and answers the requests in line, in order, until the
+/// connection ends, breaks, or its oldest request waits past `io_timeout`.
+async fn read_replies(
+    mut socket: OwnedReadHalf,
+    mut in_line: mpsc::UnboundedReceiver<(ReplySender, Instant)>,
+    io_timeout: Duration,
+) -> Result<(), ClientError> {
+    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    let mut watch = tokio::time::interval((io_timeout / 4).max(Duration::from_millis(1)));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The request whose reply comes next, once the watch has looked at it.
+    let mut oldest: Option<(ReplySender, Instant)> = None;
+    loop {
+        let wanted = loop {
+            match parse(&mut buffer)? {
+                Parsed::Incomplete { wanted } => break wanted,
+                Parsed::Reply(reply) => {
+                    let Some((sender, _)) = oldest.take().or_else(|| in_line.try_recv().ok())
+                    else {
+                        return Err("memcached sent a reply nobody asked for".into());
+                    };
+                    // A caller that timed out has gone; its reply is dropped.
+                    let _ = sender.send(reply);
+                }
+            }
+        };
+        buffer.reserve(wanted.saturating_sub(buffer.len()).max(8 * 1024));
+        tokio::select! {
+            read = socket.read_buf(&mut buffer) => {
+                if read? == 0 {
+                    return match oldest.is_some() || !in_line.is_empty() {
+                        true => Err("memcached closed the connection with requests unanswered".into()),
+                        false => Ok(()),
+                    };
+                }
+            }
+            _ = watch.tick() => {
+                if oldest.is_none() {
+                    oldest = in_line.try_recv().ok();
+                }
+                if let Some((_, sent)) = &oldest
+                    && sent.elapsed() > io_timeout
+                {
+                    return Err(format!("memcached did not answer within {io_timeout:?}").into());
+                }
+                if oldest.is_none() && in_line.is_closed() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+enum Parsed {
+    /// A whole reply, or the error a whole error line says.
+    Reply(Result<Reply, ClientError>),
+    /// More bytes are needed; `wanted` is how many the reply has in all,
+    /// when known.
+    Incomplete { wanted: usize },
+}
+
+/// Takes one reply off the front of `buffer`; an error means the stream
+/// can no longer be read in step.
+fn parse(buffer: &mut BytesMut) -> Result<Parsed, ClientError> {
+    let Some(end) = buffer.iter().position(|&byte| byte == b'\n') else {
+        if buffer.len() > MAX_LINE_BYTES {
+            return Err("memcached sent a reply line too long to be one".into());
+        }
+        return Ok(Parsed::Incomplete { wanted: 0 });
+    };
+    let line = buffer[..end].strip_suffix(b"\r").unwrap_or(&buffer[..end]);
+    let header = match MetaResponse::parse_header(line) {
+        Ok(header) => header,
+        // An error line (`CLIENT_ERROR`, `SERVER_ERROR`) answers its request.
+        Err(error @ (memcache::exp::Error::Rejected(_) | memcache::exp::Error::Server(_))) => {
+            buffer.advance(end + 1);
+            return Ok(Parsed::Reply(Err(error.into())));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let cas = header
+        .flags()
+        .find_map(|flag| flag.strip_prefix(b"c"))
+        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok());
+    let code = header.rc();
+    if code != ReturnCode::Va {
+        buffer.advance(end + 1);
+        return Ok(Parsed::Reply(Ok(Reply {
+            code,
+            cas,
+            value: None,
+        })));
+    }
+    // `VA <length> <flags>`: the header parsed, so the length is a number.
+    let length: usize = line
+        .split(|&byte| byte == b' ')
+        .nth(1)
+        .and_then(|token| std::str::from_utf8(token).ok()?.parse().ok())
+        .ok_or("memcached sent a value without its length")?;
+    let whole = end + 1 + length + 2;
+    if buffer.len() < whole {
+        return Ok(Parsed::Incomplete { wanted: whole });
+    }
+    if &buffer[whole - 2..whole] != b"\r\n" {
+        return Err("memcached sent a value without its line end".into());
+    }
+    buffer.advance(end + 1);
+    let value = buffer.split_to(length).freeze();
+    buffer.advance(2);
+    Ok(Parsed::Reply(Ok(Reply {
+        code,
+        cas,
+        value: Some(value),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8]) -> Vec<Result<Reply, String>> {
+        let mut buffer = BytesMut::from(bytes);
+        let mut replies = Vec::new();
+        while let Parsed::Reply(reply) = parse(&mut buffer).unwrap() {
+            replies.push(reply.map_err(|error| error.to_string()));
+        }
+        replies
+    }
+
+    #[test]
+    fn replies_are_taken_in_order_with_their_values_and_cas() {
+        let replies = parse_all(
+            b"VA 3 c42\r\nabc\r\nEN\r\nHD\r\nCLIENT_ERROR bad data chunk\r\nVA 0 c7\r\n\r\nMN\r\n",
+        );
+        assert_eq!(replies.len(), 6);
+        let first = replies[0].as_ref().unwrap();
+        assert_eq!((first.code, first.cas), (ReturnCode::Va, Some(42)));
+        assert_eq!(first.value.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(replies[1].as_ref().unwrap().code, ReturnCode::En);
+        assert_eq!(replies[2].as_ref().unwrap().code, ReturnCode::Hd);
+        assert!(replies[3].as_ref().unwrap_err().contains("bad data chunk"));
+        assert_eq!(
+            replies[4].as_ref().unwrap().value.as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(replies[5].as_ref().unwrap().code, ReturnCode::Mn);
+    }
+
+    #[test]
+    fn a_value_split_across_reads_waits_for_all_of_it() {
+        let mut buffer = BytesMut::from(&b"VA 5 c1\r\nab"[..]);
+        assert!(matches!(
+            parse(&mut buffer).unwrap(),
+            Parsed::Incomplete { wanted: 16 }
+        ));
+        buffer.extend_from_slice(b"cde\r");
+        assert!(matches!(
+            parse(&mut buffer).unwrap(),
+            Parsed::Incomplete { .. }
+        ));
+        buffer.extend_from_slice(b"\nHD\r\n");
+        let Parsed::Reply(Ok(reply)) = parse(&mut buffer).unwrap() else {
+            panic!("a whole reply")
+        };
+        assert_eq!(reply.value.as_deref(), Some(&b"abcde"[..]));
+        assert_eq!(&buffer[..], b"HD\r\n");
+    }
+
+    #[test]
+    fn a_stream_out_of_step_is_an_error() {
+        for bytes in [
+            &b"VA 3 c1\r\nabcd\r\n"[..],
+            b"XX 1\r\n",
+            b"VA x\r\n",
+            &[b'a'; MAX_LINE_BYTES + 1],
+        ] {
+            assert!(parse(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn long_ttls_become_absolute_times() {
+        assert_eq!(wire_ttl(0), 1);
+        assert_eq!(wire_ttl(MAX_RELATIVE_TTL), MAX_RELATIVE_TTL);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let absolute = wire_ttl(MAX_RELATIVE_TTL + 1);
+        assert!((now + MAX_RELATIVE_TTL..now + MAX_RELATIVE_TTL + 10).contains(&absolute));
+        assert_eq!(wire_ttl(u64::MAX), u64::from(u32::MAX));
+    }
+}
