@@ -13,6 +13,7 @@ use session_tests::counters::{RedisCalls, calls};
 use session_tests::servers::{
     Memcached, Postgres, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
 };
+use session_tests::soak::{Network, Proxy};
 use session_tests::sql::{postgres_i64, sqlite_i64};
 use session_tests::{Store, TestApp, record_key, settings};
 use sqlx::Connection as _;
@@ -555,6 +556,43 @@ async fn a_memcached_that_dies_gives_503s_and_the_app_recovers_when_it_returns()
         || replacement = Some(Memcached::start_on(port)),
     )
     .await;
+}
+
+/// A connection to Memcached that stops answering (a half-open peer, a
+/// stalled network) is given up once its oldest request has waited the
+/// command timeout: its requests get 503s meanwhile, and when the network
+/// is back the next requests dial a new connection instead of queueing
+/// forever behind replies that will never come.
+#[tokio::test]
+async fn a_memcached_connection_that_stops_answering_is_replaced() {
+    let server = Memcached::start();
+    let proxy = Proxy::start(server.port).await;
+    let mut settings = settings(Store::Memcached);
+    settings.memcached_servers = vec![format!("127.0.0.1:{}", proxy.port)];
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+
+    // Everything sent from now on is held for an hour on this connection.
+    proxy.set(Network::Slow(Duration::from_secs(3600)));
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+
+    proxy.set(Network::Healthy);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = app.get("/session", Some(&cookie)).await;
+        if reply.status == 200 {
+            assert_eq!(reply.data(), json!({"a": 1}));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app still answers {} {} five seconds after the network came back",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
