@@ -595,6 +595,32 @@ async fn a_memcached_connection_that_stops_answering_is_replaced() {
     }
 }
 
+/// A longer command timeout is also how long a connection may wait for a
+/// reply before it counts as dead: a store 1.8 s away answers within a
+/// 3-second timeout, instead of the connection being dropped at the
+/// default second.
+#[tokio::test]
+async fn a_longer_memcached_command_timeout_keeps_a_slow_connection() {
+    let server = Memcached::start();
+    let proxy = Proxy::start(server.port).await;
+    let storage = typed_sessions::MemcachedStorage::connect([format!("127.0.0.1:{}", proxy.port)])
+        .await
+        .unwrap()
+        .with_command_timeout(Duration::from_secs(3));
+    let app = TestApp::conformance_on(
+        settings(Store::Memcached),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    // 900 ms each way.
+    proxy.set(Network::Slow(Duration::from_millis(900)));
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.data(), json!({"a": 1}));
+}
+
 #[tokio::test]
 async fn memcached_sessions_longer_than_30_days_still_expire_when_they_should() {
     let (mut settings, probe) = Probe::settings(Store::Memcached);

@@ -73,7 +73,8 @@ impl MemcachedStorage {
     /// Connects to the servers `HOST:PORT` and checks that each answers,
     /// within two seconds; commands time out after one second. Every
     /// request to a server goes down one connection, redialed when it
-    /// fails.
+    /// fails; each connection is driven by tasks on the tokio runtime that
+    /// dialed it, so connect on the runtime that serves the app.
     pub async fn connect<A: AsRef<str>>(
         servers: impl IntoIterator<Item = A>,
     ) -> Result<Self, StorageError> {
@@ -134,6 +135,9 @@ impl MemcachedStorage {
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        // A connection is given up as dead only once a request has waited
+        // this long, not the default second.
+        self.client.set_io_timeout(timeout);
         self
     }
 

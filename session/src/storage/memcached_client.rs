@@ -21,7 +21,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -33,8 +34,13 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Memcached reads a TTL above 30 days as an absolute Unix time.
 const MAX_RELATIVE_TTL: u64 = 30 * 24 * 60 * 60;
+/// Memcached reads `T` as a signed 32-bit number.
+const MAX_WIRE_TTL: u64 = i32::MAX as u64;
 /// The longest reply header line read before the stream counts as broken.
 const MAX_LINE_BYTES: usize = 8 * 1024;
+/// How often a connection looks at how long its oldest request has waited,
+/// at most.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// The most bytes of queued requests sent in one write.
 const MAX_WRITE_BYTES: usize = 256 * 1024;
 
@@ -76,30 +82,51 @@ struct Request {
 }
 
 /// Clients of every configured server, and the routing of keys to them.
+///
+/// Each connection is driven by two tasks spawned on the tokio runtime
+/// that first uses it: keep that runtime running while the client is used.
 pub(crate) struct MemcachedClient {
     servers: Vec<Server>,
     identities: Vec<String>,
     router: Rendezvous,
+    stall_after: StallAfter,
 }
+
+/// How long a connection's oldest request may wait for its reply before the
+/// connection counts as dead, in milliseconds: shared with every
+/// connection, and set to the storage's command timeout.
+type StallAfter = Arc<AtomicU64>;
 
 impl MemcachedClient {
     /// A client of these servers (`HOST:PORT`); connections are dialed on
     /// first use, each within `connect_timeout`.
     pub(crate) fn new(servers: &[String], connect_timeout: Duration, io_timeout: Duration) -> Self {
-        Self {
+        let stall_after = StallAfter::default();
+        let client = Self {
             servers: servers
                 .iter()
                 .map(|address| Server {
                     address: address.clone(),
                     connect_timeout,
-                    io_timeout,
+                    stall_after: stall_after.clone(),
                     connection: Mutex::new(None),
                     dialing: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
             identities: servers.to_vec(),
             router: Rendezvous::new(),
-        }
+            stall_after,
+        };
+        client.set_io_timeout(io_timeout);
+        client
+    }
+
+    /// How long a request may wait for its reply: past it, the connection
+    /// it waits on is closed (the storage's command timeout, so a slow
+    /// reply the caller still waits for is not cut off early).
+    pub(crate) fn set_io_timeout(&self, timeout: Duration) {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.stall_after.store(millis.max(1), Ordering::Relaxed);
     }
 
     fn server(&self, key: &str) -> &Server {
@@ -187,7 +214,8 @@ fn unexpected(command: &str, code: ReturnCode) -> ClientError {
 }
 
 /// Memcached's expiry: relative seconds up to 30 days, an absolute Unix
-/// time beyond (never 0, which would mean "never expires").
+/// time beyond (never 0, which would mean "never expires"), at most the
+/// largest signed 32-bit number, which is all memcached parses.
 fn wire_ttl(secs: u64) -> u64 {
     let secs = secs.max(1);
     if secs <= MAX_RELATIVE_TTL {
@@ -196,14 +224,14 @@ fn wire_ttl(secs: u64) -> u64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |now| now.as_secs());
-    now.saturating_add(secs).min(u64::from(u32::MAX))
+    now.saturating_add(secs).min(MAX_WIRE_TTL)
 }
 
 /// One server: its multiplexed connection, dialed on demand.
 struct Server {
     address: String,
     connect_timeout: Duration,
-    io_timeout: Duration,
+    stall_after: StallAfter,
     connection: Mutex<Option<mpsc::UnboundedSender<Request>>>,
     /// One dial at a time, so a burst after a failure dials once.
     dialing: tokio::sync::Mutex<()>,
@@ -242,7 +270,7 @@ impl Server {
             })??;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr().ok();
-        let sender = spawn_connection(stream, self.io_timeout, peer);
+        let sender = spawn_connection(stream, self.stall_after.clone(), peer);
         *self
             .connection
             .lock()
@@ -263,7 +291,7 @@ impl Server {
 /// through the returned sender, which reports closed once either ends.
 fn spawn_connection(
     stream: TcpStream,
-    io_timeout: Duration,
+    stall_after: StallAfter,
     peer: Option<SocketAddr>,
 ) -> mpsc::UnboundedSender<Request> {
     let (reader, writer) = stream.into_split();
@@ -271,7 +299,7 @@ fn spawn_connection(
     let (waiting, in_line) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_requests(writer, queued, waiting));
     tokio::spawn(async move {
-        if let Err(error) = read_replies(reader, in_line, io_timeout).await {
+        if let Err(error) = read_replies(reader, in_line, stall_after).await {
             tracing::warn!(?peer, %error, "memcached connection closed");
         }
         // Its queued requests fail with it; the next request redials.
@@ -321,14 +349,16 @@ async fn write_requests(
 }
 
 /// Reads replies and answers the requests in line, in order, until the
-/// connection ends, breaks, or its oldest request waits past `io_timeout`.
+/// connection ends, breaks, or its oldest request waits past `stall_after`.
 async fn read_replies(
     mut socket: OwnedReadHalf,
     mut in_line: mpsc::UnboundedReceiver<(ReplySender, Instant)>,
-    io_timeout: Duration,
+    stall_after: StallAfter,
 ) -> Result<(), ClientError> {
     let mut buffer = BytesMut::with_capacity(16 * 1024);
-    let mut watch = tokio::time::interval((io_timeout / 4).max(Duration::from_millis(1)));
+    let stalled = || Duration::from_millis(stall_after.load(Ordering::Relaxed));
+    let mut watch =
+        tokio::time::interval((stalled() / 4).clamp(Duration::from_millis(1), WATCH_EVERY));
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The request whose reply comes next, once the watch has looked at it.
     let mut oldest: Option<(ReplySender, Instant)> = None;
@@ -361,9 +391,9 @@ async fn read_replies(
                     oldest = in_line.try_recv().ok();
                 }
                 if let Some((_, sent)) = &oldest
-                    && sent.elapsed() > io_timeout
+                    && sent.elapsed() > stalled()
                 {
-                    return Err(format!("memcached did not answer within {io_timeout:?}").into());
+                    return Err(format!("memcached did not answer within {:?}", stalled()).into());
                 }
                 if oldest.is_none() && in_line.is_closed() {
                     return Ok(());
@@ -393,6 +423,12 @@ fn parse(buffer: &mut BytesMut) -> Result<Parsed, ClientError> {
     let line = buffer[..end].strip_suffix(b"\r").unwrap_or(&buffer[..end]);
     let header = match MetaResponse::parse_header(line) {
         Ok(header) => header,
+        // A bare `ERROR` (an unknown command) is never an answer to these:
+        // a server that does not speak the meta protocol reads a value as
+        // a command of its own, and its replies no longer match ours.
+        Err(memcache::exp::Error::Rejected(message)) if message == "ERROR" => {
+            return Err("memcached does not know a meta command (it needs 1.6 or later)".into());
+        }
         // An error line (`CLIENT_ERROR`, `SERVER_ERROR`) answers its request.
         Err(error @ (memcache::exp::Error::Rejected(_) | memcache::exp::Error::Server(_))) => {
             buffer.advance(end + 1);
@@ -494,6 +530,7 @@ mod tests {
             &b"VA 3 c1\r\nabcd\r\n"[..],
             b"XX 1\r\n",
             b"VA x\r\n",
+            b"ERROR\r\n",
             &[b'a'; MAX_LINE_BYTES + 1],
         ] {
             assert!(parse(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
@@ -510,6 +547,6 @@ mod tests {
             .as_secs();
         let absolute = wire_ttl(MAX_RELATIVE_TTL + 1);
         assert!((now + MAX_RELATIVE_TTL..now + MAX_RELATIVE_TTL + 10).contains(&absolute));
-        assert_eq!(wire_ttl(u64::MAX), u64::from(u32::MAX));
+        assert_eq!(wire_ttl(u64::MAX), MAX_WIRE_TTL);
     }
 }

@@ -98,6 +98,9 @@ impl MemcachedStorage {
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        // A connection is given up as dead only once a request has waited
+        // this long, not the default second.
+        self.client.set_io_timeout(timeout);
         self
     }
 
