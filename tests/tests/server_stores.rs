@@ -621,6 +621,28 @@ async fn a_longer_memcached_command_timeout_keeps_a_slow_connection() {
     assert_eq!(reply.data(), json!({"a": 1}));
 }
 
+/// Pointed at something that is not memcached (here Redis, a clumsy
+/// `MEMCACHED_URL`), the storage refuses to start and says what it heard,
+/// not only that a connection was lost.
+#[tokio::test]
+async fn a_memcached_storage_pointed_at_redis_says_what_it_heard() {
+    let redis = shared_redis();
+    let error = typed_sessions::MemcachedStorage::connect([format!("127.0.0.1:{}", redis.port)])
+        .await
+        .expect_err("Redis is not memcached");
+    // The error and its causes, as the conformance app prints them.
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(next) = cause {
+        message += &format!(": {next}");
+        cause = next.source();
+    }
+    assert!(
+        message.contains("-ERR") && message.contains(&redis.port.to_string()),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn memcached_sessions_longer_than_30_days_still_expire_when_they_should() {
     let (mut settings, probe) = Probe::settings(Store::Memcached);

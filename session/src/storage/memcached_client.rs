@@ -299,8 +299,18 @@ fn spawn_connection(
     let (waiting, in_line) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_requests(writer, queued, waiting));
     tokio::spawn(async move {
-        if let Err(error) = read_replies(reader, in_line, stall_after).await {
+        let mut in_line = in_line;
+        let mut oldest = None;
+        if let Err(error) = read_replies(reader, &mut in_line, &mut oldest, stall_after).await {
             tracing::warn!(?peer, %error, "memcached connection closed");
+            // The requests waiting on it learn why.
+            let why = format!("the connection to memcached failed: {error}");
+            let waiting = oldest
+                .into_iter()
+                .chain(std::iter::from_fn(|| in_line.try_recv().ok()));
+            for (sender, _) in waiting {
+                let _ = sender.send(Err(why.clone().into()));
+            }
         }
         // Its queued requests fail with it; the next request redials.
         writer.abort();
@@ -352,7 +362,8 @@ async fn write_requests(
 /// connection ends, breaks, or its oldest request waits past `stall_after`.
 async fn read_replies(
     mut socket: OwnedReadHalf,
-    mut in_line: mpsc::UnboundedReceiver<(ReplySender, Instant)>,
+    in_line: &mut mpsc::UnboundedReceiver<(ReplySender, Instant)>,
+    oldest: &mut Option<(ReplySender, Instant)>,
     stall_after: StallAfter,
 ) -> Result<(), ClientError> {
     let mut buffer = BytesMut::with_capacity(16 * 1024);
@@ -360,8 +371,8 @@ async fn read_replies(
     let mut watch =
         tokio::time::interval((stalled() / 4).clamp(Duration::from_millis(1), WATCH_EVERY));
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The request whose reply comes next, once the watch has looked at it.
-    let mut oldest: Option<(ReplySender, Instant)> = None;
+    // `oldest`: the request whose reply comes next, once the watch has
+    // looked at it.
     loop {
         let wanted = loop {
             match parse(&mut buffer)? {
@@ -388,9 +399,9 @@ async fn read_replies(
             }
             _ = watch.tick() => {
                 if oldest.is_none() {
-                    oldest = in_line.try_recv().ok();
+                    *oldest = in_line.try_recv().ok();
                 }
-                if let Some((_, sent)) = &oldest
+                if let Some((_, sent)) = oldest
                     && sent.elapsed() > stalled()
                 {
                     return Err(format!("memcached did not answer within {:?}", stalled()).into());
