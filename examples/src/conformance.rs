@@ -531,14 +531,15 @@ impl Settings {
     }
 }
 
-/// `error: cause: cause`, on one line.
+/// `error: cause: cause`, on one line: how the app reports a store that
+/// would not connect (and what tests read back).
 #[cfg(any(
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
     feature = "sqlite"
 ))]
-fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {
+pub fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

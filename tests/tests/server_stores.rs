@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use session_examples::conformance::Settings;
+use session_examples::conformance::{Settings, typed_sessions_error_chain};
 use session_tests::counters::{RedisCalls, calls};
 use session_tests::servers::{
     Memcached, Postgres, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
@@ -631,12 +631,7 @@ async fn a_memcached_storage_pointed_at_redis_says_what_it_heard() {
         .await
         .expect_err("Redis is not memcached");
     // The error and its causes, as the conformance app prints them.
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(next) = cause {
-        message += &format!(": {next}");
-        cause = next.source();
-    }
+    let message = typed_sessions_error_chain(&error);
     assert!(
         message.contains("-ERR") && message.contains(&redis.port.to_string()),
         "{message}"

@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::memcached_client::{MemcachedClient, Mode, Stored};
+use super::memcached_client::MemcachedClient;
 use super::save_queue::SaveQueue;
 use super::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
@@ -213,14 +213,7 @@ impl ServerStorage for MemcachedStorage {
         create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
             let bytes = &bytes;
-            async move {
-                let stored = timed(
-                    self.command_timeout,
-                    self.client.set(&key, bytes, ttl, Mode::Add),
-                )
-                .await?;
-                Ok(stored == Stored::Applied)
-            }
+            async move { timed(self.command_timeout, self.client.add(&key, bytes, ttl)).await }
         })
         .await
     }
@@ -281,14 +274,11 @@ impl MemcachedStorage {
         // round trip.
         if let Some(cas) = cx.version {
             let bytes = self.encode(record)?;
-            let request = self.client.set(&key, &bytes, ttl, Mode::Cas(cas));
-            match timed(self.command_timeout, request).await? {
-                Stored::Applied => return Ok(true),
-                Stored::NotFound => return Ok(false),
-                Stored::Conflict => {
-                    tracing::debug!("session changed in Memcached since it was loaded; merging");
-                }
+            let request = self.client.compare_and_set(&key, &bytes, ttl, cas);
+            if let Some(saved) = timed(self.command_timeout, request).await? {
+                return Ok(saved);
             }
+            tracing::debug!("session changed in Memcached since it was loaded; merging");
         }
         for attempt in 0..CAS_TRIES {
             if attempt > 0 {
@@ -307,14 +297,11 @@ impl MemcachedStorage {
                 None => record.clone(),
             };
             let bytes = self.encode(&merged)?;
-            let request = self.client.set(&key, &bytes, ttl, Mode::Cas(cas));
-            match timed(self.command_timeout, request).await? {
-                Stored::Applied => return Ok(true),
-                Stored::NotFound => return Ok(false),
-                Stored::Conflict => {
-                    tracing::debug!("concurrent write to a session in Memcached; merging again");
-                }
+            let request = self.client.compare_and_set(&key, &bytes, ttl, cas);
+            if let Some(saved) = timed(self.command_timeout, request).await? {
+                return Ok(saved);
             }
+            tracing::debug!("concurrent write to a session in Memcached; merging again");
         }
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"

@@ -19,7 +19,8 @@
 //! peer), that reads an unparsable reply or that fails to write, is closed;
 //! its waiting requests fail at once, and the next request dials a new one.
 
-use std::io;
+use std::fmt;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,25 +47,6 @@ const MAX_WRITE_BYTES: usize = 256 * 1024;
 
 /// What a failed exchange says; it becomes the 503's cause.
 pub(crate) type ClientError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How a write went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stored {
-    Applied,
-    /// `add`: the key exists; `cas`: the item changed since its CAS.
-    Conflict,
-    /// `cas`: the item is gone.
-    NotFound,
-}
-
-/// How a write is conditioned.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Mode {
-    /// Only where no item is (`add`).
-    Add,
-    /// Only over an item whose CAS is still this one.
-    Cas(u64),
-}
 
 /// One reply: its code, the item's CAS when asked for, its value.
 #[derive(Debug)]
@@ -135,11 +117,8 @@ impl MemcachedClient {
 
     /// The item's value and CAS (`mg <key> v c`), `None` on a miss.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, ClientError> {
-        let mut bytes = Vec::with_capacity(key.len() + 10);
-        bytes.extend_from_slice(b"mg ");
-        bytes.extend_from_slice(key.as_bytes());
-        bytes.extend_from_slice(b" v c\r\n");
-        let reply = self.server(key).execute(bytes).await?;
+        let request = command("mg", key, None, format_args!(" v c"));
+        let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::En => Ok(None),
             ReturnCode::Va => {
@@ -152,42 +131,49 @@ impl MemcachedClient {
         }
     }
 
-    /// Writes the item (`ms`), expiring after `ttl_secs` (at least 1).
-    pub(crate) async fn set(
+    /// Writes the item where there is none (`ms … ME`), expiring after
+    /// `ttl_secs`; whether it was written.
+    pub(crate) async fn add(
         &self,
         key: &str,
         value: &[u8],
         ttl_secs: u64,
-        mode: Mode,
-    ) -> Result<Stored, ClientError> {
-        use std::io::Write as _;
-        let mut bytes = Vec::with_capacity(key.len() + value.len() + 64);
+    ) -> Result<bool, ClientError> {
         let ttl = wire_ttl(ttl_secs);
-        // Writes into a Vec cannot fail.
-        let _ = write!(bytes, "ms {key} {} T{ttl}", value.len());
-        let _ = match mode {
-            Mode::Add => write!(bytes, " ME"),
-            Mode::Cas(cas) => write!(bytes, " C{cas}"),
-        };
-        bytes.extend_from_slice(b"\r\n");
-        bytes.extend_from_slice(value);
-        bytes.extend_from_slice(b"\r\n");
-        let reply = self.server(key).execute(bytes).await?;
-        match (reply.code, mode) {
-            (ReturnCode::Hd, _) => Ok(Stored::Applied),
-            (ReturnCode::Ns, Mode::Add) | (ReturnCode::Ex, Mode::Cas(_)) => Ok(Stored::Conflict),
-            (ReturnCode::Nf, Mode::Cas(_)) => Ok(Stored::NotFound),
-            (code, _) => Err(unexpected("ms", code)),
+        let request = command("ms", key, Some(value), format_args!(" T{ttl} ME"));
+        let reply = self.server(key).execute(request).await?;
+        match reply.code {
+            ReturnCode::Hd => Ok(true),
+            ReturnCode::Ns => Ok(false),
+            code => Err(unexpected("ms", code)),
+        }
+    }
+
+    /// Writes the item over the one whose CAS is still `cas` (`ms … C`),
+    /// expiring after `ttl_secs`: `Some(true)` written, `Some(false)` no
+    /// item any more, `None` the item changed since.
+    pub(crate) async fn compare_and_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u64,
+        cas: u64,
+    ) -> Result<Option<bool>, ClientError> {
+        let ttl = wire_ttl(ttl_secs);
+        let request = command("ms", key, Some(value), format_args!(" T{ttl} C{cas}"));
+        let reply = self.server(key).execute(request).await?;
+        match reply.code {
+            ReturnCode::Hd => Ok(Some(true)),
+            ReturnCode::Nf => Ok(Some(false)),
+            ReturnCode::Ex => Ok(None),
+            code => Err(unexpected("ms", code)),
         }
     }
 
     /// Deletes the item (`md`); whether there was one.
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, ClientError> {
-        let mut bytes = Vec::with_capacity(key.len() + 5);
-        bytes.extend_from_slice(b"md ");
-        bytes.extend_from_slice(key.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        let reply = self.server(key).execute(bytes).await?;
+        let request = command("md", key, None, format_args!(""));
+        let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::Hd => Ok(true),
             ReturnCode::Nf => Ok(false),
@@ -207,6 +193,25 @@ impl MemcachedClient {
         }
         Ok(())
     }
+}
+
+/// A request: `<verb> <key>`, the value's length for a write, `flags`
+/// (each with its leading space), then the value.
+fn command(verb: &str, key: &str, value: Option<&[u8]>, flags: fmt::Arguments<'_>) -> Vec<u8> {
+    let value_len = value.map_or(0, <[u8]>::len);
+    let mut bytes = Vec::with_capacity(verb.len() + key.len() + value_len + 48);
+    // Writes into a Vec cannot fail.
+    let _ = write!(bytes, "{verb} {key}");
+    if value.is_some() {
+        let _ = write!(bytes, " {value_len}");
+    }
+    let _ = bytes.write_fmt(flags);
+    bytes.extend_from_slice(b"\r\n");
+    if let Some(value) = value {
+        bytes.extend_from_slice(value);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes
 }
 
 fn unexpected(command: &str, code: ReturnCode) -> ClientError {
@@ -391,10 +396,10 @@ async fn read_replies(
         tokio::select! {
             read = socket.read_buf(&mut buffer) => {
                 if read? == 0 {
-                    return match oldest.is_some() || !in_line.is_empty() {
-                        true => Err("memcached closed the connection with requests unanswered".into()),
-                        false => Ok(()),
-                    };
+                    if oldest.is_some() || !in_line.is_empty() {
+                        return Err("memcached closed the connection with requests unanswered".into());
+                    }
+                    return Ok(());
                 }
             }
             _ = watch.tick() => {
@@ -546,6 +551,19 @@ mod tests {
         ] {
             assert!(parse(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn requests_are_written_as_the_meta_protocol_reads_them() {
+        assert_eq!(
+            command("mg", "k", None, format_args!(" v c")),
+            b"mg k v c\r\n"
+        );
+        assert_eq!(command("md", "k", None, format_args!("")), b"md k\r\n");
+        assert_eq!(
+            command("ms", "k", Some(b"ab"), format_args!(" T5 C7")),
+            b"ms k 2 T5 C7\r\nab\r\n"
+        );
     }
 
     #[test]

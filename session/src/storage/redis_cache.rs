@@ -153,11 +153,11 @@ pub struct RedisCacheStatistics {
     /// storage connected; on a cluster, since its connection was last made
     /// again after a failure.
     pub hits: usize,
-    /// Loads that could be cached, sent to Redis and kept (counted as
-    /// `hits`).
+    /// Loads that could be cached, sent to Redis and kept (counted over the
+    /// same span as `hits`).
     pub misses: usize,
     /// Entries dropped by an invalidation from Redis or to make room
-    /// (counted as `hits`).
+    /// (counted over the same span as `hits`).
     pub invalidations: usize,
     /// Loads sent to Redis without the cache: the connection was not known
     /// to be current, or this instance had just written the key.

@@ -32,7 +32,7 @@ use super::{decode, encode};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
-use crate::storage::memcached_client::{MemcachedClient, Mode, Stored};
+use crate::storage::memcached_client::MemcachedClient;
 use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
@@ -174,12 +174,7 @@ impl ServerStorage for MemcachedStorage {
             let value = &value;
             async move {
                 let key = key?;
-                let stored = timed(
-                    self.command_timeout,
-                    self.client.set(&key, value, ttl, Mode::Add),
-                )
-                .await?;
-                Ok(stored == Stored::Applied)
+                timed(self.command_timeout, self.client.add(&key, value, ttl)).await
             }
         })
         .await
@@ -234,14 +229,11 @@ impl MemcachedStorage {
         // is the stored one plus this request's changes.
         if let Some(cas) = cx.version {
             let value = encode(record)?;
-            let request = self.client.set(&key, &value, ttl, Mode::Cas(cas));
-            match timed(self.command_timeout, request).await? {
-                Stored::Applied => return Ok(true),
-                Stored::NotFound => return Ok(false),
-                Stored::Conflict => {
-                    tracing::debug!("aiohttp_session record changed since loaded; merging");
-                }
+            let request = self.client.compare_and_set(&key, &value, ttl, cas);
+            if let Some(saved) = timed(self.command_timeout, request).await? {
+                return Ok(saved);
             }
+            tracing::debug!("aiohttp_session record changed since loaded; merging");
         }
         for attempt in 0..CAS_TRIES {
             if attempt > 0 {
@@ -257,14 +249,11 @@ impl MemcachedStorage {
             };
             stored.merge(record, changes);
             let value = encode(&stored)?;
-            let request = self.client.set(&key, &value, ttl, Mode::Cas(cas));
-            match timed(self.command_timeout, request).await? {
-                Stored::Applied => return Ok(true),
-                Stored::NotFound => return Ok(false),
-                Stored::Conflict => {
-                    tracing::debug!("concurrent write to an aiohttp_session record; merging again");
-                }
+            let request = self.client.compare_and_set(&key, &value, ttl, cas);
+            if let Some(saved) = timed(self.command_timeout, request).await? {
+                return Ok(saved);
             }
+            tracing::debug!("concurrent write to an aiohttp_session record; merging again");
         }
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"
