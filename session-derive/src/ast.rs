@@ -55,6 +55,8 @@ pub enum Fallback<'a> {
     Function(&'a Path),
     /// An `Option<T>` field without a default: `None`.
     OptionNone,
+    /// A default that did not parse: the derive failed, so this never runs.
+    Invalid,
 }
 
 impl<'a> Field<'a> {
@@ -91,6 +93,7 @@ impl<'a> Field<'a> {
         match (&self.attrs.default, self.is_option) {
             (Some(DefaultAttr::Trait), _) => Missing::Fallback(Fallback::DefaultTrait),
             (Some(DefaultAttr::Function(path)), _) => Missing::Fallback(Fallback::Function(path)),
+            (Some(DefaultAttr::Invalid), _) => Missing::Fallback(Fallback::Invalid),
             (None, true) => Missing::Fallback(Fallback::OptionNone),
             (None, false) => Missing::Required,
         }

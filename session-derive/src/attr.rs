@@ -32,6 +32,9 @@ pub enum DefaultAttr {
     Trait,
     /// `default = "path"`: calls `path()`.
     Function(Path),
+    /// A `default = …` that did not parse (reported): the code compiles
+    /// as if it had a default and never runs.
+    Invalid,
 }
 
 /// The `#[session]` attributes among `attrs`, each a list with at least one
@@ -106,17 +109,21 @@ pub fn field(attrs: &[Attribute], errors: &mut Vec<syn::Error>) -> FieldAttrs {
                 if parsed.default.is_some() {
                     return Err(duplicate(&meta, "default"));
                 }
-                parsed.default = Some(if meta.input.peek(syn::Token![=]) {
-                    let path: LitStr = meta.value()?.parse().map_err(|error| {
-                        syn::Error::new(
-                            error.span(),
-                            "expected `default` or `default = \"path::to::function\"`",
-                        )
-                    })?;
-                    DefaultAttr::Function(path.parse()?)
-                } else {
-                    DefaultAttr::Trait
-                });
+                if !meta.input.peek(syn::Token![=]) {
+                    parsed.default = Some(DefaultAttr::Trait);
+                    return Ok(());
+                }
+                // Until the path parses, the field still has a default, so
+                // its getter keeps the plain type and its uses add no
+                // errors to the one reported here.
+                parsed.default = Some(DefaultAttr::Invalid);
+                let path: LitStr = meta.value()?.parse().map_err(|error| {
+                    syn::Error::new(
+                        error.span(),
+                        "expected `default` or `default = \"path::to::function\"`",
+                    )
+                })?;
+                parsed.default = Some(DefaultAttr::Function(path.parse()?));
             } else if meta.path.is_ident("max_age")
                 || meta.path.is_ident("crate")
                 || meta.path.is_ident("kind")

@@ -9,20 +9,71 @@ use syn::{DeriveInput, parse_quote};
 
 use crate::ast::{Fallback, Field, Input, Missing};
 
-pub fn derive(node: &DeriveInput) -> syn::Result<TokenStream> {
+/// The derive's output: the code, or every mistake found together with as
+/// much of the code as still makes sense, so that each mistake is reported
+/// once and the struct's uses (`TypedSession<Visit>` in a handler, its
+/// accessors) add no errors of their own, as thiserror and serde do.
+pub fn derive(node: &DeriveInput) -> TokenStream {
     let mut errors = Vec::new();
-    let input = Input::from_syn(node, &mut errors)?;
-    input.validate(&mut errors);
-    if let Some(combined) = errors.into_iter().reduce(|mut all, error| {
-        all.combine(error);
-        all
-    }) {
-        return Err(combined);
-    }
-    Ok(expand(&input))
+    let code = match Input::from_syn(node, &mut errors) {
+        Ok(input) => {
+            let hidden = input.validate(&mut errors);
+            if input.generics.params.is_empty() {
+                expand(&input, &hidden)
+            } else {
+                // An impl over generics would add errors of its own.
+                TokenStream::new()
+            }
+        }
+        Err(error) => {
+            errors.push(error);
+            fallback(node)
+        }
+    };
+    let errors = errors.into_iter().map(syn::Error::into_compile_error);
+    quote!(#(#errors)* #code)
 }
 
-fn expand(input: &Input<'_>) -> TokenStream {
+/// `SessionData` for a type the derive cannot apply to (an enum, a tuple
+/// struct): no keys and no accessors, so that only the derive's own error
+/// is reported, not one at every `TypedSession<T>`.
+fn fallback(node: &DeriveInput) -> TokenStream {
+    if !node.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let ident = &node.ident;
+    let krate: syn::Path = parse_quote!(::typed_sessions);
+    quote! {
+        const _: () = {
+            impl #krate::SessionData for #ident {
+                const MAX_AGE: ::core::option::Option<u64> = ::core::option::Option::None;
+                const KEYS: &'static [&'static str] = &[];
+                type Kind = #krate::Main;
+                type View = #krate::__private::Fields<Self>;
+
+                fn view(fields: #krate::__private::Fields<Self>) -> Self::View {
+                    fields
+                }
+
+                fn fields(view: &Self::View) -> &#krate::__private::Fields<Self> {
+                    view
+                }
+
+                fn read(
+                    _: &#krate::__private::Fields<Self>,
+                ) -> ::core::result::Result<Self, #krate::MissingField> {
+                    ::core::unreachable!("#[derive(Session)] failed: this type does not compile")
+                }
+
+                fn write(&self, _: &#krate::__private::Fields<Self>) {}
+            }
+        };
+    }
+}
+
+/// The code for `input`; the fields named in `hidden` get no accessors
+/// (theirs would clash with another field's, which was reported).
+fn expand(input: &Input<'_>, hidden: &[&syn::Ident]) -> TokenStream {
     let ident = input.ident;
     let vis = input.vis;
     let krate: syn::Path = input
@@ -44,6 +95,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let accessors = input
         .fields
         .iter()
+        .filter(|field| !hidden.contains(&field.ident))
         .map(|field| accessors(field, ident, &krate));
     let key_types = input
         .fields
@@ -148,6 +200,7 @@ fn fallback_fn(fallback: &Fallback<'_>) -> TokenStream {
         Fallback::DefaultTrait => quote!(::core::default::Default::default),
         Fallback::Function(path) => quote!(#path),
         Fallback::OptionNone => quote!(|| ::core::option::Option::None),
+        Fallback::Invalid => quote!(|| ::core::unreachable!("#[derive(Session)] failed")),
     }
 }
 

@@ -19,8 +19,12 @@ const TYPED_SESSION_METHODS: &[&str] = &[
     "from_session",
 ];
 
-impl Input<'_> {
-    pub fn validate(&self, errors: &mut Vec<syn::Error>) {
+impl<'a> Input<'a> {
+    /// Pushes every mistake to `errors`; returns the fields whose accessors
+    /// clash with another field's, which the code leaves out so the clash
+    /// is reported once.
+    pub fn validate(&self, errors: &mut Vec<syn::Error>) -> Vec<&'a syn::Ident> {
+        let mut hidden = Vec::new();
         if !self.generics.params.is_empty() {
             errors.push(syn::Error::new(
                 self.generics.params.span(),
@@ -80,10 +84,12 @@ impl Input<'_> {
                             field.ident
                         ),
                     ));
+                    hidden.push(field.ident);
                 } else {
                     methods.insert(method, field.ident);
                 }
             }
         }
+        hidden
     }
 }
