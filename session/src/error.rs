@@ -113,6 +113,22 @@ pub enum SaveError {
         /// The deepest nesting allowed, [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH).
         limit: usize,
     },
+    /// A value the handler wrote through a typed accessor or
+    /// [`Flash::push`](crate::Flash::push) could not be serialized to JSON;
+    /// nothing was saved and the cookie was left as it was.
+    #[error(
+        "the value written to session key {key:?} (a `{type_name}`) cannot be serialized to \
+         JSON, so the session was not saved; JSON objects need string keys"
+    )]
+    Unserializable {
+        /// The session key of the write.
+        key: String,
+        /// The Rust type of the value.
+        type_name: &'static str,
+        /// serde_json's reason.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The session is larger than any server-side store is given; nothing
     /// was sent.
     #[error(
@@ -134,6 +150,7 @@ impl SaveError {
             Self::Storage(error) => error.status(),
             Self::CookieTooLarge { .. }
             | Self::ValueTooDeep { .. }
+            | Self::Unserializable { .. }
             | Self::SessionTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

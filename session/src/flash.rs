@@ -90,12 +90,14 @@ pub struct Flash<T, K: SessionKind = Main> {
 }
 
 impl<T: Serialize + DeserializeOwned, K: SessionKind> Flash<T, K> {
-    /// Adds a message for a later request (see [`Session::flash`]).
+    /// Adds a message for a later request (see [`Session::flash`]). A
+    /// message that is not JSON (a map with non-string keys) is not added,
+    /// and the save after the handler refuses with
+    /// [`SaveError::Unserializable`](crate::SaveError::Unserializable):
+    /// the request answers with an error rather than lose the message.
     pub fn push(&self, message: T) {
-        // A `T` that cannot be JSON is a programming error the type system
-        // cannot catch (a map with non-string keys); say so loudly.
         if let Err(error) = self.session.flash(message) {
-            tracing::error!(%error, "flash message is not representable as JSON; dropped");
+            self.session.refuse_write::<T>(FLASH_KEY, error);
         }
     }
 

@@ -104,7 +104,19 @@ pub(crate) struct State {
     /// The session was read after more than half of its idle time: the
     /// save writes it again (its times), even if nothing changed.
     pub(crate) refresh: bool,
+    /// The first write the handler asked for that could not be made (a
+    /// typed field or flash message that is not JSON): the save refuses,
+    /// so the response says the write did not land.
+    pub(crate) refused: Option<RefusedWrite>,
     pub(crate) facts: RequestFacts,
+}
+
+/// A write that could not be made because its value is not JSON.
+#[derive(Debug)]
+pub(crate) struct RefusedWrite {
+    pub(crate) key: String,
+    pub(crate) type_name: &'static str,
+    pub(crate) error: serde_json::Error,
 }
 
 impl State {
@@ -122,6 +134,7 @@ impl State {
             typed_max_age: None,
             carries_stored_data: false,
             refresh: false,
+            refused: None,
             facts,
         }
     }
@@ -159,7 +172,10 @@ impl State {
     }
 
     pub(crate) fn is_changed(&self) -> bool {
-        self.must_save || self.discard.is_some() || !self.changes.is_empty()
+        self.must_save
+            || self.discard.is_some()
+            || !self.changes.is_empty()
+            || self.refused.is_some()
     }
 
     /// Whether the layer has anything to do after the handler: write the
@@ -404,6 +420,21 @@ impl<K: SessionKind> Session<K> {
     /// The end chosen with [`expire_at`](Session::expire_at), if any.
     pub fn expires_at(&self) -> Option<u64> {
         self.lock().record.expires_at
+    }
+
+    /// A write of a `T` at `key` failed because the value is not JSON (a
+    /// map with non-string keys, a `Serialize` impl that errs): the key is
+    /// left as it was, and the save after the handler refuses with
+    /// [`SaveError::Unserializable`](crate::SaveError::Unserializable), so
+    /// nothing is written and the response is an error, never a 200 that
+    /// lost the write. The first such write is the one reported.
+    pub(crate) fn refuse_write<T: ?Sized>(&self, key: &str, error: serde_json::Error) {
+        let mut state = self.lock();
+        state.refused.get_or_insert(RefusedWrite {
+            key: key.to_owned(),
+            type_name: std::any::type_name::<T>(),
+            error,
+        });
     }
 
     /// A typed struct with `#[session(max_age = …)]` wrote: the session's

@@ -140,9 +140,11 @@ impl<T: SessionData> Fields<T> {
 
     /// Stores the field, marking only its key changed. A value that
     /// serializes to `null` (an `Option` field set to `None`) removes the
-    /// key, which reads back as the field's default.
+    /// key, which reads back as the field's default. A value that is not
+    /// JSON leaves the key as it was and makes the save refuse (see
+    /// [`SaveError::Unserializable`](crate::SaveError::Unserializable)).
     pub fn set<K: FieldKey<Data = T>>(&self, value: &K::Value) {
-        if let Some(json) = Self::json_or_log(K::KEY, serde_json::to_value(value)) {
+        if let Some(json) = self.json_or_refuse::<K::Value>(K::KEY, serde_json::to_value(value)) {
             self.store(K::KEY, json);
         }
     }
@@ -150,7 +152,8 @@ impl<T: SessionData> Fields<T> {
     /// Stores the field only if it differs from the stored value; returns
     /// whether it did.
     pub fn set_if_changed<K: FieldKey<Data = T>>(&self, value: &K::Value) -> bool {
-        let Some(json) = Self::json_or_log(K::KEY, serde_json::to_value(value)) else {
+        let Some(json) = self.json_or_refuse::<K::Value>(K::KEY, serde_json::to_value(value))
+        else {
             return false;
         };
         let unchanged = match self.session.get_value(K::KEY) {
@@ -176,19 +179,21 @@ impl<T: SessionData> Fields<T> {
         }
     }
 
-    /// A field's value as JSON, or `None` when it could not be serialized
-    /// (logged as an error): the key is then left unchanged.
-    fn json_or_log(key: &'static str, serialized: serde_json::Result<Value>) -> Option<Value> {
-        serialized
-            .inspect_err(|error| {
-                tracing::error!(
-                    key,
-                    data = std::any::type_name::<T>(),
-                    %error,
-                    "session field cannot be serialized to JSON; the key is left unchanged"
-                );
-            })
-            .ok()
+    /// A field's value as JSON, or `None` when it could not be serialized:
+    /// the key is then left unchanged and the save will refuse, so the
+    /// request cannot answer as if the write had landed.
+    fn json_or_refuse<V>(
+        &self,
+        key: &'static str,
+        serialized: serde_json::Result<Value>,
+    ) -> Option<Value> {
+        match serialized {
+            Ok(json) => Some(json),
+            Err(error) => {
+                self.session.refuse_write::<V>(key, error);
+                None
+            }
+        }
     }
 
     fn store(&self, key: &str, json: Value) {
@@ -271,7 +276,7 @@ impl<T: SessionData, V> Drop for FieldMut<'_, T, V> {
         if self.original.is_some() && serialized.as_ref().ok() == self.original.as_ref() {
             return;
         }
-        if let Some(json) = Fields::<T>::json_or_log(self.key, serialized) {
+        if let Some(json) = self.fields.json_or_refuse::<V>(self.key, serialized) {
             self.fields.store(self.key, json);
         }
     }
@@ -499,6 +504,29 @@ mod tests {
             <Account as SessionData>::KEYS,
             ["user_id", "name", "nickname", "logins"]
         );
+    }
+
+    #[derive(crate::Session)]
+    struct Grid {
+        #[session(default)]
+        cells: std::collections::HashMap<(u8, u8), u8>,
+    }
+
+    #[test]
+    fn a_write_that_is_not_json_keeps_the_key_and_refuses_the_save() {
+        let session = session_with(None, json!({"cells": {}}));
+        let grid = TypedSession::<Grid>::from_session(session.clone());
+        grid.cells_mut().insert((1, 2), 3);
+        assert_eq!(session.get_value("cells"), Some(json!({})));
+        let state = session.lock();
+        let refused = state.refused.as_ref().expect("the save is refused");
+        assert_eq!(refused.key, "cells");
+        assert!(
+            refused.type_name.contains("HashMap"),
+            "{}",
+            refused.type_name
+        );
+        assert!(state.is_changed(), "the layer runs the save that refuses");
     }
 
     #[test]

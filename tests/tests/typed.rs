@@ -1,10 +1,12 @@
 //! Typed sessions over HTTP, against every storage: the typed and dynamic
 //! views are one map, stale data reads as missing, and `max_age` applies.
 
+use std::collections::HashMap;
+
 use axum::routing::post;
 use serde_json::json;
 use session_tests::{Store, TestApp, for_every_storage, is_server_side, settings};
-use typed_sessions::{Session, TypedSession};
+use typed_sessions::{Flash, Session, TypedSession};
 
 for_every_storage!(
     typed_and_dynamic_views_agree_across_requests,
@@ -12,6 +14,8 @@ for_every_storage!(
     stale_typed_data_reads_as_missing,
     typed_max_age_applies_and_the_smallest_wins,
     typed_write_on_a_new_session_starts_it,
+    a_typed_write_that_is_not_json_fails_the_request_and_saves_nothing,
+    a_flash_message_that_is_not_json_fails_the_request_and_saves_nothing,
 );
 
 async fn typed_and_dynamic_views_agree_across_requests(store: Store) {
@@ -156,4 +160,76 @@ async fn typed_write_on_a_new_session_starts_it(store: Store) {
     let view = app.get("/session", Some(&cookie)).await.json();
     assert_eq!(view["data"], json!({"visits": 1}));
     assert_eq!(view["identity"].is_string(), is_server_side(store));
+}
+
+#[derive(Session)]
+struct Grid {
+    /// JSON objects have string keys only: this map cannot be serialized.
+    #[session(default)]
+    cells: HashMap<(u32, u32), u32>,
+}
+
+async fn write_grid(session: Session, grid: TypedSession<Grid>) -> &'static str {
+    session.insert("other", "written first").unwrap();
+    grid.cells_mut().insert((1, 2), 3);
+    "looks saved"
+}
+
+async fn set_grid(grid: TypedSession<Grid>) -> &'static str {
+    grid.set_cells(HashMap::from([((1, 2), 3)]));
+    "looks saved"
+}
+
+async fn set_whole_grid(grid: TypedSession<Grid>) -> &'static str {
+    grid.set(&Grid {
+        cells: HashMap::from([((1, 2), 3)]),
+    });
+    "looks saved"
+}
+
+async fn a_typed_write_that_is_not_json_fails_the_request_and_saves_nothing(store: Store) {
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes
+            .route("/grid/mut", post(write_grid))
+            .route("/grid/set", post(set_grid))
+            .route("/grid/whole", post(set_whole_grid))
+    })
+    .await;
+    let cookie = app.session_with(r#"{"kept": 1}"#).await;
+    for route in ["/grid/mut", "/grid/set", "/grid/whole"] {
+        for cookie in [None, Some(cookie.as_str())] {
+            let reply = app.post(route, cookie, "").await;
+            assert_eq!(reply.status, 500, "{route}: {}", reply.body);
+            assert_ne!(reply.body, "looks saved", "{route}");
+            assert!(
+                reply.set_cookies().is_empty(),
+                "{route}: the cookie is untouched"
+            );
+        }
+    }
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"kept": 1}),
+        "nothing of the refused requests was written"
+    );
+}
+
+async fn flash_unserializable(flash: Flash<HashMap<(u32, u32), u32>>) -> &'static str {
+    flash.push(HashMap::from([((1, 2), 3)]));
+    "looks saved"
+}
+
+async fn a_flash_message_that_is_not_json_fails_the_request_and_saves_nothing(store: Store) {
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes.route("/flash/bad", post(flash_unserializable))
+    })
+    .await;
+    let cookie = app.session_with(r#"{"kept": 1}"#).await;
+    let reply = app.post("/flash/bad", Some(&cookie), "").await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"kept": 1})
+    );
 }
