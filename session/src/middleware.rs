@@ -10,7 +10,7 @@ use std::task::{Context, Poll, ready};
 use axum_core::body::Body;
 use axum_core::response::Response;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, InvalidHeaderValue, SET_COOKIE, VARY};
 use http::{HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -239,24 +239,36 @@ where
                     let config = &slot.shared().config;
                     match outcome {
                         Ok(Some(delivery)) => {
-                            let headers = response.headers_mut();
                             let values = [
                                 (SET_COOKIE, delivery.set_cookie),
                                 (config.token_response_header.clone(), delivery.token),
                             ];
-                            for (name, value) in values {
-                                let Some(value) = value else { continue };
-                                match HeaderValue::try_from(value) {
-                                    Ok(value) => {
+                            let values: Result<Vec<_>, InvalidHeaderValue> = values
+                                .into_iter()
+                                .filter_map(|(name, value)| Some((name, value?)))
+                                .map(|(name, value)| Ok((name, HeaderValue::try_from(value)?)))
+                                .collect();
+                            match values {
+                                Ok(values) => {
+                                    let headers = response.headers_mut();
+                                    for (name, value) in values {
                                         headers.append(name, value);
                                     }
-                                    Err(error) => {
-                                        tracing::error!(%error, "session header is not a valid header value");
+                                    if config.private_responses {
+                                        keep_out_of_shared_caches(headers);
                                     }
                                 }
-                            }
-                            if config.private_responses {
-                                keep_out_of_shared_caches(headers);
+                                // The client would not learn of the saved
+                                // session: answer that it was not saved
+                                // rather than a success that lost it.
+                                Err(error) => {
+                                    tracing::error!(%error, "session header is not a valid header value; answering 500");
+                                    response = slot
+                                        .shared()
+                                        .error_responder
+                                        .respond(http::StatusCode::INTERNAL_SERVER_ERROR);
+                                    add_vary(&mut response, config);
+                                }
                             }
                         }
                         Ok(None) => {}
