@@ -173,6 +173,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs (see `[package.metadata.docs.rs]`) marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The derive names this crate `::typed_sessions`; this lets its own tests
 // use the derive too.
@@ -248,6 +250,19 @@ pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
 /// [`TypedSession`] and the crate documentation.
 pub use typed_sessions_derive::Session;
 pub use users::{ActiveSession, UserSessions};
+
+/// The `redis` crate `RedisStorage` is built on, at exactly the version it
+/// uses: name a `redis::aio::ConnectionManager` or `redis::Client` as
+/// `typed_sessions::redis::…` and the types always match, whatever version
+/// of `redis` your own `Cargo.toml` names (or none).
+#[cfg(feature = "redis")]
+pub use redis;
+/// The `sqlx` crate the SQL storages are built on, at exactly the version
+/// they use: build a pool for `PostgresStorage::from_pool` or
+/// `SqliteStorage::from_pool` as `typed_sessions::sqlx::…` and the types
+/// always match.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sqlx;
 
 /// What the code of `#[derive(Session)]` names and users do not: public
 /// only so that the generated code reaches it. Not part of the API; it may
