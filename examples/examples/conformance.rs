@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use session_examples::conformance::{Settings, app};
-use typed_sessions::SystemClock;
+use typed_sessions::clock::SystemClock;
 
 #[tokio::main]
 async fn main() -> ExitCode {

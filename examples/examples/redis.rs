@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         }
     };
     let layer = SessionLayer::builder(storage)
-        .max_age(Some(Duration::from_secs(30 * 60)))
+        .with_max_age(Some(Duration::from_secs(30 * 60)))
         .build()
         .expect("valid session configuration");
     let app = visits::app(layer);

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use session_examples::visits;
-use typed_sessions::{EncryptedCookieStorage, SessionKey, SessionLayer};
+use typed_sessions::{EncryptedCookieStorage, EncryptionKey, SessionLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
         )
         .init();
     let key = match std::env::var("SESSION_SECRET") {
-        Ok(text) => match SessionKey::from_base64(&text) {
+        Ok(text) => match EncryptionKey::from_base64(&text) {
             Ok(key) => key,
             Err(error) => {
                 eprintln!("visits: SESSION_SECRET: {error}");
@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
             tracing::warn!(
                 "SESSION_SECRET is not set: using a random key, so sessions end when the server stops"
             );
-            SessionKey::generate()
+            EncryptionKey::generate()
         }
     };
     let max_age = match std::env::var("SESSION_MAX_AGE") {
@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
         Err(_) => None,
     };
     let layer = match SessionLayer::builder(EncryptedCookieStorage::new(key))
-        .max_age(max_age)
+        .with_max_age(max_age)
         .build()
     {
         Ok(layer) => layer,

@@ -30,7 +30,7 @@ pub struct Client {
 /// The API's routes behind a header-token session layer over `storage`.
 pub fn app(storage: MemoryStorage) -> Router {
     let layer = SessionLayer::builder(storage)
-        .transport(Transport::Header)
+        .with_transport(Transport::Header)
         .build()
         .expect("header tokens on a server-side storage");
     Router::new()

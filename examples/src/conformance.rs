@@ -22,9 +22,10 @@ use typed_sessions::RedisStorage;
 #[cfg(feature = "sqlite")]
 use typed_sessions::SqliteStorage;
 use typed_sessions::{
-    AnyStorage, Clock, EncryptedCookieStorage, Flash, MemoryStorage, SameSite, Session, SessionKey,
-    SessionKind, SessionLayer, SessionLayerBuilder, SimpleCookieStorage, StorageError, SystemClock,
-    Transport, TypedSession, USER_META_KEY, UserSessions,
+    EncryptedCookieStorage, EncryptionKey, Flash, MemoryStorage, SameSite, Session, SessionKind,
+    SessionLayer, SessionLayerBuilder, StorageError, Transport, TypedSession, UserSessions,
+    clock::{Clock, SystemClock},
+    storage::{AnyStorage, SimpleCookieStorage},
 };
 
 /// The kind of the app's second, independent session, served under
@@ -109,9 +110,9 @@ pub struct Settings {
     /// `SESSION_STORE`.
     pub store: Store,
     /// `SESSION_SECRET`: `None` means a fresh random key.
-    pub secret: Option<SessionKey>,
+    pub secret: Option<EncryptionKey>,
     /// `SESSION_SECRET_OLD`.
-    pub old_secrets: Vec<SessionKey>,
+    pub old_secrets: Vec<EncryptionKey>,
     /// `SESSION_MAX_AGE` in seconds.
     pub max_age: Option<u64>,
     /// `SESSION_COOKIE_NAME`.
@@ -192,7 +193,7 @@ impl Settings {
             settings.addr = addr;
         }
         let key = |name: &str, text: &str| {
-            SessionKey::from_base64(text).map_err(|error| format!("{name}: {error}"))
+            EncryptionKey::from_base64(text).map_err(|error| format!("{name}: {error}"))
         };
         if let Some(secret) = var("SESSION_SECRET") {
             settings.secret = Some(key("SESSION_SECRET", &secret)?);
@@ -272,7 +273,7 @@ impl Settings {
         Ok(match self.store {
             Store::Simple => AnyStorage::new(SimpleCookieStorage::new()),
             Store::Encrypted => {
-                let key = self.secret.clone().unwrap_or_else(SessionKey::generate);
+                let key = self.secret.clone().unwrap_or_else(EncryptionKey::generate);
                 AnyStorage::new(
                     EncryptedCookieStorage::new(key).with_old_keys(self.old_secrets.clone()),
                 )
@@ -294,11 +295,9 @@ impl Settings {
     #[cfg(feature = "aiohttp")]
     async fn aiohttp(&self) -> Result<AnyStorage, String> {
         use typed_sessions::aiohttp;
-        let secret = || self.secret.clone().unwrap_or_else(SessionKey::generate);
+        let secret = || self.secret.clone().unwrap_or_else(EncryptionKey::generate);
         Ok(match self.store {
-            Store::AiohttpEncrypted => {
-                AnyStorage::new(aiohttp::EncryptedCookieStorage::new(secret()))
-            }
+            Store::AiohttpEncrypted => AnyStorage::new(aiohttp::FernetCookieStorage::new(secret())),
             Store::AiohttpNacl => AnyStorage::new(aiohttp::NaClCookieStorage::new(secret())),
             Store::AiohttpRedis => self.aiohttp_redis().await?,
             _ => self.aiohttp_memcached().await?,
@@ -312,7 +311,13 @@ impl Settings {
 
     #[cfg(all(feature = "aiohttp", feature = "redis"))]
     async fn aiohttp_redis(&self) -> Result<AnyStorage, String> {
-        let storage = typed_sessions::aiohttp::RedisStorage::connect(&self.redis_url)
+        // Several comma-separated URLs: the seed nodes of a cluster.
+        let options = if self.redis_url.contains(',') {
+            typed_sessions::storage::RedisOptions::cluster(self.redis_url.split(',').map(str::trim))
+        } else {
+            typed_sessions::storage::RedisOptions::standalone(&self.redis_url)
+        };
+        let storage = typed_sessions::aiohttp::AiohttpRedisStorage::connect(options)
             .await
             .map_err(|error| {
                 format!(
@@ -341,7 +346,7 @@ impl Settings {
                 self.memcached_servers.join(",")
             ));
         };
-        let storage = typed_sessions::aiohttp::MemcachedStorage::connect(server)
+        let storage = typed_sessions::aiohttp::AiohttpMemcachedStorage::connect(server)
             .await
             .map_err(|error| {
                 format!(
@@ -362,14 +367,16 @@ impl Settings {
 
     #[cfg(feature = "redis")]
     async fn redis(&self) -> Result<AnyStorage, String> {
-        let nodes = self.redis_url.split(',').map(str::trim);
-        let cache = typed_sessions::RedisCache::new();
-        let storage = match (self.store == Store::RedisCluster, self.redis_cache) {
-            (true, false) => RedisStorage::connect_cluster(nodes).await,
-            (true, true) => RedisStorage::connect_cluster_with_cache(nodes, cache).await,
-            (false, false) => RedisStorage::connect(&self.redis_url).await,
-            (false, true) => RedisStorage::connect_with_cache(&self.redis_url, cache).await,
+        use typed_sessions::storage::{RedisCache, RedisOptions};
+        let mut options = if self.store == Store::RedisCluster {
+            RedisOptions::cluster(self.redis_url.split(',').map(str::trim))
+        } else {
+            RedisOptions::standalone(&self.redis_url)
         };
+        if self.redis_cache {
+            options = options.with_cache(RedisCache::new());
+        }
+        let storage = RedisStorage::connect(options).await;
         let mut storage = storage.map_err(|error| {
             format!(
                 "REDIS_URL {}: {}",
@@ -464,7 +471,7 @@ impl Settings {
     ) -> Result<SessionLayer, String> {
         let mut builder = self.configure(SessionLayer::builder(storage), clock);
         if let Some(name) = &self.cookie_name {
-            builder = builder.cookie_name(name.clone());
+            builder = builder.with_cookie_name(name.clone());
         }
         builder
             .build()
@@ -485,9 +492,10 @@ impl Settings {
         storage: AnyStorage,
         clock: impl Clock,
     ) -> Result<SessionLayer<Admin>, String> {
-        let mut builder = self.configure(SessionLayer::builder(storage).kind::<Admin>(), clock);
+        let mut builder =
+            self.configure(SessionLayer::builder(storage).with_kind::<Admin>(), clock);
         if let Some(name) = &self.cookie_name {
-            builder = builder.cookie_name(format!("{name}_admin"));
+            builder = builder.with_cookie_name(format!("{name}_admin"));
         }
         builder
             .build()
@@ -501,31 +509,31 @@ impl Settings {
         clock: impl Clock,
     ) -> SessionLayerBuilder<K> {
         builder = builder
-            .max_age(self.max_age.map(Duration::from_secs))
-            .cookie_domain(self.cookie_domain.clone())
-            .transport(self.transport)
-            .clock(clock)
-            .error_responder(json_error);
+            .with_max_age(self.max_age.map(Duration::from_secs))
+            .with_cookie_domain(self.cookie_domain.clone())
+            .with_transport(self.transport)
+            .with_clock(clock)
+            .with_error_responder(json_error);
         if let Some(idle) = self.idle_timeout {
-            builder = builder.idle_timeout(Some(Duration::from_secs(idle)));
+            builder = builder.with_idle_timeout(Some(Duration::from_secs(idle)));
         }
         if let Some(absolute) = self.absolute_timeout {
-            builder = builder.absolute_timeout(Some(Duration::from_secs(absolute)));
+            builder = builder.with_absolute_timeout(Some(Duration::from_secs(absolute)));
         }
         if let Some(refresh) = self.refresh {
-            builder = builder.refresh(refresh);
+            builder = builder.with_refresh(refresh);
         }
         if let Some(path) = &self.cookie_path {
-            builder = builder.cookie_path(path.clone());
+            builder = builder.with_cookie_path(path.clone());
         }
         if let Some(secure) = self.secure {
-            builder = builder.secure(secure);
+            builder = builder.with_secure(secure);
         }
         if let Some(http_only) = self.http_only {
-            builder = builder.http_only(http_only);
+            builder = builder.with_http_only(http_only);
         }
         if let Some(same_site) = self.same_site {
-            builder = builder.same_site(same_site);
+            builder = builder.with_same_site(same_site);
         }
         builder
     }
@@ -707,7 +715,7 @@ async fn bind(session: Session, body: Bytes) -> Result<Response, BadRequest> {
     };
     // Optional: what the user's listing shows beside this session.
     if let Some(meta) = body.remove("meta") {
-        session.insert_value(USER_META_KEY, meta);
+        session.insert_value(Session::USER_META_KEY, meta);
     }
     session.bind_user(user);
     Ok(view(&session).into_response())

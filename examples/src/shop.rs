@@ -16,8 +16,7 @@ use axum::response::{Html, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use typed_sessions::{
-    Flash, MemoryStorage, Session, SessionKind, SessionLayer, TypedSession, USER_META_KEY,
-    UserSessions,
+    Flash, MemoryStorage, Session, SessionKind, SessionLayer, TypedSession, UserSessions,
 };
 
 use crate::page::{escape, page, time_ago};
@@ -63,7 +62,7 @@ const PRODUCTS: [(u32, &str); 3] = [(7, "Teapot"), (42, "Towel"), (99, "Red ball
 /// memory store of its own.
 pub fn app(layer: SessionLayer) -> Router {
     let back_office = SessionLayer::builder(MemoryStorage::new())
-        .kind::<BackOffice>()
+        .with_kind::<BackOffice>()
         .build()
         .expect("valid back-office configuration");
     app_with_back_office(layer, back_office)
@@ -158,7 +157,7 @@ async fn login(
         .chars()
         .take(120)
         .collect::<String>();
-    let _ = user.session().insert(USER_META_KEY, device);
+    let _ = user.session().insert(Session::USER_META_KEY, device);
     user.session().bind_user(name);
     user.set_name(Some(name.to_owned()));
     *user.logins_mut() += 1;

@@ -45,10 +45,10 @@ fn fallback(node: &DeriveInput) -> TokenStream {
     let krate: syn::Path = parse_quote!(::typed_sessions);
     quote! {
         const _: () = {
-            impl #krate::SessionData for #ident {
+            impl #krate::__private::SessionData for #ident {
                 const MAX_AGE: ::core::option::Option<u64> = ::core::option::Option::None;
                 const KEYS: &'static [&'static str] = &[];
-                type Kind = #krate::Main;
+                type Kind = #krate::__private::Main;
                 type View = #krate::__private::Fields<Self>;
 
                 fn view(fields: #krate::__private::Fields<Self>) -> Self::View {
@@ -61,7 +61,7 @@ fn fallback(node: &DeriveInput) -> TokenStream {
 
                 fn read(
                     _: &#krate::__private::Fields<Self>,
-                ) -> ::core::result::Result<Self, #krate::MissingField> {
+                ) -> ::core::result::Result<Self, #krate::__private::MissingField> {
                     ::core::unreachable!("#[derive(Session)] failed: this type does not compile")
                 }
 
@@ -90,7 +90,7 @@ fn expand(input: &Input<'_>, hidden: &[&syn::Ident]) -> TokenStream {
         .attrs
         .kind
         .clone()
-        .unwrap_or_else(|| parse_quote!(#krate::Main));
+        .unwrap_or_else(|| parse_quote!(#krate::__private::Main));
     let keys = input.fields.iter().map(|field| &field.key);
     let accessors = input
         .fields
@@ -134,7 +134,7 @@ fn expand(input: &Input<'_>, hidden: &[&syn::Ident]) -> TokenStream {
                 #(#accessors)*
             }
 
-            impl #krate::SessionData for #ident {
+            impl #krate::__private::SessionData for #ident {
                 const MAX_AGE: ::core::option::Option<u64> = #max_age;
                 const KEYS: &'static [&'static str] = &[#(#keys),*];
                 type Kind = #kind;
@@ -150,7 +150,7 @@ fn expand(input: &Input<'_>, hidden: &[&syn::Ident]) -> TokenStream {
 
                 fn read(
                     fields: &#krate::__private::Fields<Self>,
-                ) -> ::core::result::Result<Self, #krate::MissingField> {
+                ) -> ::core::result::Result<Self, #krate::__private::MissingField> {
                     ::core::result::Result::Ok(Self { #(#reads,)* })
                 }
 
@@ -231,7 +231,7 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
             (
                 quote! {
                     #[doc = #get_doc]
-                    #vis fn #name(&self) -> ::core::result::Result<#ty, #krate::MissingField> {
+                    #vis fn #name(&self) -> ::core::result::Result<#ty, #krate::__private::MissingField> {
                         self.0.require::<#key_type>()
                     }
                 },
@@ -239,7 +239,7 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
                     #[doc = #mut_doc]
                     #vis fn #mutable(
                         &self,
-                    ) -> ::core::result::Result<#krate::FieldMut<'_, #data, #ty>, #krate::MissingField> {
+                    ) -> ::core::result::Result<#krate::__private::FieldMut<'_, #data, #ty>, #krate::__private::MissingField> {
                         ::core::result::Result::Ok(self.0.field_mut::<#key_type>(self.#name()?))
                     }
                 },
@@ -260,7 +260,7 @@ fn accessors(field: &Field<'_>, data: &syn::Ident, krate: &syn::Path) -> TokenSt
                 },
                 quote! {
                     #[doc = #mut_doc]
-                    #vis fn #mutable(&self) -> #krate::FieldMut<'_, #data, #ty> {
+                    #vis fn #mutable(&self) -> #krate::__private::FieldMut<'_, #data, #ty> {
                         self.0.field_mut::<#key_type>(self.#name())
                     }
                 },

@@ -8,8 +8,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use typed_sessions::{
-    CookieStorage, EncryptedCookieStorage, MaxAge, Session, SessionId, SessionKey, SessionRecord,
-    StorageContext, TypedSession,
+    EncryptedCookieStorage, EncryptionKey, Session, TypedSession,
+    storage::{CookieStorage, MaxAge, SessionId, SessionRecord, StorageContext},
 };
 
 fn record(bytes: usize) -> SessionRecord {
@@ -23,7 +23,7 @@ fn record(bytes: usize) -> SessionRecord {
 fn cookie_codec(c: &mut Criterion) {
     // The codec itself: every value is new, so the cache of opened cookies
     // would only add its bookkeeping; it is measured below on its own.
-    let storage = EncryptedCookieStorage::new(SessionKey::generate()).with_cache_capacity(0);
+    let storage = EncryptedCookieStorage::new(EncryptionKey::generate()).with_cache_capacity(0);
     let cipher = Aes256Gcm::new(&[7u8; 32].into());
     let cx = StorageContext::new("session", 1_764_000_000);
     let mut group = c.benchmark_group("seal+open");
@@ -75,7 +75,7 @@ fn cookie_codec(c: &mut Criterion) {
     // Both storages hold the same key, so each opens the value the other
     // sealed; they differ only in the cache.
     let mut group = c.benchmark_group("open again");
-    let key = SessionKey::generate();
+    let key = EncryptionKey::generate();
     let cached = EncryptedCookieStorage::new(key.clone());
     let uncached = EncryptedCookieStorage::new(key).with_cache_capacity(0);
     for (label, size) in [("100B", 100), ("1KiB", 1024)] {

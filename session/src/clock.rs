@@ -32,7 +32,7 @@ impl Clock for SystemClock {
 /// layer reads the other.
 ///
 /// ```
-/// use typed_sessions::{Clock, ManualClock};
+/// use typed_sessions::{clock::{Clock, ManualClock}};
 ///
 /// let clock = ManualClock::new(1_000);
 /// clock.advance(60);

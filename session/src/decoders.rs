@@ -19,7 +19,7 @@ use crate::transport::Via;
 /// The session cookie's value among the request's `Cookie` headers, as the
 /// layer reads it.
 pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    crate::cookies::find(headers, name)
+    crate::layer::cookies::find(headers, name)
 }
 
 /// The changes of a request that set `set`, removed `removed`, and, with

@@ -110,7 +110,7 @@ pub enum SaveError {
     ValueTooDeep {
         /// The key of the value.
         key: String,
-        /// The deepest nesting allowed, [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH).
+        /// The deepest nesting allowed, [`MAX_VALUE_DEPTH`](crate::storage::MAX_VALUE_DEPTH).
         limit: usize,
     },
     /// A value the handler wrote through a typed accessor or
@@ -138,7 +138,7 @@ pub enum SaveError {
     SessionTooLarge {
         /// The size of the session's record as JSON, in bytes.
         size: usize,
-        /// The limit, [`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES).
+        /// The limit, [`MAX_RECORD_BYTES`](crate::storage::MAX_RECORD_BYTES).
         limit: usize,
     },
 }
@@ -175,7 +175,7 @@ pub enum ConfigError {
     },
     /// `SameSite=None` without `Secure` is refused by browsers.
     #[error(
-        "SameSite=None requires the Secure attribute: call `.secure(true)` or choose Lax or Strict"
+        "SameSite=None requires the Secure attribute: call `.with_secure(true)` or choose Lax or Strict"
     )]
     SameSiteNoneWithoutSecure,
     /// A `__Host-` or `__Secure-` cookie name with attributes the prefix forbids.

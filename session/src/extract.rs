@@ -7,11 +7,11 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::config::ErrorResponder;
 use crate::error::LoadError;
 use crate::kind::{Main, SessionKind};
+use crate::layer::config::ErrorResponder;
+use crate::layer::slot::KindSlot;
 use crate::session::Session;
-use crate::slot::KindSlot;
 
 /// Why a handler could not get its session.
 pub struct SessionRejection {
@@ -62,7 +62,7 @@ fn missing_layer(kind: &str) -> String {
     } else {
         format!(
             "session layer of kind `{kind}` not installed: add \
-             `SessionLayer::builder(storage).kind::<{kind}>().build()` (the kind's marker type) \
+             `SessionLayer::builder(storage).with_kind::<{kind}>().build()` (the kind's marker type) \
              to the router around the routes that extract its session"
         )
     }

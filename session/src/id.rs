@@ -8,7 +8,7 @@
 //! With the `aiohttp-compat` feature, an id may also have aiohttp_session's
 //! shape, a uuid4 in 32 lowercase hex digits (122 random bits), for the
 //! storages that share records with it: only those storages accept it (see
-//! [`ServerStorage::parse_id`](crate::ServerStorage::parse_id)), so a
+//! [`ServerStorage::parse_id`](crate::storage::ServerStorage::parse_id)), so a
 //! native store never sees one, and the text is checked as strictly
 //! (length, alphabet, version and variant).
 

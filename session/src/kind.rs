@@ -23,7 +23,7 @@
 /// }
 ///
 /// let admin_layer = SessionLayer::builder(MemoryStorage::new())
-///     .kind::<Admin>()
+///     .with_kind::<Admin>()
 ///     .build()
 ///     .expect("valid configuration");
 /// // Its cookie is the main one's with the kind's name appended.

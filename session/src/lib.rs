@@ -90,7 +90,7 @@
 //! |---|---|---|
 //! | `#[session(rename = "key")]` | field | the session key (default: the field's name) |
 //! | `#[session(default)]`, `#[session(default = "path")]` | field | the value of a missing key: `Default::default()` or `path()` |
-//! | `#[session(max_age = 1800)]`, `#[session(max_age = "30m")]` | struct | seconds, or a duration in `s`, `m`, `h`, `d` (`"1h30m"`): when a typed accessor writes, the session's max age becomes this; if several typed structs write in one request, the smallest wins. Exposed as [`SessionData::MAX_AGE`] |
+//! | `#[session(max_age = 1800)]`, `#[session(max_age = "30m")]` | struct | seconds, or a duration in `s`, `m`, `h`, `d` (`"1h30m"`): when a typed accessor writes, the session's max age becomes this; if several typed structs write in one request, the smallest wins. Exposed as [`SessionData::MAX_AGE`](typed::SessionData::MAX_AGE) |
 //! | `#[session(crate = "path")]` | struct | where this crate is, if you renamed it |
 //!
 //! Structs must have named fields and no generic parameters; field types
@@ -117,7 +117,7 @@
 //!   [`absolute_timeout`](SessionLayerBuilder::absolute_timeout), 12 hours by
 //!   default, but never shorter than the session's max age.
 //!
-//! A record keeps only what the session chose ([`MaxAge`]), so a deploy
+//! A record keeps only what the session chose ([`MaxAge`](storage::MaxAge)), so a deploy
 //! that changes the layer's lifetimes binds sessions issued before it. A
 //! read after more than half of the idle limit writes the session's times
 //! again, so an active user is not logged out by the idle limit.
@@ -132,12 +132,13 @@
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | `PostgresStorage` (feature `postgres`) | a PostgreSQL table, under a hash of a random id | several processes or machines, on the database the app already runs |
 //! | `SqliteStorage` (feature `sqlite`) | an SQLite database file, under a hash of a random id | one machine |
-//! | [`SimpleCookieStorage`] | in the cookie, plain JSON | tests only: the client can read and forge it |
+//! | [`SimpleCookieStorage`](storage::SimpleCookieStorage) | in the cookie, plain JSON | tests only: the client can read and forge it |
 //! | `aiohttp::*` (feature `aiohttp-compat`) | aiohttp_session's own formats: Fernet or NaCl cookies, Redis or Memcached records | sharing sessions with an aiohttp service, and moving off it (`MIGRATING.md`) |
 //!
-//! For a storage of your own, implement [`CookieStorage`] (the session
-//! sealed into the cookie) or [`ServerStorage`] (records kept under ids the
-//! store makes); [`AnyStorage`] picks one at run time.
+//! For a storage of your own, implement [`CookieStorage`](storage::CookieStorage) (the session
+//! sealed into the cookie) or [`ServerStorage`](storage::ServerStorage) (records kept under ids the
+//! store makes), from the [`storage`] module; [`AnyStorage`](storage::AnyStorage)
+//! picks one at run time.
 //!
 //! # Sessions in PostgreSQL
 //!
@@ -180,18 +181,15 @@
 // use the derive too.
 extern crate self as typed_sessions;
 
-mod clock;
-mod commit;
-mod config;
-mod cookies;
+pub mod clock;
 mod decoders;
 mod error;
 mod extract;
 mod flash;
 mod id;
 mod kind;
+mod layer;
 mod lifetime;
-mod middleware;
 #[cfg(all(doctest, feature = "aiohttp-compat", feature = "redis"))]
 mod migrating;
 #[cfg(all(
@@ -204,52 +202,57 @@ mod migrating;
 mod readme;
 mod record;
 mod session;
-mod slot;
-mod storage;
+pub mod storage;
 mod throttle;
 mod transport;
-mod typed;
+pub mod typed;
 mod users;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DEFAULT_COOKIE_NAME, ErrorResponder, SameSite, SessionLayerBuilder};
-pub use error::{BoxError, ConfigError, LoadError, SaveError, StorageError};
+pub use error::{ConfigError, LoadError, SaveError, StorageError};
 pub use extract::SessionRejection;
-pub use flash::{FLASH_KEY, Flash};
-pub use id::SessionId;
+pub use flash::Flash;
 pub use kind::{Main, SessionKind};
-pub use lifetime::{
-    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REMEMBER_MAX_AGE, MaxAge, Refresh,
-};
-pub use middleware::{ResponseFuture, SessionLayer, SessionService};
-pub use record::{
-    Changes, MAX_CLOCK_SKEW, MAX_RECORD_BYTES, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord,
-};
+pub use layer::{SameSite, SessionLayer, SessionLayerBuilder};
+pub use lifetime::Refresh;
 pub use session::Session;
+#[doc(inline)]
+pub use storage::ActiveSession;
+pub use storage::cookie::{EncryptedCookieStorage, EncryptionKey, KeyError};
 #[cfg(feature = "memcached")]
-pub use storage::MemcachedStorage;
-#[cfg(feature = "postgres")]
-pub use storage::PostgresStorage;
-#[cfg(feature = "sqlite")]
-pub use storage::SqliteStorage;
-/// aiohttp_session's storages, to share sessions with a Python service
-/// (feature `aiohttp-compat`).
-#[cfg(feature = "aiohttp-compat")]
-pub use storage::aiohttp;
-pub use storage::kind as storage_kind;
-pub use storage::{
-    AnyStorage, CookieStorage, EncryptedCookieStorage, KeyError, Loaded, MemoryStorage,
-    ServerStorage, SessionKey, SessionStorage, SimpleCookieStorage, StorageContext, USER_META_KEY,
-    UserSession,
-};
+pub use storage::memcached::MemcachedStorage;
+pub use storage::memory::MemoryStorage;
 #[cfg(feature = "redis")]
-pub use storage::{RedisCache, RedisCacheStatistics, RedisConnection, RedisStorage};
+pub use storage::redis::RedisStorage;
+#[cfg(feature = "postgres")]
+pub use storage::sql::PostgresStorage;
+#[cfg(feature = "sqlite")]
+pub use storage::sql::SqliteStorage;
 pub use transport::Transport;
-pub use typed::{FieldMut, MissingField, SessionData, TypedSession};
+#[doc(inline)]
+pub use typed::{MissingField, TypedSession};
 /// Derives typed, change-tracked access to keys of the session map; see
 /// [`TypedSession`] and the crate documentation.
 pub use typed_sessions_derive::Session;
-pub use users::{ActiveSession, UserSessions};
+pub use users::UserSessions;
+
+/// The old name of [`EncryptionKey`]: every other "key" of this crate is a
+/// key of the session map.
+#[deprecated(since = "0.1.0", note = "renamed to `EncryptionKey`")]
+#[doc(hidden)]
+pub type SessionKey = EncryptionKey;
+
+/// aiohttp_session's storages, to share sessions with a Python service
+/// (feature `aiohttp-compat`); see `MIGRATING.md`.
+#[cfg(feature = "aiohttp-compat")]
+pub mod aiohttp {
+    pub use crate::storage::aiohttp::*;
+}
+
+/// The tower plumbing of [`SessionLayer`]: the service it wraps a router
+/// in and that service's response future, for code that names them.
+pub mod service {
+    pub use crate::layer::{ResponseFuture, SessionService};
+}
 
 /// The `redis` crate `RedisStorage` is built on, at exactly the version it
 /// uses: name a `redis::aio::ConnectionManager` or `redis::Client` as
@@ -269,7 +272,8 @@ pub use sqlx;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::typed::{FieldKey, Fields, SessionField};
+    pub use crate::kind::Main;
+    pub use crate::typed::{FieldKey, FieldMut, Fields, MissingField, SessionData, SessionField};
 
     /// The private decoders of bytes from clients and stores, for the fuzz
     /// targets in `fuzz/` and the test that replays their corpora.

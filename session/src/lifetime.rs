@@ -14,19 +14,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// is OWASP's upper bound for low-risk applications and ASVS 4.0.3's level 2
 /// re-authentication rule (V3.3.2), the same as Java servlets' and Spring's
 /// default; PHP (24 min) and ASP.NET Core (20 min) are close.
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 30 * 60;
+pub(crate) const DEFAULT_IDLE_TIMEOUT: u64 = 30 * 60;
 
 /// The default absolute timeout: 12 hours from a session's creation, however
 /// active it is (ASVS 4.0.3 V3.3.2, level 2). Django keeps a session two
 /// weeks from its last change and Rails' cookie store until the browser
 /// closes, with no bound on the server: both let a stolen cookie live on
 /// indefinitely, which is what this default stops.
-pub const DEFAULT_ABSOLUTE_TIMEOUT: u64 = 12 * 3600;
+pub(crate) const DEFAULT_ABSOLUTE_TIMEOUT: u64 = 12 * 3600;
 
 /// The max age [`Session::remember`](crate::Session::remember) gives a
 /// session on a layer of browser-session cookies (no `max_age`): two weeks,
 /// Devise's `remember_for` and Django's session age.
-pub const DEFAULT_REMEMBER_MAX_AGE: u64 = 14 * 86_400;
+pub(crate) const DEFAULT_REMEMBER_MAX_AGE: u64 = 14 * 86_400;
 
 /// What a session chose for its own lifetime, persisted with it.
 ///
@@ -85,7 +85,7 @@ impl<'de> Deserialize<'de> for MaxAge {
 /// store: the cookie sealed again), and a persistent cookie goes out again
 /// with its new `Max-Age`.
 ///
-/// Set with [`SessionLayerBuilder::refresh`](crate::SessionLayerBuilder::refresh).
+/// Set with [`SessionLayerBuilder::with_refresh`](crate::SessionLayerBuilder::with_refresh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Refresh {

@@ -20,6 +20,10 @@ pub const MAX_STORE_TTL: u64 = 10 * 365 * 86_400;
 /// session comes near it.
 pub const MAX_VALUE_DEPTH: usize = 64;
 
+/// Browsers keep cookies of up to 4096 bytes (name, value and attributes);
+/// a larger one is never sent, and a larger incoming value is never decoded.
+pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
+
 /// The largest session a server-side store is given: the size of its
 /// record as JSON (`{"created":…,"session":{…}}`), in bytes. Memcached's
 /// default item size (1 MiB, with room for its key and header) is the

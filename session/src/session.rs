@@ -392,7 +392,7 @@ impl<K: SessionKind> Session<K> {
     }
 
     /// "Remember me": `true` gives the session a persistent cookie of the
-    /// layer's `max_age` (two weeks, [`DEFAULT_REMEMBER_MAX_AGE`](crate::DEFAULT_REMEMBER_MAX_AGE),
+    /// layer's `max_age` (two weeks, [`DEFAULT_REMEMBER_MAX_AGE`](crate::SessionLayerBuilder::DEFAULT_REMEMBER_MAX_AGE),
     /// on a layer of browser-session cookies), kept across deploys like any
     /// max age the session chose; `false` a browser-session cookie, bound on
     /// the server by the layer's idle timeout. Call it at login, after

@@ -4,6 +4,10 @@
 //! keys of the session map: each named field is one key. Handlers extract
 //! [`TypedSession<T>`] and get a getter, a setter and a mutable accessor per
 //! field, over the same map the dynamic [`Session`] sees.
+//!
+//! This module holds what the derive implements ([`SessionData`]) and what
+//! its accessors return ([`FieldMut`]); [`TypedSession`] and
+//! [`MissingField`] are at the crate's root.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -61,6 +65,7 @@ pub trait SessionData: Sized + 'static {
     label = "this field's type must implement `serde::Serialize` and `serde::Deserialize`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
+#[doc(hidden)]
 pub trait SessionField: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> SessionField for T {}
@@ -68,6 +73,7 @@ impl<T: Serialize + DeserializeOwned> SessionField for T {}
 /// One field of a [`SessionData`] struct: its key and its type.
 /// `#[derive(Session)]` makes one type per field implementing this, so a
 /// field type that cannot be stored is reported once, at the field.
+#[doc(hidden)]
 pub trait FieldKey: 'static {
     /// The struct the field belongs to.
     type Data: SessionData;
@@ -89,6 +95,7 @@ pub struct MissingField {
 
 /// The typed handle over the session map that generated accessors call: it
 /// reads and writes single keys as `T`'s fields and applies `T`'s max age.
+#[doc(hidden)]
 pub struct Fields<T: SessionData> {
     session: Session<T::Kind>,
     data: PhantomData<fn() -> T>,

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use axum_core::extract::FromRequestParts;
 use http::request::Parts;
 
-use crate::config::Shared;
 use crate::error::StorageError;
 use crate::extract::SessionRejection;
 use crate::kind::{Main, SessionKind};
+use crate::layer::config::Shared;
+use crate::layer::slot::KindSlot;
 use crate::session::Session;
-use crate::slot::KindSlot;
-use crate::storage::{StorageContext, StorageRef};
+use crate::storage::{ActiveSession, StorageContext, StorageRef};
 
 impl<K: SessionKind> Session<K> {
     /// Binds the session to `user` (a user id: any string, kept in the
@@ -37,25 +37,6 @@ impl<K: SessionKind> Session<K> {
     pub fn user(&self) -> Option<String> {
         self.lock().record.user.clone()
     }
-}
-
-/// One live session of a user, as [`UserSessions::of`] lists it: its times,
-/// never its id or data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ActiveSession {
-    /// A name for the session that cannot be used as it, for
-    /// [`UserSessions::revoke_one`] (the url-safe base64 of SHA-256 of its
-    /// id).
-    pub handle: String,
-    /// What the app keeps under [`USER_META_KEY`](crate::USER_META_KEY) in the session, such as
-    /// the device it signed in from.
-    pub meta: Option<serde_json::Value>,
-    /// When it began, in seconds since the Unix epoch.
-    pub created: u64,
-    /// When it was last written, in seconds since the Unix epoch (a read
-    /// past half of its idle limit counts, see the crate's lifetimes).
-    pub last_seen: u64,
 }
 
 /// The storage's view of every user's sessions, for the layer of kind `K`:
@@ -100,12 +81,6 @@ impl<K: SessionKind> UserSessions<K> {
             .await?
             .into_iter()
             .filter(|stored| !config.lifetimes.has_ended(stored.times(), now))
-            .map(|stored| ActiveSession {
-                created: stored.created,
-                last_seen: stored.updated,
-                handle: stored.handle,
-                meta: stored.meta,
-            })
             .collect();
         live.sort_by_key(|session| session.created);
         Ok(live)

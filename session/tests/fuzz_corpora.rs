@@ -51,7 +51,7 @@ fn every_corpus_file_passes_its_target() {
 /// serde_json's `float_roundtrip`.
 #[test]
 fn floats_read_back_from_every_format_as_they_were_written() {
-    use typed_sessions::{
+    use typed_sessions::storage::{
         CookieStorage, MaxAge, SessionRecord, SimpleCookieStorage, StorageContext,
     };
 
@@ -111,8 +111,10 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     use serde_json::json;
     use typed_sessions::__private::decoders::PackedRecord;
     use typed_sessions::{
-        CookieStorage, EncryptedCookieStorage, MaxAge, SessionId, SessionKey, SessionRecord,
-        SimpleCookieStorage, StorageContext,
+        EncryptedCookieStorage, EncryptionKey,
+        storage::{
+            CookieStorage, MaxAge, SessionId, SessionRecord, SimpleCookieStorage, StorageContext,
+        },
     };
 
     let mut seeds = Vec::new();
@@ -171,7 +173,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         b"a=\xff\xfe; session=ok".to_vec(),
     );
 
-    let current = SessionKey::from_bytes(checks::CURRENT_SECRET).unwrap();
+    let current = EncryptionKey::from_bytes(checks::CURRENT_SECRET).unwrap();
     let current = EncryptedCookieStorage::new(current);
     let cx = StorageContext::new(COOKIE, checks::NOW);
     add("encrypted_cookie", "v1", checks::V1_VECTOR.into());

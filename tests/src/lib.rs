@@ -16,13 +16,13 @@ use reqwest::{Method, redirect};
 use serde_json::Value;
 use session_examples::conformance::{self, Settings};
 use tokio::task::JoinHandle;
-use typed_sessions::{AnyStorage, ManualClock};
+use typed_sessions::{clock::ManualClock, storage::AnyStorage};
 
 pub use session_examples::conformance::Store;
 
 /// Runs each named `async fn case(store: Store)` of the calling module as a
 /// test against every storage, in one module per storage; `redis_cache` is
-/// Redis with its local cache on (`RedisStorage::connect_with_cache`).
+/// Redis with its local cache on (`RedisOptions::with_cache`).
 #[macro_export]
 macro_rules! for_every_storage {
     ($($case:ident),* $(,)?) => {

@@ -876,6 +876,8 @@ impl Fault {
         match self {
             Fault::None => otherwise,
             Fault::RedisKill | Fault::RedisFreeze | Fault::Network => Store::Redis,
+            // aiohttp_session's records on the cluster, or the native ones.
+            Fault::ClusterFailover if otherwise == Store::AiohttpRedis => otherwise,
             Fault::ClusterFailover => Store::RedisCluster,
             Fault::MemcachedKill => Store::Memcached,
         }

@@ -16,7 +16,8 @@ use session_tests::python::PythonApp;
 use session_tests::servers::shared_redis;
 use session_tests::{Reply, START, Store, TestApp, settings};
 use tokio::sync::Barrier;
-use typed_sessions::{AnyStorage, Session, SessionKey, aiohttp};
+use typed_sessions::storage::AnyStorage;
+use typed_sessions::{EncryptionKey, Session, aiohttp};
 
 /// The secret both sides use: the Python side's `secret_key` bytes.
 const SECRET: &[u8; 32] = b"aiohttp interop test secret 32b!";
@@ -97,7 +98,7 @@ impl Apps {
         extend: impl FnOnce(axum::Router) -> axum::Router,
     ) -> Self {
         let mut settings = settings(store);
-        settings.secret = Some(SessionKey::from_bytes(SECRET).unwrap());
+        settings.secret = Some(EncryptionKey::from_bytes(SECRET).unwrap());
         settings.cookie_name = Some(COOKIE.to_owned());
         settings.max_age = max_age;
         let mut env = vec![
@@ -470,10 +471,10 @@ async fn upgrading_apps(store: Store, storage: AnyStorage) -> Apps {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_opens_fernet_cookies_and_seals_native_ones() {
-    let key = SessionKey::from_bytes(SECRET).unwrap();
+    let key = EncryptionKey::from_bytes(SECRET).unwrap();
     let storage = AnyStorage::new(aiohttp::Upgrade::new(
         typed_sessions::EncryptedCookieStorage::new(key.clone()),
-        aiohttp::EncryptedCookieStorage::new(key),
+        aiohttp::FernetCookieStorage::new(key),
     ));
     let apps = upgrading_apps(Store::AiohttpEncrypted, storage).await;
     let fernet = apps
@@ -505,7 +506,7 @@ async fn upgrade_moves_a_redis_record_to_a_native_id_on_first_read() {
     let native = typed_sessions::RedisStorage::connect(&shared_redis().url())
         .await
         .unwrap();
-    let old = aiohttp::RedisStorage::from_connection(native.connection().clone());
+    let old = aiohttp::AiohttpRedisStorage::from_connection(native.connection().clone());
     let storage = AnyStorage::new(aiohttp::Upgrade::new(native, old));
     let apps = upgrading_apps(Store::AiohttpRedis, storage).await;
     let old_cookie = apps

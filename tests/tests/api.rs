@@ -4,7 +4,7 @@ use axum::http::HeaderMap;
 use reqwest::Method;
 use serde_json::json;
 use session_tests::TestApp;
-use typed_sessions::{AnyStorage, ManualClock, MemoryStorage};
+use typed_sessions::{MemoryStorage, clock::ManualClock, storage::AnyStorage};
 
 async fn api() -> TestApp {
     let storage = MemoryStorage::new();

@@ -29,7 +29,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use session_examples::{shop, visits};
 use typed_sessions::{
-    DEFAULT_COOKIE_NAME, EncryptedCookieStorage, MemoryStorage, SessionKey, SessionLayer,
+    EncryptedCookieStorage, EncryptionKey, MemoryStorage, SessionLayer, SessionLayerBuilder,
 };
 
 /// Flags that let Chromium run headless as root in a container, without the
@@ -52,7 +52,7 @@ const CHROMIUM_FLAGS: [&str; 9] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visits_count_across_reloads_and_end_with_the_browser_by_default() {
     let app = serve(visits::app(SessionLayer::new(EncryptedCookieStorage::new(
-        SessionKey::generate(),
+        EncryptionKey::generate(),
     ))))
     .await;
     let profile = scratch_dir("visits-default");
@@ -95,8 +95,8 @@ async fn visits_count_across_reloads_and_end_with_the_browser_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visits_survive_a_browser_restart_when_the_session_has_a_max_age() {
-    let layer = SessionLayer::builder(EncryptedCookieStorage::new(SessionKey::generate()))
-        .max_age(Some(Duration::from_secs(3600)))
+    let layer = SessionLayer::builder(EncryptedCookieStorage::new(EncryptionKey::generate()))
+        .with_max_age(Some(Duration::from_secs(3600)))
         .build()
         .unwrap();
     let app = serve(visits::app(layer)).await;
@@ -387,7 +387,7 @@ async fn session_cookie(browser: &Client) -> Option<Cookie<'static>> {
         .await
         .unwrap()
         .into_iter()
-        .find(|cookie| cookie.name() == DEFAULT_COOKIE_NAME)
+        .find(|cookie| cookie.name() == SessionLayerBuilder::DEFAULT_COOKIE_NAME)
 }
 
 /// Saves a PNG of the page under the target directory, for a person to

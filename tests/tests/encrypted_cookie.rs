@@ -7,9 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::{START, TestApp};
-use typed_sessions::{AnyStorage, EncryptedCookieStorage, SessionKey};
+use typed_sessions::{EncryptedCookieStorage, EncryptionKey, storage::AnyStorage};
 
-fn keyed(key: &SessionKey, old: Vec<SessionKey>) -> Settings {
+fn keyed(key: &EncryptionKey, old: Vec<EncryptionKey>) -> Settings {
     let mut settings = Settings::new(Store::Encrypted);
     settings.secret = Some(key.clone());
     settings.old_secrets = old;
@@ -18,8 +18,8 @@ fn keyed(key: &SessionKey, old: Vec<SessionKey>) -> Settings {
 
 #[tokio::test]
 async fn rotated_keys_still_open_old_cookies_and_reseal_with_the_new_key() {
-    let old_key = SessionKey::generate();
-    let new_key = SessionKey::generate();
+    let old_key = EncryptionKey::generate();
+    let new_key = EncryptionKey::generate();
 
     let before = TestApp::conformance(keyed(&old_key, vec![])).await;
     let old_cookie = before.session_with(r#"{"user": "ann"}"#).await;
@@ -57,8 +57,8 @@ async fn rotated_keys_still_open_old_cookies_and_reseal_with_the_new_key() {
 
 #[tokio::test]
 async fn a_cookie_from_another_key_is_a_new_session() {
-    let ours = TestApp::conformance(keyed(&SessionKey::generate(), vec![])).await;
-    let theirs = TestApp::conformance(keyed(&SessionKey::generate(), vec![])).await;
+    let ours = TestApp::conformance(keyed(&EncryptionKey::generate(), vec![])).await;
+    let theirs = TestApp::conformance(keyed(&EncryptionKey::generate(), vec![])).await;
     let foreign = theirs.session_with(r#"{"admin": true}"#).await;
     let reply = ours.get("/session", Some(&foreign)).await;
     assert_eq!(reply.status, 200);
@@ -68,7 +68,7 @@ async fn a_cookie_from_another_key_is_a_new_session() {
 
 #[tokio::test]
 async fn a_value_moved_to_another_cookie_name_does_not_open() {
-    let key = SessionKey::generate();
+    let key = EncryptionKey::generate();
     let mut settings = keyed(&key, vec![]);
     settings.cookie_name = Some("a".into());
     let first = TestApp::conformance(settings).await;
@@ -89,7 +89,7 @@ async fn a_value_moved_to_another_cookie_name_does_not_open() {
 
 #[tokio::test]
 async fn the_cookie_does_not_show_the_data() {
-    let app = TestApp::conformance(keyed(&SessionKey::generate(), vec![])).await;
+    let app = TestApp::conformance(keyed(&EncryptionKey::generate(), vec![])).await;
     let cookie = app.session_with(r#"{"secret": "hunter2"}"#).await;
     assert!(!cookie.contains("hunter2"));
     assert!(
@@ -116,14 +116,14 @@ async fn a_cookie_of_envelope_version_1_still_opens_and_is_sealed_again_in_versi
     // `{"created": START, "updated": START, "max_age": 3600, "session":
     // {"n": 1, "user": "ann"}}` sealed for the cookie `session` by the
     // version 1 code as released (commit 32d2b0e), with this key.
-    let key = SessionKey::from_bytes(b"typed-sessions fixed test key 01").unwrap();
+    let key = EncryptionKey::from_bytes(b"typed-sessions fixed test key 01").unwrap();
     let v1 = "AaZU34QM82QZ0yVFJya0ouwB6f-TLbv6GZYYLadTRTfYC1wlnemuxMeuIg_-Qp-Y3PNCqb1__f9VnPg6KiLLQ1BmcME_d29Q2S8ZhoIxzRTJLzmtkgaX3130hRdyv8J5ChaFFIzakYa0RnoepOwOK2RzsAmesfzf5es";
     assert_eq!(START, 1_700_000_000, "the vector was sealed at START");
     assert_eq!(envelope_version(v1), 1);
 
     for app in [
         app_on(EncryptedCookieStorage::new(key.clone())).await,
-        app_on(EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([key.clone()]))
+        app_on(EncryptedCookieStorage::new(EncryptionKey::generate()).with_old_keys([key.clone()]))
             .await,
     ] {
         let reply = app.get("/session", Some(v1)).await;
@@ -145,18 +145,18 @@ async fn a_cookie_of_envelope_version_1_still_opens_and_is_sealed_again_in_versi
 
 #[tokio::test]
 async fn new_cookies_are_sealed_in_envelope_version_2() {
-    let app = TestApp::conformance(keyed(&SessionKey::generate(), vec![])).await;
+    let app = TestApp::conformance(keyed(&EncryptionKey::generate(), vec![])).await;
     let cookie = app.session_with(r#"{"user": "ann"}"#).await;
     assert_eq!(envelope_version(&cookie), 2);
 }
 
 #[tokio::test]
 async fn a_storage_given_old_keys_does_not_lend_what_it_opened_to_the_one_it_came_from() {
-    let old_key = SessionKey::generate();
+    let old_key = EncryptionKey::generate();
     let before = app_on(EncryptedCookieStorage::new(old_key.clone())).await;
     let old_cookie = before.session_with(r#"{"user": "ann"}"#).await;
 
-    let current = EncryptedCookieStorage::new(SessionKey::generate());
+    let current = EncryptedCookieStorage::new(EncryptionKey::generate());
     let rotated = app_on(current.clone().with_old_keys([old_key])).await;
     let current = app_on(current).await;
 
@@ -186,7 +186,8 @@ mod cache_memory {
 
     use serde_json::{Value, json};
     use typed_sessions::{
-        CookieStorage, EncryptedCookieStorage, SessionKey, SessionRecord, StorageContext,
+        EncryptedCookieStorage, EncryptionKey,
+        storage::{CookieStorage, SessionRecord, StorageContext},
     };
 
     struct Counting;
@@ -238,8 +239,10 @@ mod cache_memory {
     fn fullest(storage: &EncryptedCookieStorage, shape: impl Fn(usize) -> Value) -> SessionRecord {
         let cx = StorageContext::new("session", 1_700_000_000);
         let record = |n: usize| {
-            let mut record =
-                SessionRecord::new(1_700_000_000, typed_sessions::MaxAge::Seconds(3600));
+            let mut record = SessionRecord::new(
+                1_700_000_000,
+                typed_sessions::storage::MaxAge::Seconds(3600),
+            );
             let Value::Object(data) = shape(n) else {
                 panic!("a shape is an object")
             };
@@ -324,7 +327,7 @@ mod cache_memory {
     #[test]
     fn cost_per_cached_cookie() {
         const COOKIES: usize = 64;
-        let key = SessionKey::generate();
+        let key = EncryptionKey::generate();
         for (name, shape) in shapes() {
             let record = fullest(&EncryptedCookieStorage::new(key.clone()), &shape);
             let json = serde_json::to_vec(&record).unwrap().len();
@@ -347,7 +350,7 @@ mod cache_memory {
         // The tables of the 16 parts, made for `capacity` entries: charged
         // to the entries while they are full, kept when a part is emptied.
         let tables = |capacity: usize| (capacity * 64) as i64;
-        let key = SessionKey::generate();
+        let key = EncryptionKey::generate();
         for (name, shape) in shapes() {
             let record = fullest(&EncryptedCookieStorage::new(key.clone()), &shape);
             // More cookies than fit: a small cache, then the default one

@@ -6,7 +6,10 @@ use axum::routing::post;
 use serde_json::json;
 use session_examples::conformance::Store;
 use session_tests::{START, TestApp, for_every_storage, is_server_side, settings};
-use typed_sessions::{MAX_RECORD_BYTES, MaxAge, Session};
+use typed_sessions::{
+    Session,
+    storage::{MAX_RECORD_BYTES, MaxAge},
+};
 
 for_every_storage!(
     a_foreign_byte_in_another_cookie_keeps_the_session,
@@ -202,7 +205,7 @@ async fn a_renewal_does_not_bring_back_a_session_ended_meanwhile(store: Store) {
     let memory = typed_sessions::MemoryStorage::new();
     let app = match store {
         Store::Memory => {
-            let storage = typed_sessions::AnyStorage::new(memory.clone());
+            let storage = typed_sessions::storage::AnyStorage::new(memory.clone());
             TestApp::conformance_on(settings(store), storage, routes).await
         }
         _ => TestApp::conformance_with(settings(store), routes).await,
@@ -265,7 +268,8 @@ async fn a_session_written_by_a_fast_clock_is_refused(store: Store) {
         true
     );
     // ...and within a minute of skew, it is read as usual.
-    app.clock.set(START + typed_sessions::MAX_CLOCK_SKEW);
+    app.clock
+        .set(START + typed_sessions::storage::MAX_CLOCK_SKEW);
     let close = app.session_with(r#"{"user": "bob"}"#).await;
     app.clock.set(START);
     assert_eq!(
@@ -383,7 +387,7 @@ fn nested(levels: usize) -> String {
 async fn what_is_saved_reads_back_and_deeper_values_are_refused(store: Store) {
     let app = app(store).await;
     let cookie = app.session_with(r#"{"user": "ann"}"#).await;
-    let limit = typed_sessions::MAX_VALUE_DEPTH;
+    let limit = typed_sessions::storage::MAX_VALUE_DEPTH;
     // As deep as allowed: saved, and read back by the next request.
     let reply = app.patch(Some(&cookie), &nested(limit)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -428,9 +432,12 @@ async fn the_default_cookie_is_a_host_cookie(store: Store) {
 /// lock its session out of renew() (a login) or of writes to other keys.
 #[tokio::test]
 async fn a_deep_value_stored_before_the_limit_does_not_block_its_session() {
-    use typed_sessions::{AnyStorage, MemoryStorage, ServerStorage, SessionRecord, StorageContext};
+    use typed_sessions::{
+        MemoryStorage,
+        storage::{AnyStorage, ServerStorage, SessionRecord, StorageContext},
+    };
     let store = MemoryStorage::new();
-    let levels = typed_sessions::MAX_VALUE_DEPTH + 10;
+    let levels = typed_sessions::storage::MAX_VALUE_DEPTH + 10;
     let mut record = SessionRecord::new(START, MaxAge::Layer);
     let deep: serde_json::Value = serde_json::from_str(&nested(levels)).unwrap();
     record.data.insert("deep".into(), deep["deep"].clone());

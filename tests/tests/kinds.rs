@@ -104,7 +104,7 @@ async fn the_extractor_of_a_kind_without_its_layer_names_the_kind(store: Store) 
     let app_settings = settings(store);
     let storage = app_settings.storage().await.unwrap();
     let layer: SessionLayer = app_settings
-        .layer_with(storage.clone(), typed_sessions::ManualClock::new(0))
+        .layer_with(storage.clone(), typed_sessions::clock::ManualClock::new(0))
         .unwrap();
     let cookie_name = layer.cookie_name().to_owned();
     let router = axum::Router::new()
@@ -113,14 +113,14 @@ async fn the_extractor_of_a_kind_without_its_layer_names_the_kind(store: Store) 
     let app = TestApp::serve(
         router,
         cookie_name,
-        typed_sessions::ManualClock::new(0),
+        typed_sessions::clock::ManualClock::new(0),
         storage,
     )
     .await;
     let reply = app.get("/admin", None).await;
     assert_eq!(reply.status, 500);
     assert!(
-        reply.body.contains("`admin`") && reply.body.contains(".kind::<"),
+        reply.body.contains("`admin`") && reply.body.contains(".with_kind::<"),
         "{}",
         reply.body
     );

@@ -12,8 +12,10 @@ use serde_json::json;
 use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use typed_sessions::{
-    AnyStorage, Changes, Loaded, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord,
-    StorageContext, StorageError,
+    MemoryStorage, Session, StorageError,
+    storage::{
+        AnyStorage, Changes, Loaded, ServerStorage, SessionId, SessionRecord, StorageContext,
+    },
 };
 
 /// A real memory store behind a switch that makes it fail like a store that
@@ -192,7 +194,7 @@ async fn extracting_a_session_without_the_layer_says_how_to_fix_it() {
     let app = TestApp::serve(
         router,
         "session".into(),
-        typed_sessions::ManualClock::new(0),
+        typed_sessions::clock::ManualClock::new(0),
         AnyStorage::new(MemoryStorage::new()),
     )
     .await;

@@ -15,8 +15,8 @@ use session_examples::conformance::{Settings, Store};
 use session_tests::TestApp;
 use tokio::sync::Notify;
 use typed_sessions::{
-    AnyStorage, MaxAge, MemoryStorage, ServerStorage, Session, SessionId, SessionRecord,
-    StorageContext,
+    MemoryStorage, Session,
+    storage::{AnyStorage, MaxAge, ServerStorage, SessionId, SessionRecord, StorageContext},
 };
 
 async fn app_on(store: &MemoryStorage, max_age: Option<u64>) -> TestApp {

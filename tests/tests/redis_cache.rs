@@ -1,4 +1,4 @@
-//! The local cache in front of Redis (`RedisStorage::connect_with_cache`),
+//! The local cache in front of Redis (`RedisOptions::with_cache`),
 //! on real servers: what a cached read costs (counted by Redis), how soon
 //! one instance sees what another changed (measured, over many trials),
 //! that a lagging connection never serves a stale session, and that the
@@ -12,7 +12,10 @@ use session_tests::counters::{Calls, RedisCalls, calls};
 use session_tests::servers::{RedisCluster, RedisServer};
 use session_tests::soak::{Network, Proxy};
 use session_tests::{TestApp, settings};
-use typed_sessions::{AnyStorage, RedisCache, RedisStorage};
+use typed_sessions::{
+    RedisStorage,
+    storage::{AnyStorage, RedisCache, RedisOptions},
+};
 
 /// The heartbeat of the tests' caches: short, so a test waits little for a
 /// confirmed connection.
@@ -22,11 +25,13 @@ const MAX_LAG: Duration = Duration::from_millis(100);
 /// standalone; several: cluster seed nodes), and the storage, to read its
 /// statistics.
 async fn cached_app(urls: &[String], cache: RedisCache) -> (TestApp, RedisStorage) {
-    let storage = match urls {
-        [url] => RedisStorage::connect_with_cache(url, cache).await,
-        nodes => RedisStorage::connect_cluster_with_cache(nodes, cache).await,
-    }
-    .expect("connect with a cache");
+    let options = match urls {
+        [url] => RedisOptions::standalone(url),
+        nodes => RedisOptions::cluster(nodes),
+    };
+    let storage = RedisStorage::connect(options.with_cache(cache))
+        .await
+        .expect("connect with a cache");
     let app = TestApp::conformance_on(
         settings(Store::Redis),
         AnyStorage::new(storage.clone()),

@@ -14,7 +14,8 @@ use session_examples::conformance::Store;
 use session_tests::counters::{Calls, MemcachedCalls, PostgresCalls, RedisCalls, calls};
 use session_tests::servers::{Memcached, RedisCluster, RedisServer};
 use session_tests::{TestApp, settings};
-use typed_sessions::{AnyStorage, RedisStorage};
+use typed_sessions::RedisStorage;
+use typed_sessions::storage::{AnyStorage, RedisOptions};
 
 const N: u64 = 20;
 
@@ -23,7 +24,7 @@ const N: u64 = 20;
 async fn redis_app(urls: &[String], refresh_on_read: bool) -> TestApp {
     let storage = match urls {
         [url] => RedisStorage::connect(url).await,
-        nodes => RedisStorage::connect_cluster(nodes).await,
+        nodes => RedisStorage::connect(RedisOptions::cluster(nodes)).await,
     };
     let storage = storage.unwrap().with_ttl_refresh_on_read(refresh_on_read);
     TestApp::conformance_on(settings(Store::Redis), AnyStorage::new(storage), |routes| {

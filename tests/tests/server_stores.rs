@@ -17,7 +17,7 @@ use session_tests::soak::{Network, Proxy};
 use session_tests::sql::{postgres_i64, sqlite_i64};
 use session_tests::{Store, TestApp, record_key, settings};
 use sqlx::Connection as _;
-use typed_sessions::{AnyStorage, RedisStorage};
+use typed_sessions::{RedisStorage, storage::AnyStorage};
 
 /// A prefix of keys of its own for each test, so tests sharing a server
 /// never see each other's records.

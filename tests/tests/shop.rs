@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use session_tests::TestApp;
-use typed_sessions::{AnyStorage, ManualClock, MemoryStorage, SessionLayer};
+use typed_sessions::{MemoryStorage, SessionLayer, clock::ManualClock, storage::AnyStorage};
 
 async fn shop() -> TestApp {
     let storage = MemoryStorage::new();

@@ -218,6 +218,20 @@ async fn a_redis_cluster_fails_over_without_an_app_restart() {
     felt_and_recovered(&outcome, Duration::from_secs(3));
 }
 
+/// aiohttp_session's Redis records on the same cluster: the connection
+/// follows the failover, not only the native storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiohttp_redis_on_a_cluster_fails_over_without_an_app_restart() {
+    let outcome = soak_but_phantoms(
+        Fault::ClusterFailover,
+        Store::AiohttpRedis,
+        Duration::from_secs(10),
+        schedule(1_000, 0),
+    )
+    .await;
+    felt_and_recovered(&outcome, Duration::from_secs(3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_memcached_fails_only_its_own_sessions() {
     let outcome = soak(

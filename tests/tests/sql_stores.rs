@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use session_tests::servers::{shared_postgres, sqlite_url};
 use typed_sessions::{
-    Changes, MaxAge, PostgresStorage, ServerStorage, SessionLayer, SessionRecord, SqliteStorage,
-    StorageContext, StorageError,
+    PostgresStorage, SessionLayer, SqliteStorage, StorageError,
+    storage::{Changes, MaxAge, ServerStorage, SessionRecord, StorageContext},
 };
 
 /// A table name no other test uses.

@@ -627,7 +627,7 @@ async fn created_survives_writes(store: Store) {
 #[tokio::test]
 async fn sub_second_max_age_is_refused_at_start_up() {
     let refused = typed_sessions::SessionLayer::builder(typed_sessions::MemoryStorage::new())
-        .max_age(Some(Duration::from_millis(500)))
+        .with_max_age(Some(Duration::from_millis(500)))
         .build();
     assert!(refused.is_err());
 }

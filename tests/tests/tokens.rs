@@ -216,7 +216,7 @@ async fn cookie_storages_refuse_header_transport(store: Store) {
     settings.transport = Transport::Header;
     let storage = settings.storage().await.unwrap();
     let error = settings
-        .layer_with(storage, typed_sessions::ManualClock::new(0))
+        .layer_with(storage, typed_sessions::clock::ManualClock::new(0))
         .expect_err("a cookie storage cannot hand out tokens");
     assert!(error.contains("server-side storage"), "{error}");
 }

@@ -24,7 +24,10 @@ fn indexes(store: Store) -> bool {
 
 /// A user id no other test (sharing a server) uses.
 fn user(name: &str) -> String {
-    format!("{name}-{}", typed_sessions::SessionId::generate().as_str())
+    format!(
+        "{name}-{}",
+        typed_sessions::storage::SessionId::generate().as_str()
+    )
 }
 
 async fn login(app: &TestApp, user: &str) -> String {

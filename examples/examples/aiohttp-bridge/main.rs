@@ -32,17 +32,17 @@ use axum::routing::get;
 use axum::{Json, Router};
 use session_examples::visits::last_visit;
 use typed_sessions::{
-    AnyStorage, EncryptedCookieStorage, MemcachedStorage, RedisStorage, Session, SessionKey,
-    SessionLayer, aiohttp,
+    EncryptedCookieStorage, EncryptionKey, MemcachedStorage, RedisStorage, Session, SessionLayer,
+    aiohttp, storage::AnyStorage,
 };
 
 fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-fn key(name: &str) -> Result<SessionKey, String> {
+fn key(name: &str) -> Result<EncryptionKey, String> {
     let text = var(name).ok_or_else(|| format!("{name} is required for this store"))?;
-    SessionKey::from_base64(&text).map_err(|error| format!("{name}: {error}"))
+    EncryptionKey::from_base64(&text).map_err(|error| format!("{name}: {error}"))
 }
 
 /// The storage the settings name: aiohttp_session's, or (upgrade) the
@@ -63,11 +63,11 @@ async fn storage() -> Result<AnyStorage, String> {
     let failed = |what: &str, error: typed_sessions::StorageError| format!("{what}: {error}");
     Ok(match (store.as_str(), upgrade) {
         ("encrypted", false) => {
-            AnyStorage::new(aiohttp::EncryptedCookieStorage::new(key("SESSION_SECRET")?))
+            AnyStorage::new(aiohttp::FernetCookieStorage::new(key("SESSION_SECRET")?))
         }
         ("encrypted", true) => AnyStorage::new(aiohttp::Upgrade::new(
             EncryptedCookieStorage::new(key("NATIVE_SECRET")?),
-            aiohttp::EncryptedCookieStorage::new(key("SESSION_SECRET")?),
+            aiohttp::FernetCookieStorage::new(key("SESSION_SECRET")?),
         )),
         ("nacl", false) => AnyStorage::new(aiohttp::NaClCookieStorage::new(key("SESSION_SECRET")?)),
         ("nacl", true) => AnyStorage::new(aiohttp::Upgrade::new(
@@ -78,7 +78,7 @@ async fn storage() -> Result<AnyStorage, String> {
             let native = RedisStorage::connect(&redis_url)
                 .await
                 .map_err(|error| failed("REDIS_URL", error))?;
-            let old = aiohttp::RedisStorage::from_connection(native.connection().clone());
+            let old = aiohttp::AiohttpRedisStorage::from_connection(native.connection().clone());
             if upgrade {
                 AnyStorage::new(aiohttp::Upgrade::new(native, old))
             } else {
@@ -86,7 +86,7 @@ async fn storage() -> Result<AnyStorage, String> {
             }
         }
         ("memcached", upgrade) => {
-            let old = aiohttp::MemcachedStorage::connect(&memcached)
+            let old = aiohttp::AiohttpMemcachedStorage::connect(&memcached)
                 .await
                 .map_err(|error| failed("MEMCACHED_URL", error))?;
             if upgrade {
@@ -123,11 +123,11 @@ async fn layer() -> Result<SessionLayer, String> {
         }
     };
     SessionLayer::builder(storage().await?)
-        .cookie_name(
+        .with_cookie_name(
             var("SESSION_COOKIE_NAME").unwrap_or_else(|| aiohttp::DEFAULT_COOKIE_NAME.to_owned()),
         )
-        .max_age(max_age.map(Duration::from_secs))
-        .secure(secure)
+        .with_max_age(max_age.map(Duration::from_secs))
+        .with_secure(secure)
         .build()
         .map_err(|error| format!("invalid session configuration: {error}"))
 }

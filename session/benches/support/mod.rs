@@ -14,8 +14,8 @@ use axum::http::{Request, Response, header};
 use axum::routing::{get, post};
 use tower::ServiceExt;
 use typed_sessions::{
-    AnyStorage, EncryptedCookieStorage, MemoryStorage, Session, SessionKey, SessionLayer,
-    SimpleCookieStorage,
+    EncryptedCookieStorage, EncryptionKey, MemoryStorage, Session, SessionLayer,
+    storage::{AnyStorage, SimpleCookieStorage},
 };
 
 /// Runs a future that is ready at once (every in-process storage is).
@@ -36,7 +36,7 @@ pub fn storages() -> Vec<(&'static str, AnyStorage)> {
         ("simple", AnyStorage::new(SimpleCookieStorage::new())),
         (
             "encrypted",
-            AnyStorage::new(EncryptedCookieStorage::new(SessionKey::generate())),
+            AnyStorage::new(EncryptedCookieStorage::new(EncryptionKey::generate())),
         ),
         ("memory", AnyStorage::new(MemoryStorage::new())),
     ]

@@ -1,5 +1,12 @@
-//! Where sessions are kept. There are two kinds of storage, each with the
-//! shape of what it really does:
+//! What a storage author needs, and the settings of the storages that
+//! have more than a constructor: the storage traits, what the layer hands
+//! them ([`StorageContext`], [`SessionRecord`], [`Changes`]) and takes back
+//! ([`Loaded`], [`ActiveSession`]), the limits every
+//! storage keeps, and [`AnyStorage`] to choose one at run time. The
+//! storages themselves are at the crate's root.
+//!
+//! There are two kinds of storage, each with the shape of what it really
+//! does:
 //!
 //! - a [`CookieStorage`] seals the whole session into the cookie's value and
 //!   opens it again; it keeps nothing and sees no id;
@@ -19,50 +26,33 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::{ConfigError, StorageError};
-use crate::id::SessionId;
-use crate::lifetime::MaxAge;
-use crate::record::{Changes, SessionRecord};
 
 #[cfg(feature = "aiohttp-compat")]
-pub mod aiohttp;
-mod encrypted_cookie;
+pub(crate) mod aiohttp;
+pub(crate) mod cookie;
 #[cfg(feature = "memcached")]
 pub(crate) mod memcached;
-#[cfg(feature = "memcached")]
-mod memcached_client;
 pub(crate) mod memory;
-mod opened_cookies;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-#[cfg(feature = "redis")]
-mod redis_cache;
 #[cfg(any(
     feature = "memcached",
     all(feature = "aiohttp-compat", feature = "redis")
 ))]
 mod save_queue;
 mod server;
-mod simple_cookie;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod sql;
 
-pub use encrypted_cookie::{EncryptedCookieStorage, KeyError, SessionKey};
-#[cfg(feature = "memcached")]
-pub use memcached::MemcachedStorage;
-pub use memory::MemoryStorage;
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresStorage;
+pub use crate::error::BoxError;
+pub use crate::id::SessionId;
+pub use crate::lifetime::MaxAge;
+pub use crate::record::{
+    Changes, MAX_CLOCK_SKEW, MAX_RECORD_BYTES, MAX_STORE_TTL, MAX_VALUE_DEPTH, SessionRecord,
+};
+pub use cookie::SimpleCookieStorage;
 #[cfg(feature = "redis")]
-pub use redis::{RedisConnection, RedisStorage};
-#[cfg(feature = "redis")]
-pub use redis_cache::{RedisCache, RedisCacheStatistics};
-pub use simple_cookie::SimpleCookieStorage;
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStorage;
+pub use redis::{RedisCache, RedisCacheStatistics, RedisConnection, RedisOptions};
 
 /// What a storage is told about the request it serves.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +95,7 @@ impl<'a> StorageContext<'a> {
     /// Seconds from the record's `updated` time until a store may drop it:
     /// the session's idle limit, or `default_ttl` (the store's own setting)
     /// for a session without one; at least one second and at most
-    /// [`MAX_STORE_TTL`](crate::MAX_STORE_TTL) (the longest expiry every
+    /// [`MAX_STORE_TTL`] (the longest expiry every
     /// store accepts; Memcached's absolute times end in 2106); plus the
     /// second by which the layer's check may outlast the limit (a store's
     /// clock ticking in whole seconds, like Memcached's, could otherwise
@@ -268,13 +258,13 @@ pub trait ServerStorage: Send + Sync + 'static {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Vec<UserSession>, StorageError>> + Send {
+    ) -> impl Future<Output = Result<Vec<ActiveSession>, StorageError>> + Send {
         let _ = (user, cx);
         std::future::ready(Err(StorageError::Unsupported("listing a user's sessions")))
     }
 
     /// Deletes the record of the session with this
-    /// [`handle`](UserSession::handle) if it is bound to `user` (a user
+    /// [`handle`](ActiveSession::handle) if it is bound to `user` (a user
     /// ends only their own sessions); whether there was one. Default:
     /// [`StorageError::Unsupported`].
     fn revoke_session(
@@ -302,41 +292,45 @@ pub trait ServerStorage: Send + Sync + 'static {
 }
 
 /// The session key whose value a user's listing of sessions shows beside
-/// each one's times ([`UserSession::meta`]): small metadata the app keeps,
-/// such as the device or user agent it signed in from.
-pub const USER_META_KEY: &str = "_meta";
+/// each one's times ([`ActiveSession::meta`]): small metadata the app keeps,
+/// such as the device or user agent it signed in from. Public as
+/// [`Session::USER_META_KEY`](crate::Session::USER_META_KEY).
+pub(crate) const USER_META_KEY: &str = "_meta";
 
-/// A stored session bound to a user, as [`ServerStorage::sessions_of`]
-/// lists it: its times, never its id or data.
+/// One stored session of a user: what [`UserSessions::of`](crate::UserSessions::of)
+/// lists (its times, never its id or data), and what a storage's
+/// [`ServerStorage::sessions_of`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct UserSession {
+pub struct ActiveSession {
     /// A name for the session that cannot be used as it (the url-safe
-    /// base64 of SHA-256 of its id), for revoking it alone.
+    /// base64 of SHA-256 of its id), for
+    /// [`UserSessions::revoke_one`](crate::UserSessions::revoke_one).
     pub handle: String,
-    /// What the app keeps under [`USER_META_KEY`] in the session (a device
-    /// name, a user agent), if anything.
+    /// What the app keeps under
+    /// [`Session::USER_META_KEY`](crate::Session::USER_META_KEY) in the
+    /// session (a device name, a user agent), if anything.
     pub meta: Option<serde_json::Value>,
-    /// When it was created, in seconds since the Unix epoch.
+    /// When it began, in seconds since the Unix epoch.
     pub created: u64,
-    /// When it was last written (last seen), in seconds since the Unix
-    /// epoch.
-    pub updated: u64,
+    /// When it was last written, in seconds since the Unix epoch (a read
+    /// past half of its idle limit counts, see the crate's lifetimes).
+    pub last_seen: u64,
     /// The max age it chose.
     pub max_age: MaxAge,
     /// The end it chose, if any.
     pub expires_at: Option<u64>,
 }
 
-impl UserSession {
+impl ActiveSession {
     /// The listing of `record`, stored under the session id whose
-    /// [`handle`](UserSession::handle) is `handle`.
+    /// [`handle`](ActiveSession::handle) is `handle`.
     pub fn of(handle: String, record: &SessionRecord) -> Self {
         Self {
             handle,
             meta: record.data.get(USER_META_KEY).cloned(),
             created: record.created,
-            updated: record.updated,
+            last_seen: record.updated,
             max_age: record.max_age,
             expires_at: record.expires_at,
         }
@@ -346,7 +340,7 @@ impl UserSession {
     pub(crate) fn times(&self) -> crate::lifetime::Times {
         crate::lifetime::Times {
             created: self.created,
-            updated: self.updated,
+            updated: self.last_seen,
             max_age: self.max_age,
             expires_at: self.expires_at,
         }
@@ -392,7 +386,7 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
         &'a self,
         user: &'a str,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>>;
+    ) -> BoxFuture<'a, Result<Vec<ActiveSession>, StorageError>>;
 
     fn revoke_user<'a>(
         &'a self,
@@ -455,7 +449,7 @@ impl<S: ServerStorage> DynServerStorage for S {
         &'a self,
         user: &'a str,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<Vec<UserSession>, StorageError>> {
+    ) -> BoxFuture<'a, Result<Vec<ActiveSession>, StorageError>> {
         Box::pin(ServerStorage::sessions_of(self, user, cx))
     }
 
@@ -480,12 +474,13 @@ impl<S: ServerStorage> DynServerStorage for S {
 /// Any storage, chosen at run time: what the layer holds.
 ///
 /// ```
-/// use typed_sessions::{AnyStorage, MemoryStorage, SessionKey, EncryptedCookieStorage};
+/// use typed_sessions::storage::AnyStorage;
+/// use typed_sessions::{EncryptedCookieStorage, EncryptionKey, MemoryStorage};
 ///
 /// let storage = if std::env::var("SESSION_STORE").as_deref() == Ok("memory") {
 ///     AnyStorage::new(MemoryStorage::new())
 /// } else {
-///     AnyStorage::new(EncryptedCookieStorage::new(SessionKey::generate()))
+///     AnyStorage::new(EncryptedCookieStorage::new(EncryptionKey::generate()))
 /// };
 /// ```
 #[derive(Clone)]
@@ -544,6 +539,7 @@ impl std::fmt::Debug for AnyStorage {
 
 /// Marks which kind of storage a type is, so one generic parameter can take
 /// both kinds; callers never name it.
+#[doc(hidden)]
 pub mod kind {
     /// A [`CookieStorage`](super::CookieStorage).
     #[derive(Debug)]

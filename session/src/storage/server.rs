@@ -92,6 +92,58 @@ where
     )))
 }
 
+/// The two settings of every store that talks to a server: how long the
+/// record of a session without an idle limit lives, and how long one
+/// command may take; with their defaults and their one check.
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreTimes {
+    /// The TTL of a session without an idle limit: [`DEFAULT_TTL`].
+    pub(crate) default_ttl: Duration,
+    /// How long one command may take: [`DEFAULT_COMMAND_TIMEOUT`].
+    pub(crate) command_timeout: Duration,
+}
+
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
+impl Default for StoreTimes {
+    fn default() -> Self {
+        Self {
+            default_ttl: DEFAULT_TTL,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "sqlite"
+))]
+impl StoreTimes {
+    /// Refuses a TTL under a second and a zero timeout when the layer is
+    /// built; `ttl` and `timeout` name the two settings in the error (`the
+    /// Redis store's default TTL`).
+    pub(crate) fn validate(
+        &self,
+        ttl: &'static str,
+        timeout: &'static str,
+    ) -> Result<(), ConfigError> {
+        check_positive(ttl, self.default_ttl)?;
+        check_timeout(timeout, self.command_timeout)
+    }
+}
+
 /// A TTL setting in whole seconds, refused at build time when it is zero.
 pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.as_secs() == 0 {
@@ -108,7 +160,7 @@ pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(
     feature = "postgres",
     feature = "sqlite"
 ))]
-pub(crate) fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
+fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
     if timeout.is_zero() {
         return Err(ConfigError::StorageSetting {
             setting,

@@ -28,10 +28,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{decode, encode};
-use crate::cookies::MAX_COOKIE_BYTES;
 use crate::error::StorageError;
+use crate::record::MAX_COOKIE_BYTES;
 use crate::record::{MAX_CLOCK_SKEW, SessionRecord};
-use crate::storage::{CookieStorage, SessionKey, StorageContext};
+use crate::storage::cookie::EncryptionKey;
+use crate::storage::{CookieStorage, StorageContext};
 
 const VERSION: u8 = 0x80;
 const HEADER_LEN: usize = 1 + 8 + 16;
@@ -43,33 +44,33 @@ const BLOCK: usize = 16;
 /// HMAC-SHA256) of `{"created": ..., "session": {...}}`. Reads what the
 /// Python service writes and writes what it reads.
 ///
-/// The [`SessionKey`] is the 32 bytes the Python side gives as
+/// The [`EncryptionKey`] is the 32 bytes the Python side gives as
 /// `secret_key` (or the Fernet key it was made from:
-/// [`SessionKey::from_base64`] takes `Fernet.generate_key()`'s text).
+/// [`EncryptionKey::from_base64`] takes `Fernet.generate_key()`'s text).
 ///
 /// For a new service prefer the native
 /// [`EncryptedCookieStorage`](crate::EncryptedCookieStorage): Fernet tokens
 /// are not bound to the cookie's name and carry no key id for rotation.
 ///
 /// ```
-/// use typed_sessions::{SessionKey, SessionLayer, aiohttp};
+/// use typed_sessions::{EncryptionKey, SessionLayer, aiohttp};
 ///
 /// // Python: EncryptedCookieStorage(base64.urlsafe_b64decode(FERNET_KEY))
-/// let secret: SessionKey = "rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=".parse()?;
-/// let layer = SessionLayer::builder(aiohttp::EncryptedCookieStorage::new(secret))
-///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+/// let secret: EncryptionKey = "rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=".parse()?;
+/// let layer = SessionLayer::builder(aiohttp::FernetCookieStorage::new(secret))
+///     .with_cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
-pub struct EncryptedCookieStorage {
+pub struct FernetCookieStorage {
     signing: [u8; 16],
     encryption: [u8; 16],
 }
 
-impl EncryptedCookieStorage {
+impl FernetCookieStorage {
     /// A storage that seals and opens with `secret`.
-    pub fn new(secret: SessionKey) -> Self {
+    pub fn new(secret: EncryptionKey) -> Self {
         let bytes = secret.as_bytes();
         let mut signing = [0u8; 16];
         let mut encryption = [0u8; 16];
@@ -130,14 +131,14 @@ impl EncryptedCookieStorage {
     }
 }
 
-impl std::fmt::Debug for EncryptedCookieStorage {
+impl std::fmt::Debug for FernetCookieStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("aiohttp::EncryptedCookieStorage")
+        f.debug_struct("aiohttp::FernetCookieStorage")
             .finish_non_exhaustive()
     }
 }
 
-impl CookieStorage for EncryptedCookieStorage {
+impl CookieStorage for FernetCookieStorage {
     fn open(&self, cookie_value: &str, cx: &StorageContext<'_>) -> Option<SessionRecord> {
         let opened = self
             .open_bytes(cookie_value, cx.now)
@@ -172,9 +173,9 @@ mod tests {
     use crate::lifetime::MaxAge;
 
     /// `bytes(range(32))`, the secret of the vector below.
-    fn storage() -> EncryptedCookieStorage {
+    fn storage() -> FernetCookieStorage {
         let secret: Vec<u8> = (0..32).collect();
-        EncryptedCookieStorage::new(SessionKey::from_bytes(&secret).unwrap())
+        FernetCookieStorage::new(EncryptionKey::from_bytes(&secret).unwrap())
     }
 
     /// Made by Python's `cryptography` 50.0.2:
@@ -242,7 +243,7 @@ mod tests {
                 None
             );
         }
-        let other = EncryptedCookieStorage::new(SessionKey::generate());
+        let other = FernetCookieStorage::new(EncryptionKey::generate());
         assert_eq!(other.open_bytes(&token, 1_000), None);
         assert_eq!(
             storage().open_bytes(token.trim_end_matches('='), 1_000),

@@ -12,7 +12,7 @@
 //!
 //! # Guarantees, and their limits
 //!
-//! As the native [`MemcachedStorage`](crate::MemcachedStorage): new items
+//! As the native [`AiohttpMemcachedStorage`](crate::MemcachedStorage): new items
 //! with `add`; a save writes with the CAS of its load in one round trip
 //! when nothing was written since, else merges its changes through a
 //! `gets`/`cas` loop; a record deleted or invalidated (`{}`) meanwhile is
@@ -32,16 +32,12 @@ use super::{decode, encode};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
-use crate::storage::memcached_client::MemcachedClient;
+use crate::storage::memcached::client::MemcachedClient;
+use crate::storage::memcached::merge::CasSave;
 use crate::storage::save_queue::SaveQueue;
-use crate::storage::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
-    timed,
-};
+use crate::storage::server::{StoreTimes, create_with_fresh_id_from, timed};
 use crate::storage::{Loaded, ServerStorage, StorageContext};
 
-/// Merge attempts before a save gives up with a 503.
-const CAS_TRIES: u32 = 16;
 /// Memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;
 
@@ -57,21 +53,20 @@ const MAX_KEY_BYTES: usize = 250;
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use typed_sessions::{SessionLayer, aiohttp};
 ///
-/// let storage = aiohttp::MemcachedStorage::connect("127.0.0.1:11211").await?;
+/// let storage = aiohttp::AiohttpMemcachedStorage::connect("127.0.0.1:11211").await?;
 /// let layer = SessionLayer::builder(storage)
-///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+///     .with_cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
 ///     .build()?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct MemcachedStorage {
+pub struct AiohttpMemcachedStorage {
     client: Arc<MemcachedClient>,
-    default_ttl: Duration,
-    command_timeout: Duration,
+    times: StoreTimes,
     saves: Arc<SaveQueue>,
 }
 
-impl MemcachedStorage {
+impl AiohttpMemcachedStorage {
     /// Connects to the server `HOST:PORT` (the one the Python side uses)
     /// and checks that it answers, as [`crate::MemcachedStorage::connect`]
     /// does.
@@ -79,8 +74,7 @@ impl MemcachedStorage {
         let native = crate::MemcachedStorage::connect([server]).await?;
         Ok(Self {
             client: native.client().clone(),
-            default_ttl: DEFAULT_TTL,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            times: StoreTimes::default(),
             saves: Arc::default(),
         })
     }
@@ -89,7 +83,7 @@ impl MemcachedStorage {
     /// one day. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -97,7 +91,7 @@ impl MemcachedStorage {
     /// Default: one second. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         // A connection is given up as dead only once a request has waited
         // this long, not the default second.
         self.client.set_io_timeout(timeout);
@@ -107,12 +101,12 @@ impl MemcachedStorage {
     /// The item's lifetime in seconds (the client sends it as memcached
     /// reads it).
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
-        cx.record_ttl(self.default_ttl.as_secs())
+        cx.record_ttl(self.times.default_ttl.as_secs())
     }
 
     /// The stored value and its CAS, or `None` when there is none.
     async fn fetch(&self, key: &str) -> Result<Option<(bytes::Bytes, u64)>, StorageError> {
-        timed(self.command_timeout, self.client.get(key)).await
+        timed(self.times.command_timeout, self.client.get(key)).await
     }
 }
 
@@ -133,16 +127,16 @@ fn key(cx: &StorageContext<'_>, id: &SessionId) -> Result<String, StorageError> 
     Ok(key)
 }
 
-impl fmt::Debug for MemcachedStorage {
+impl fmt::Debug for AiohttpMemcachedStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("aiohttp::MemcachedStorage")
-            .field("default_ttl", &self.default_ttl)
-            .field("command_timeout", &self.command_timeout)
+        f.debug_struct("aiohttp::AiohttpMemcachedStorage")
+            .field("default_ttl", &self.times.default_ttl)
+            .field("command_timeout", &self.times.command_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl ServerStorage for MemcachedStorage {
+impl ServerStorage for AiohttpMemcachedStorage {
     fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
         SessionId::parse_uuid4_hex(cookie_value)
     }
@@ -174,7 +168,11 @@ impl ServerStorage for MemcachedStorage {
             let value = &value;
             async move {
                 let key = key?;
-                timed(self.command_timeout, self.client.add(&key, value, ttl)).await
+                timed(
+                    self.times.command_timeout,
+                    self.client.add(&key, value, ttl),
+                )
+                .await
             }
         })
         .await
@@ -192,29 +190,29 @@ impl ServerStorage for MemcachedStorage {
         self.saves
             .run(
                 id,
-                self.command_timeout,
+                self.times.command_timeout,
                 self.merge_save(id, record, changes, cx),
             )
             .await
     }
 
     async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        timed(self.command_timeout, self.client.delete(&key(cx, id)?)).await
+        timed(
+            self.times.command_timeout,
+            self.client.delete(&key(cx, id)?),
+        )
+        .await
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive(
+        self.times.validate(
             "the aiohttp Memcached store's default TTL",
-            self.default_ttl,
-        )?;
-        check_timeout(
             "the aiohttp Memcached command timeout",
-            self.command_timeout,
         )
     }
 }
 
-impl MemcachedStorage {
+impl AiohttpMemcachedStorage {
     /// The save [`ServerStorage::update`] makes, in its session's turn.
     async fn merge_save(
         &self,
@@ -224,39 +222,14 @@ impl MemcachedStorage {
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let key = key(cx, id)?;
-        let ttl = self.ttl(cx);
-        // Nothing written since this request loaded the session: its record
-        // is the stored one plus this request's changes.
-        if let Some(cas) = cx.version {
-            let value = encode(record)?;
-            let request = self.client.compare_and_set(&key, &value, ttl, cas);
-            if let Some(saved) = timed(self.command_timeout, request).await? {
-                return Ok(saved);
-            }
-            tracing::debug!("aiohttp_session record changed since loaded; merging");
-        }
-        for attempt in 0..CAS_TRIES {
-            if attempt > 0 {
-                let pause = rand::random_range(0..=attempt.min(8) * 2);
-                tokio::time::sleep(Duration::from_millis(u64::from(pause))).await;
-            }
-            let Some((stored_value, cas)) = self.fetch(&key).await? else {
-                return Ok(false);
-            };
-            // `{}` is a session Python invalidated: it stays ended.
-            let Some(mut stored) = decode(&stored_value) else {
-                return Ok(false);
-            };
-            stored.merge(record, changes);
-            let value = encode(&stored)?;
-            let request = self.client.compare_and_set(&key, &value, ttl, cas);
-            if let Some(saved) = timed(self.command_timeout, request).await? {
-                return Ok(saved);
-            }
-            tracing::debug!("concurrent write to an aiohttp_session record; merging again");
-        }
-        Err(StorageError::unavailable(format!(
-            "session record changed under {CAS_TRIES} merge attempts in a row"
-        )))
+        let save = CasSave {
+            client: &self.client,
+            key: &key,
+            ttl: self.ttl(cx),
+            timeout: self.times.command_timeout,
+            version: cx.version,
+        };
+        // `{}` is a session Python invalidated: it stays ended.
+        save.merge(record, changes, encode, decode).await
     }
 }

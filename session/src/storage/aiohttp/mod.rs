@@ -4,10 +4,10 @@
 //!
 //! | Python (`aiohttp_session`) | here |
 //! |---|---|
-//! | `cookie_storage.EncryptedCookieStorage` (Fernet) | [`EncryptedCookieStorage`] |
+//! | `cookie_storage.EncryptedCookieStorage` (Fernet) | [`FernetCookieStorage`] |
 //! | `nacl_storage.NaClCookieStorage` (PyNaCl `SecretBox`) | [`NaClCookieStorage`] |
-//! | `redis_storage.RedisStorage` | [`RedisStorage`] (feature `redis`) |
-//! | `memcached_storage.MemcachedStorage` | [`MemcachedStorage`] (feature `memcached`) |
+//! | `redis_storage.RedisStorage` | [`AiohttpRedisStorage`] (feature `redis`) |
+//! | `memcached_storage.MemcachedStorage` | [`AiohttpMemcachedStorage`] (feature `memcached`) |
 //!
 //! [`Upgrade`] reads one of these and writes a native storage instead, for
 //! the day the Python service is gone. `MIGRATING.md` walks through a move.
@@ -17,7 +17,7 @@
 //! aiohttp_session keeps `{"created": T, "session": {...}}` as JSON, where
 //! `T` is the time of the session's last write (its `__setitem__` resets
 //! it), so its `max_age` is an idle timeout counted from `T`. Here `T` is
-//! the record's [`updated`](crate::SessionRecord::updated), and the layer's
+//! the record's [`updated`](crate::storage::SessionRecord::updated), and the layer's
 //! lifetimes apply to it as to any record, so a session expires on both
 //! sides at the same second.
 //!
@@ -59,17 +59,17 @@ mod nacl;
 mod redis;
 mod upgrade;
 
-pub use fernet::EncryptedCookieStorage;
+pub use fernet::FernetCookieStorage;
 #[cfg(feature = "memcached")]
-pub use memcached::MemcachedStorage;
+pub use memcached::AiohttpMemcachedStorage;
 pub use nacl::NaClCookieStorage;
 #[cfg(feature = "redis")]
-pub use redis::RedisStorage;
+pub use redis::AiohttpRedisStorage;
 pub use upgrade::Upgrade;
 
 /// aiohttp_session's default cookie name, which its Redis and Memcached
 /// keys start with (`AIOHTTP_SESSION_<id>`). Give it to
-/// [`SessionLayerBuilder::cookie_name`](crate::SessionLayerBuilder::cookie_name)
+/// [`SessionLayerBuilder::with_cookie_name`](crate::SessionLayerBuilder::with_cookie_name)
 /// to share the Python service's cookie.
 pub const DEFAULT_COOKIE_NAME: &str = "AIOHTTP_SESSION";
 

@@ -28,10 +28,11 @@ use salsa20::XSalsa20;
 use salsa20::cipher::{KeyIvInit, StreamCipher};
 
 use super::{decode, encode};
-use crate::cookies::MAX_COOKIE_BYTES;
 use crate::error::StorageError;
+use crate::record::MAX_COOKIE_BYTES;
 use crate::record::SessionRecord;
-use crate::storage::{CookieStorage, SessionKey, StorageContext};
+use crate::storage::cookie::EncryptionKey;
+use crate::storage::{CookieStorage, StorageContext};
 
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -42,15 +43,15 @@ const TAG_LEN: usize = 16;
 /// the Python service writes and writes what it reads; it is also simply
 /// aiohttp_session's NaCl storage, for those who want it.
 ///
-/// The [`SessionKey`] is the 32 bytes the Python side gives
+/// The [`EncryptionKey`] is the 32 bytes the Python side gives
 /// `NaClCookieStorage` as `secret_key`.
 ///
 /// ```
-/// use typed_sessions::{SessionKey, SessionLayer, aiohttp};
+/// use typed_sessions::{EncryptionKey, SessionLayer, aiohttp};
 ///
-/// let secret = SessionKey::from_bytes(b"a secret of exactly 32 bytes ...")?;
+/// let secret = EncryptionKey::from_bytes(b"a secret of exactly 32 bytes ...")?;
 /// let layer = SessionLayer::builder(aiohttp::NaClCookieStorage::new(secret))
-///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+///     .with_cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -61,7 +62,7 @@ pub struct NaClCookieStorage {
 
 impl NaClCookieStorage {
     /// A storage that seals and opens with `secret`.
-    pub fn new(secret: SessionKey) -> Self {
+    pub fn new(secret: EncryptionKey) -> Self {
         Self {
             key: *secret.as_bytes(),
         }
@@ -144,7 +145,7 @@ mod tests {
     /// `bytes(range(32))`, the secret of the vector below.
     fn storage() -> NaClCookieStorage {
         let secret: Vec<u8> = (0..32).collect();
-        NaClCookieStorage::new(SessionKey::from_bytes(&secret).unwrap())
+        NaClCookieStorage::new(EncryptionKey::from_bytes(&secret).unwrap())
     }
 
     const PLAINTEXT: &[u8] = br#"{"created": 1700000000, "session": {"user": "ann"}}"#;
@@ -195,7 +196,7 @@ mod tests {
         for len in 0..bytes.len() {
             assert_eq!(storage().open_bytes(&STANDARD.encode(&bytes[..len])), None);
         }
-        let other = NaClCookieStorage::new(SessionKey::generate());
+        let other = NaClCookieStorage::new(EncryptionKey::generate());
         assert_eq!(other.open_bytes(&value), None);
     }
 }

@@ -37,10 +37,7 @@ use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 use crate::storage::save_queue::SaveQueue;
-use crate::storage::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout, create_with_fresh_id_from,
-    timed,
-};
+use crate::storage::server::{StoreTimes, create_with_fresh_id_from, timed};
 use crate::storage::{Loaded, RedisConnection, ServerStorage, StorageContext};
 
 /// Merge attempts before a save gives up with a 503.
@@ -70,26 +67,38 @@ return 1
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use typed_sessions::{SessionLayer, aiohttp};
 ///
-/// let storage = aiohttp::RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
+/// let storage = aiohttp::AiohttpRedisStorage::connect("redis://127.0.0.1:6379/0").await?;
 /// let layer = SessionLayer::builder(storage)
-///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+///     .with_cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
 ///     .build()?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct RedisStorage {
+pub struct AiohttpRedisStorage {
     connection: RedisConnection,
     compare_and_set: Arc<Script>,
-    default_ttl: Duration,
-    command_timeout: Duration,
+    times: StoreTimes,
     saves: Arc<SaveQueue>,
 }
 
-impl RedisStorage {
-    /// Connects to a standalone server at `url` (`redis://HOST:PORT/DB`),
-    /// as [`crate::RedisStorage::connect`] does.
-    pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let native = crate::RedisStorage::connect(url).await?;
+impl AiohttpRedisStorage {
+    /// Connects to Redis as [`crate::RedisStorage::connect`] does: a URL
+    /// for a standalone server, or
+    /// [`RedisOptions::cluster`](crate::storage::RedisOptions::cluster) for a
+    /// cluster, whose failovers it follows. The local cache is not for
+    /// aiohttp_session's records: options with one are refused.
+    pub async fn connect(
+        options: impl Into<crate::storage::RedisOptions>,
+    ) -> Result<Self, StorageError> {
+        let options = options.into();
+        if options.cache.is_some() {
+            return Err(StorageError::Config(ConfigError::StorageSetting {
+                setting: "cache",
+                problem: "aiohttp::AiohttpRedisStorage keeps no local cache; connect without one"
+                    .to_owned(),
+            }));
+        }
+        let native = crate::RedisStorage::connect(options).await?;
         Ok(Self::from_connection(native.connection().clone()))
     }
 
@@ -99,8 +108,7 @@ impl RedisStorage {
         Self {
             connection: connection.into(),
             compare_and_set: Arc::new(Script::new(COMPARE_AND_SET)),
-            default_ttl: DEFAULT_TTL,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            times: StoreTimes::default(),
             saves: Arc::default(),
         }
     }
@@ -109,7 +117,7 @@ impl RedisStorage {
     /// one day. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -117,14 +125,14 @@ impl RedisStorage {
     /// Default: one second. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         self
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let mut connection = self.connection.clone();
         timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::cmd("GET").arg(key).query_async(&mut connection),
         )
         .await
@@ -135,16 +143,16 @@ fn key(cx: &StorageContext<'_>, id: &SessionId) -> String {
     super::record_key(cx, id)
 }
 
-impl fmt::Debug for RedisStorage {
+impl fmt::Debug for AiohttpRedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("aiohttp::RedisStorage")
-            .field("default_ttl", &self.default_ttl)
-            .field("command_timeout", &self.command_timeout)
+        f.debug_struct("aiohttp::AiohttpRedisStorage")
+            .field("default_ttl", &self.times.default_ttl)
+            .field("command_timeout", &self.times.command_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl ServerStorage for RedisStorage {
+impl ServerStorage for AiohttpRedisStorage {
     fn parse_id(&self, cookie_value: &str) -> Option<SessionId> {
         SessionId::parse_uuid4_hex(cookie_value)
     }
@@ -170,14 +178,14 @@ impl ServerStorage for RedisStorage {
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
         let value = encode(record)?;
-        let ttl = cx.record_ttl(self.default_ttl.as_secs());
+        let ttl = cx.record_ttl(self.times.default_ttl.as_secs());
         create_with_fresh_id_from("Redis", SessionId::generate_uuid4, |id| {
             let key = key(cx, &id);
             let value = &value;
             let mut connection = self.connection.clone();
             async move {
                 let set: Option<String> = timed(
-                    self.command_timeout,
+                    self.times.command_timeout,
                     redis::cmd("SET")
                         .arg(key)
                         .arg(value)
@@ -205,7 +213,7 @@ impl ServerStorage for RedisStorage {
         self.saves
             .run(
                 id,
-                self.command_timeout,
+                self.times.command_timeout,
                 self.merge_save(id, record, changes, cx),
             )
             .await
@@ -214,7 +222,7 @@ impl ServerStorage for RedisStorage {
     async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let mut connection = self.connection.clone();
         let deleted: i64 = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::cmd("DEL")
                 .arg(key(cx, id))
                 .query_async(&mut connection),
@@ -224,12 +232,14 @@ impl ServerStorage for RedisStorage {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the aiohttp Redis store's default TTL", self.default_ttl)?;
-        check_timeout("the aiohttp Redis command timeout", self.command_timeout)
+        self.times.validate(
+            "the aiohttp Redis store's default TTL",
+            "the aiohttp Redis command timeout",
+        )
     }
 }
 
-impl RedisStorage {
+impl AiohttpRedisStorage {
     /// The save [`ServerStorage::update`] makes, in its session's turn.
     async fn merge_save(
         &self,
@@ -239,7 +249,7 @@ impl RedisStorage {
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let key = key(cx, id);
-        let ttl = cx.record_ttl(self.default_ttl.as_secs());
+        let ttl = cx.record_ttl(self.times.default_ttl.as_secs());
         for _ in 0..CAS_TRIES {
             let Some(stored_value) = self.get(&key).await? else {
                 return Ok(false);
@@ -253,7 +263,7 @@ impl RedisStorage {
             invocation.arg(&stored_value).arg(encode(&stored)?).arg(ttl);
             let mut connection = self.connection.clone();
             let outcome: i64 = timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 invocation.invoke_async(&mut connection),
             )
             .await?;

@@ -31,9 +31,9 @@ use crate::record::{Changes, SessionRecord};
 /// use typed_sessions::{RedisStorage, SessionLayer, aiohttp};
 ///
 /// let native = RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
-/// let old = aiohttp::RedisStorage::from_connection(native.connection().clone());
+/// let old = aiohttp::AiohttpRedisStorage::from_connection(native.connection().clone());
 /// let layer = SessionLayer::builder(aiohttp::Upgrade::new(native, old))
-///     .cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
+///     .with_cookie_name(aiohttp::DEFAULT_COOKIE_NAME)
 ///     .build()?;
 /// # Ok(()) }
 /// ```

@@ -16,7 +16,7 @@ use std::time::Duration;
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
 use super::server::{DEFAULT_TTL, ID_TRIES, USER_INDEX_PRUNE_AT, check_positive, handle};
-use super::{Loaded, ServerStorage, StorageContext, UserSession};
+use super::{ActiveSession, Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
@@ -269,7 +269,7 @@ impl MemoryStorage {
 
     /// The records bound to `user` that the store still holds, without
     /// taking them off probation; the user's list keeps only their ids.
-    fn sessions_of_now(&self, user: &str, now: u64) -> Vec<UserSession> {
+    fn sessions_of_now(&self, user: &str, now: u64) -> Vec<ActiveSession> {
         let Some(ids) = self.users().remove(user) else {
             return Vec::new();
         };
@@ -282,7 +282,7 @@ impl MemoryStorage {
             if let Some(record) = records.peek(key, &id)
                 && record.user.as_deref() == Some(user)
             {
-                live.push(UserSession::of(handle(&id), &record));
+                live.push(ActiveSession::of(handle(&id), &record));
                 kept.push(id);
             }
         }
@@ -377,7 +377,7 @@ impl ServerStorage for MemoryStorage {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<Vec<UserSession>, StorageError>> + Send {
+    ) -> impl Future<Output = Result<Vec<ActiveSession>, StorageError>> + Send {
         ready(Ok(self.sessions_of_now(user, cx.now)))
     }
 

@@ -37,11 +37,11 @@ fn use_it(visit: TypedSession<Visit>, short: TypedSession<Short>) -> Result<(), 
 }
 
 const _: () = {
-    assert!(matches!(<Visit as typed_sessions::SessionData>::MAX_AGE, Some(1800)));
-    assert!(matches!(<Short as typed_sessions::SessionData>::MAX_AGE, Some(5400)));
+    assert!(matches!(<Visit as typed_sessions::typed::SessionData>::MAX_AGE, Some(1800)));
+    assert!(matches!(<Short as typed_sessions::typed::SessionData>::MAX_AGE, Some(5400)));
 };
 
 fn main() {
     let _ = use_it;
-    assert_eq!(<Visit as typed_sessions::SessionData>::KEYS, ["last_visit", "n", "name", "user_id"]);
+    assert_eq!(<Visit as typed_sessions::typed::SessionData>::KEYS, ["last_visit", "n", "name", "user_id"]);
 }

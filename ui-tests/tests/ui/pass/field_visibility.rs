@@ -56,7 +56,8 @@ mod account {
     }
 }
 
-use typed_sessions::{FieldMut, Session, TypedSession};
+use typed_sessions::typed::FieldMut;
+use typed_sessions::{Session, TypedSession};
 
 /// `pub(crate)` and `pub` reach the crate root.
 fn personalize(profile: &TypedSession<account::profile::Profile>) {

@@ -35,7 +35,7 @@ async fn handler(
 
 fn main() {
     let admin_layer: SessionLayer<Admin> = SessionLayer::builder(MemoryStorage::new())
-        .kind::<Admin>()
+        .with_kind::<Admin>()
         .build()
         .expect("valid configuration");
     let _app: Router = Router::new()

@@ -20,5 +20,5 @@ fn touch(account: &typed_sessions::TypedSession<data::Account>) {
 
 fn main() {
     let _ = touch;
-    assert_eq!(<data::Account as typed_sessions::SessionData>::KEYS, ["type", "logins"]);
+    assert_eq!(<data::Account as typed_sessions::typed::SessionData>::KEYS, ["type", "logins"]);
 }

@@ -34,35 +34,33 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout,
-    create_with_fresh_id, handle, timed,
+use super::{
+    DEFAULT_TABLE, DELETE_BATCH, Dialect, Statements, active_sessions, changed_part,
+    check_identifier, delete_in_batches, loaded, spawn_expired_deletion, to_i64,
 };
-use super::sql::{DEFAULT_TABLE, DELETE_BATCH, changed_part, check_identifier, to_i64};
-use super::{Loaded, ServerStorage, StorageContext, UserSession};
+
+const POSTGRES: Dialect = Dialect::POSTGRES;
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, StoreTimes, create_with_fresh_id, handle,
+    timed,
+};
+use crate::storage::{ActiveSession, Loaded, ServerStorage, StorageContext};
 
 /// The connections [`PostgresStorage::connect`] keeps open at most.
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
-/// The statements of one table, made once when it is named (identifiers
-/// cannot be parameters; both are checked before they are used).
-struct Statements {
-    qualified: String,
-    load: String,
-    insert: String,
+/// The statements of PostgreSQL's table, the shared ones and its merge.
+struct PgStatements {
+    shared: Statements,
+    /// Merges a request's changes into a live row in one statement:
+    /// removes the removed keys (`-`) and sets the set ones (`||`).
     merge: String,
-    replace: String,
-    delete: String,
-    delete_expired: String,
-    sessions_of: String,
-    revoke_session: String,
-    revoke_user: String,
 }
 
-impl Statements {
+impl PgStatements {
     fn new(schema: Option<&str>, table: &str) -> Self {
         let t = match schema {
             Some(schema) => format!("\"{schema}\".\"{table}\""),
@@ -70,33 +68,22 @@ impl Statements {
         };
         let expiry = "now() + $3 * interval '1 second'";
         Self {
-            load: format!("SELECT record::text FROM {t} WHERE id = $1 AND expires_at > now()"),
-            insert: format!(
-                "INSERT INTO {t} (id, user_id, expires_at, record) \
-                 VALUES ($1, $2, {expiry}, $4::jsonb) ON CONFLICT (id) DO NOTHING"
-            ),
             merge: format!(
                 "UPDATE {t} SET user_id = $2, expires_at = {expiry}, \
                  record = $4::jsonb || jsonb_build_object('session', \
                    (coalesce(record -> 'session', '{{}}') - $5::text[]) || ($4::jsonb -> 'session')) \
                  WHERE id = $1 AND expires_at > now()"
             ),
-            replace: format!(
-                "UPDATE {t} SET user_id = $2, expires_at = {expiry}, record = $4::jsonb \
-                 WHERE id = $1 AND expires_at > now()"
-            ),
-            delete: format!("DELETE FROM {t} WHERE id = $1"),
-            delete_expired: format!(
-                "DELETE FROM {t} WHERE id IN \
-                 (SELECT id FROM {t} WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            ),
-            sessions_of: format!(
-                "SELECT id, record::text FROM {t} WHERE user_id = $1 AND expires_at > now()"
-            ),
-            revoke_session: format!("DELETE FROM {t} WHERE id = $1 AND user_id = $2"),
-            revoke_user: format!("DELETE FROM {t} WHERE user_id = $1"),
-            qualified: t,
+            shared: Statements::new(&POSTGRES, t),
         }
+    }
+}
+
+impl std::ops::Deref for PgStatements {
+    type Target = Statements;
+
+    fn deref(&self) -> &Statements {
+        &self.shared
     }
 }
 
@@ -136,9 +123,8 @@ pub struct PostgresStorage {
     pool: PgPool,
     schema: Option<String>,
     table: String,
-    statements: Arc<Statements>,
-    default_ttl: Duration,
-    command_timeout: Duration,
+    statements: Arc<PgStatements>,
+    times: StoreTimes,
 }
 
 impl PostgresStorage {
@@ -177,9 +163,8 @@ impl PostgresStorage {
             pool,
             schema: None,
             table: DEFAULT_TABLE.to_owned(),
-            statements: Arc::new(Statements::new(None, DEFAULT_TABLE)),
-            default_ttl: DEFAULT_TTL,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            statements: Arc::new(PgStatements::new(None, DEFAULT_TABLE)),
+            times: StoreTimes::default(),
         }
     }
 
@@ -189,7 +174,7 @@ impl PostgresStorage {
     #[must_use]
     pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
-        self.statements = Arc::new(Statements::new(self.schema.as_deref(), &self.table));
+        self.statements = Arc::new(PgStatements::new(self.schema.as_deref(), &self.table));
         self
     }
 
@@ -199,7 +184,7 @@ impl PostgresStorage {
     #[must_use]
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
-        self.statements = Arc::new(Statements::new(self.schema.as_deref(), &self.table));
+        self.statements = Arc::new(PgStatements::new(self.schema.as_deref(), &self.table));
         self
     }
 
@@ -208,7 +193,7 @@ impl PostgresStorage {
     /// the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -217,7 +202,7 @@ impl PostgresStorage {
     /// refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         self
     }
 
@@ -232,27 +217,12 @@ impl PostgresStorage {
     /// on an advisory lock.
     pub async fn migrate(&self) -> Result<(), StorageError> {
         ServerStorage::validate(self)?;
-        let t = &self.statements.qualified;
-        let index = |suffix: &str| format!("\"{}_{suffix}\"", self.table);
         let mut statements = Vec::new();
         if let Some(schema) = &self.schema {
             statements.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
         }
-        statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {t} (\
-               id TEXT PRIMARY KEY, \
-               user_id TEXT, \
-               expires_at TIMESTAMPTZ NOT NULL, \
-               record JSONB NOT NULL)"
-        ));
-        statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
-            index("expires_at")
-        ));
-        statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id) WHERE user_id IS NOT NULL",
-            index("user")
-        ));
+        let t = &self.statements.qualified;
+        statements.extend(POSTGRES.create_table(t, &self.table));
         let mut transaction = self.pool.begin().await.map_err(StorageError::unavailable)?;
         // Concurrent `CREATE … IF NOT EXISTS` of one name can still fail
         // on the catalog's unique index; one lock per table name makes
@@ -279,46 +249,30 @@ impl PostgresStorage {
     /// it deleted. Call it from a scheduler of your own, or let
     /// [`PostgresStorage::spawn_expired_deletion`] do it.
     pub async fn delete_expired(&self) -> Result<u64, StorageError> {
-        let mut deleted = 0;
-        loop {
-            let batch = sqlx::query(&self.statements.delete_expired)
+        delete_in_batches(|| async {
+            let deleted = sqlx::query(&self.statements.delete_expired)
                 .bind(DELETE_BATCH)
                 .execute(&self.pool)
                 .await
-                .map_err(StorageError::unavailable)?
-                .rows_affected();
-            deleted += batch;
-            if batch < DELETE_BATCH.unsigned_abs() {
-                return Ok(deleted);
-            }
-        }
+                .map_err(StorageError::unavailable)?;
+            Ok(deleted.rows_affected())
+        })
+        .await
     }
 
     /// Runs [`PostgresStorage::delete_expired`] every `interval` on the
     /// tokio runtime, from now until the returned task is aborted; a failed
     /// run is logged and tried again at the next tick.
     pub fn spawn_expired_deletion(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let storage = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match storage.delete_expired().await {
-                    Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
-                    Err(error) => tracing::warn!(
-                        error = %crate::error::chain(&error),
-                        "could not delete expired sessions; trying again at the next interval"
-                    ),
-                }
-            }
+        spawn_expired_deletion(self.clone(), interval, |storage| async move {
+            storage.delete_expired().await
         })
     }
 
     /// Seconds until a written row expires: the one place a record's TTL
     /// is decided.
     fn ttl(&self, cx: &StorageContext<'_>) -> i64 {
-        to_i64(cx.record_ttl(self.default_ttl.as_secs()))
+        to_i64(cx.record_ttl(self.times.default_ttl.as_secs()))
     }
 }
 
@@ -350,21 +304,13 @@ fn escapes_nul(json: &str) -> bool {
     })
 }
 
-fn decode(json: &str) -> Option<SessionRecord> {
-    let record = serde_json::from_str(json).ok();
-    if record.is_none() {
-        tracing::warn!("malformed session record in PostgreSQL; starting a new session");
-    }
-    record
-}
-
 impl fmt::Debug for PostgresStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStorage")
             .field("table", &self.statements.qualified)
             .field("connections", &self.pool.size())
-            .field("default_ttl", &self.default_ttl)
-            .field("command_timeout", &self.command_timeout)
+            .field("default_ttl", &self.times.default_ttl)
+            .field("command_timeout", &self.times.command_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -376,13 +322,13 @@ impl ServerStorage for PostgresStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
         let row: Option<(String,)> = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query_as(&self.statements.load)
                 .bind(handle(id))
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(row.and_then(|(json,)| decode(&json)).map(Loaded::new))
+        Ok(loaded(&POSTGRES, row))
     }
 
     async fn create(
@@ -392,7 +338,7 @@ impl ServerStorage for PostgresStorage {
     ) -> Result<SessionId, StorageError> {
         let json = encode(record)?;
         let ttl = self.ttl(cx);
-        create_with_fresh_id("PostgreSQL", |id| {
+        create_with_fresh_id(POSTGRES.name, |id| {
             let insert = sqlx::query(&self.statements.insert)
                 .bind(handle(&id))
                 .bind(record.user.as_deref())
@@ -400,7 +346,7 @@ impl ServerStorage for PostgresStorage {
                 .bind(&json)
                 .execute(&self.pool);
             async move {
-                let inserted = timed(self.command_timeout, insert).await?;
+                let inserted = timed(self.times.command_timeout, insert).await?;
                 Ok(inserted.rows_affected() == 1)
             }
         })
@@ -416,7 +362,7 @@ impl ServerStorage for PostgresStorage {
     ) -> Result<bool, StorageError> {
         let ttl = self.ttl(cx);
         let query = if changes.is_full_rewrite() {
-            sqlx::query(&self.statements.replace).bind(handle(id))
+            sqlx::query(&self.statements.write).bind(handle(id))
         } else {
             sqlx::query(&self.statements.merge).bind(handle(id))
         };
@@ -434,13 +380,13 @@ impl ServerStorage for PostgresStorage {
                 .bind(encode(&changed_part(record, changes))?)
                 .bind(removed)
         };
-        let updated = timed(self.command_timeout, query.execute(&self.pool)).await?;
+        let updated = timed(self.times.command_timeout, query.execute(&self.pool)).await?;
         Ok(updated.rows_affected() == 1)
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let deleted = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query(&self.statements.delete)
                 .bind(handle(id))
                 .execute(&self.pool),
@@ -450,8 +396,10 @@ impl ServerStorage for PostgresStorage {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the PostgreSQL store's default TTL", self.default_ttl)?;
-        check_timeout("the PostgreSQL command timeout", self.command_timeout)?;
+        self.times.validate(
+            "the PostgreSQL store's default TTL",
+            "the PostgreSQL command timeout",
+        )?;
         check_identifier("the PostgreSQL session table", &self.table)?;
         if let Some(schema) = &self.schema {
             check_identifier("the PostgreSQL session schema", schema)?;
@@ -463,21 +411,15 @@ impl ServerStorage for PostgresStorage {
         &self,
         user: &str,
         _cx: &StorageContext<'_>,
-    ) -> Result<Vec<UserSession>, StorageError> {
+    ) -> Result<Vec<ActiveSession>, StorageError> {
         let rows: Vec<(String, String)> = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query_as(&self.statements.sessions_of)
                 .bind(user)
                 .fetch_all(&self.pool),
         )
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(handle, json)| {
-                let record = decode(&json)?;
-                Some(UserSession::of(handle, &record))
-            })
-            .collect())
+        Ok(active_sessions(&POSTGRES, rows))
     }
 
     async fn revoke_session(
@@ -487,7 +429,7 @@ impl ServerStorage for PostgresStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let deleted = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query(&self.statements.revoke_session)
                 .bind(handle)
                 .bind(user)
@@ -503,7 +445,7 @@ impl ServerStorage for PostgresStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
         let deleted = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query(&self.statements.revoke_user)
                 .bind(user)
                 .execute(&self.pool),

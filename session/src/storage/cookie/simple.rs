@@ -3,9 +3,9 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{CookieStorage, StorageContext};
 use crate::error::StorageError;
 use crate::record::SessionRecord;
+use crate::storage::{CookieStorage, StorageContext};
 
 /// Characters JSON needs that a cookie value cannot carry (quotes, commas,
 /// spaces, backslashes, semicolons) are percent-encoded; the rest stay as

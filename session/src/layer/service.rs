@@ -1,5 +1,6 @@
-//! The tower layer: puts a lazy session handle into each request and, after
-//! the handler, saves what changed and writes one `Set-Cookie`.
+//! The tower layer and its service: puts a lazy session handle into each
+//! request and, after the handler, saves what changed and writes one
+//! `Set-Cookie`.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -17,12 +18,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use crate::commit::{self, Delivery};
-use crate::config::{Config, SessionLayerBuilder, Shared};
+use super::commit::{self, Delivery};
+use super::config::{Config, Shared};
+use super::slot::{KindSlot, SessionSlot};
 use crate::error::{BoxError, SaveError};
 use crate::kind::{Main, SessionKind};
-use crate::slot::{KindSlot, SessionSlot};
-use crate::storage::SessionStorage;
 
 /// Adds sessions to an axum router.
 ///
@@ -31,12 +31,12 @@ use crate::storage::SessionStorage;
 /// the handler, a session that changed is saved and the response carries
 /// exactly one `Set-Cookie`; an unchanged one writes nothing. Saves happen
 /// on 2xx, 3xx and 4xx responses, not on 5xx (see
-/// [`SessionLayerBuilder::save_on_server_error`]). A storage failure turns
+/// [`SessionLayerBuilder::with_save_on_server_error`](crate::SessionLayerBuilder::with_save_on_server_error)). A storage failure turns
 /// the response into a 503 with no cookie.
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use typed_sessions::{EncryptedCookieStorage, Session, SessionKey, SessionLayer};
+/// use typed_sessions::{EncryptedCookieStorage, Session, EncryptionKey, SessionLayer};
 ///
 /// async fn handler(session: Session) -> String {
 ///     let visits: u64 = session.get("visits").unwrap_or(0) + 1;
@@ -44,7 +44,7 @@ use crate::storage::SessionStorage;
 ///     format!("{visits} visits")
 /// }
 ///
-/// let storage = EncryptedCookieStorage::new(SessionKey::generate());
+/// let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
 /// let app: Router = Router::new()
 ///     .route("/", get(handler))
 ///     .layer(SessionLayer::new(storage));
@@ -63,31 +63,9 @@ impl<K: SessionKind> Clone for SessionLayer<K> {
     }
 }
 
-impl SessionLayer {
-    /// A layer over `storage` with the default configuration (see
-    /// [`SessionLayerBuilder`]).
-    ///
-    /// # Panics
-    ///
-    /// If the storage's own settings are invalid (for example a zero TTL);
-    /// [`SessionLayer::builder`] and [`SessionLayerBuilder::build`] return
-    /// that as a [`ConfigError`](crate::ConfigError) instead.
-    pub fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
-        Self::builder(storage)
-            .build()
-            .unwrap_or_else(|error| panic!("invalid session configuration: {error}"))
-    }
-
-    /// Starts configuring a layer over `storage` (of another
-    /// [`SessionKind`] with [`SessionLayerBuilder::kind`]).
-    pub fn builder<Kind>(storage: impl SessionStorage<Kind>) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(storage)
-    }
-}
-
 impl<K: SessionKind> SessionLayer<K> {
     /// The name of the session cookie, as configured or chosen by default
-    /// (see [`SessionLayerBuilder::cookie_name`]).
+    /// (see [`SessionLayerBuilder::with_cookie_name`](crate::SessionLayerBuilder::with_cookie_name)).
     pub fn cookie_name(&self) -> &str {
         &self.shared.config.cookie_name
     }

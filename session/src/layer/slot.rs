@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderMap;
 use tracing::Instrument as _;
 
-use crate::config::{Config, Shared};
-use crate::cookies::{self, MAX_COOKIE_BYTES};
+use super::config::{Config, Shared};
+use super::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::LoadError;
 use crate::session::{Found, RequestFacts, Session};
 use crate::storage::{StorageContext, StorageRef};

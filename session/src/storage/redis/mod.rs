@@ -42,29 +42,30 @@
 //! no client can close remains: a server that applies a write and dies
 //! before answering it.
 
+mod cache;
+mod connection;
+
+pub use cache::{RedisCache, RedisCacheStatistics};
+pub use connection::RedisConnection;
+
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
-use redis::{
-    Cmd, CommandCacheConfig, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisFuture, Script,
-    ScriptInvocation, Value,
-};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{CommandCacheConfig, IntoConnectionInfo, ProtocolVersion, Script, ScriptInvocation};
 
-use super::redis_cache::{CacheGate, RedisCache, RedisCacheStatistics, ping_every_node};
-use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL,
-    USER_INDEX_PRUNE_AT, check_positive, check_timeout, create_with_fresh_id, store_key, timed,
-    user_key,
-};
-use super::{Loaded, ServerStorage, StorageContext, UserSession};
+use self::cache::CacheGate;
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, StoreTimes,
+    USER_INDEX_PRUNE_AT, create_with_fresh_id, store_key, timed, user_key,
+};
+use crate::storage::{ActiveSession, Loaded, ServerStorage, StorageContext};
 
 const DATA_PREFIX: &str = "d:";
 
@@ -171,184 +172,6 @@ end
 return 0
 ";
 
-/// A cluster connection that is made again from its client after a
-/// failure.
-///
-/// The cluster client of `redis` learns a new topology only from a `MOVED`
-/// answer: when a master dies, it reconnects to the dead address again and
-/// again and never asks the cluster who took over, so the dead master's
-/// slots stay unavailable after the failover, until the app restarts. A
-/// new connection reads the slots afresh; after a failed or timed-out
-/// command, the next request makes one (at most once a second), and the
-/// requests after it use it.
-struct ClusterRecovery {
-    client: redis::cluster::ClusterClient,
-    current: Mutex<ClusterConnection>,
-    /// A command failed since the last new connection.
-    failed: AtomicBool,
-    /// A request is making a new connection.
-    reconnecting: AtomicBool,
-    /// When the last new connection was tried.
-    last_try: Mutex<Option<Instant>>,
-}
-
-/// How often a cluster connection is made again at most.
-const CLUSTER_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
-
-impl ClusterRecovery {
-    /// The connection to use now, made again first if a command failed
-    /// and the last try is a second old.
-    async fn connection(&self, timeout: Duration) -> ClusterConnection {
-        let due = self
-            .last_try
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none_or(|last| last.elapsed() >= CLUSTER_RECONNECT_INTERVAL);
-        if due
-            && self.failed.load(Ordering::Acquire)
-            && !self.reconnecting.swap(true, Ordering::AcqRel)
-        {
-            // Cleared even if this request is dropped mid-way.
-            let _reconnecting = ClearOnDrop(&self.reconnecting);
-            *self.last_try.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-            if let Ok(Ok(connection)) =
-                tokio::time::timeout(timeout, self.client.get_async_connection()).await
-            {
-                self.failed.store(false, Ordering::Release);
-                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = connection;
-            }
-        }
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-struct ClearOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for ClearOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-/// Marks the cluster connection failed unless the command it watches
-/// succeeds (or fails with an answer of the server's): an error of the
-/// connection, or a command dropped by the timeout.
-struct Watch(Option<Arc<ClusterRecovery>>);
-
-impl Watch {
-    fn settle(mut self, error: Option<&redis::RedisError>) {
-        let healthy = error.is_none_or(|error| {
-            !(error.is_io_error()
-                || error.is_connection_refusal()
-                || error.is_connection_dropped()
-                || error.is_timeout()
-                || error.is_cluster_error())
-        });
-        if healthy {
-            self.0 = None;
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(recovery) = &self.0 {
-            recovery.failed.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// The connection one storage operation uses: the storage's, or for a
-/// cluster the current one, watched.
-struct Live {
-    connection: RedisConnection,
-    recovery: Option<Arc<ClusterRecovery>>,
-}
-
-impl ConnectionLike for Live {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let watch = Watch(self.recovery.clone());
-        let command = self.connection.req_packed_command(cmd);
-        Box::pin(async move {
-            let result = command.await;
-            watch.settle(result.as_ref().err());
-            result
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        let watch = Watch(self.recovery.clone());
-        let commands = self.connection.req_packed_commands(cmd, offset, count);
-        Box::pin(async move {
-            let result = commands.await;
-            watch.settle(result.as_ref().err());
-            result
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.connection.get_db()
-    }
-}
-
-/// A connection to Redis: a standalone server or a cluster. Both reconnect
-/// by themselves after a failure.
-#[derive(Clone)]
-pub enum RedisConnection {
-    /// A standalone server, through a [`ConnectionManager`].
-    Standalone(ConnectionManager),
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
-}
-
-impl From<ConnectionManager> for RedisConnection {
-    fn from(connection: ConnectionManager) -> Self {
-        Self::Standalone(connection)
-    }
-}
-
-impl From<ClusterConnection> for RedisConnection {
-    fn from(connection: ClusterConnection) -> Self {
-        Self::Cluster(connection)
-    }
-}
-
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Standalone(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Standalone(connection) => connection.req_packed_commands(cmd, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Standalone(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
-        }
-    }
-}
-
 struct Scripts {
     create: Script,
     update: Script,
@@ -424,33 +247,112 @@ fn micros_since_epoch() -> i64 {
 #[derive(Clone)]
 pub struct RedisStorage {
     connection: RedisConnection,
-    /// For a cluster the storage connected itself: how it follows a
-    /// failover.
-    recovery: Option<Arc<ClusterRecovery>>,
     scripts: Arc<Scripts>,
     prefix: String,
-    default_ttl: Duration,
+    times: StoreTimes,
     refresh_ttl_on_read: bool,
-    command_timeout: Duration,
     /// How far Redis' clock is ahead of the app's, for write deadlines.
     clock: Arc<RedisClock>,
     /// With a local cache: when it may be used.
     cache: Option<Arc<CacheGate>>,
 }
 
-impl RedisStorage {
-    /// Connects to a standalone server at `url` (`redis://HOST:PORT/DB`),
-    /// within two seconds, with a one-second command timeout.
-    pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        Self::connect_standalone(url, None).await
+/// Where [`RedisStorage::connect`] finds Redis, and how it talks to it: a
+/// standalone server (a URL converts into these options) or a Redis
+/// Cluster, with or without the local cache.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), typed_sessions::StorageError> {
+/// use typed_sessions::RedisStorage;
+/// use typed_sessions::storage::{RedisCache, RedisOptions};
+///
+/// let standalone = RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
+/// let cluster = RedisStorage::connect(
+///     RedisOptions::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///         .with_cache(RedisCache::new()),
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisOptions {
+    target: Target,
+    pub(crate) cache: Option<RedisCache>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+impl fmt::Debug for Target {
+    // URLs may carry a password: only their number is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Standalone(_) => f.write_str("Standalone"),
+            Self::Cluster(nodes) => write!(f, "Cluster({} seed nodes)", nodes.len()),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// A standalone server at `url` (`redis://HOST:PORT/DB`).
+    pub fn standalone(url: impl Into<String>) -> Self {
+        Self {
+            target: Target::Standalone(url.into()),
+            cache: None,
+        }
     }
 
-    /// Connects like [`RedisStorage::connect`], over RESP3 with a local
-    /// cache of loaded records that Redis keeps correct (see
-    /// [`RedisCache`]): a read of a cached session costs no round trip.
-    /// Needs Redis 6 or later.
-    pub async fn connect_with_cache(url: &str, cache: RedisCache) -> Result<Self, StorageError> {
-        Self::connect_standalone(url, Some(cache)).await
+    /// A Redis Cluster through `nodes` (`redis://HOST:PORT` seed nodes; the
+    /// others are discovered). The storage follows a failover by itself.
+    pub fn cluster<N: Into<String>>(nodes: impl IntoIterator<Item = N>) -> Self {
+        Self {
+            target: Target::Cluster(nodes.into_iter().map(Into::into).collect()),
+            cache: None,
+        }
+    }
+
+    /// Talks RESP3 and keeps a local cache of loaded records that Redis
+    /// (every master of a cluster) keeps correct: a read of a cached
+    /// session costs no round trip. See [`RedisCache`]; needs Redis 6 or
+    /// later. Default: no cache.
+    pub fn with_cache(mut self, cache: RedisCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+}
+
+impl From<&str> for RedisOptions {
+    fn from(url: &str) -> Self {
+        Self::standalone(url)
+    }
+}
+
+impl From<String> for RedisOptions {
+    fn from(url: String) -> Self {
+        Self::standalone(url)
+    }
+}
+
+impl From<&String> for RedisOptions {
+    fn from(url: &String) -> Self {
+        Self::standalone(url.as_str())
+    }
+}
+
+impl RedisStorage {
+    /// Connects to Redis as `options` say (a URL for a standalone server,
+    /// or [`RedisOptions`] for a cluster or the local cache), within two
+    /// seconds, with a one-second command timeout.
+    pub async fn connect(options: impl Into<RedisOptions>) -> Result<Self, StorageError> {
+        let RedisOptions { target, cache } = options.into();
+        match target {
+            Target::Standalone(url) => Self::connect_standalone(&url, cache).await,
+            Target::Cluster(nodes) => Self::connect_to_cluster(nodes, cache).await,
+        }
     }
 
     async fn connect_standalone(
@@ -490,29 +392,10 @@ impl RedisStorage {
         Ok(storage)
     }
 
-    /// Connects to a Redis Cluster through `nodes` (`redis://HOST:PORT`
-    /// seed nodes; the others are discovered).
-    pub async fn connect_cluster<N: AsRef<str>>(
-        nodes: impl IntoIterator<Item = N>,
-    ) -> Result<Self, StorageError> {
-        Self::connect_to_cluster(nodes, None).await
-    }
-
-    /// Connects like [`RedisStorage::connect_cluster`], over RESP3 with a
-    /// local cache of loaded records that every master keeps correct (see
-    /// [`RedisCache`]). Needs Redis 6 or later.
-    pub async fn connect_cluster_with_cache<N: AsRef<str>>(
-        nodes: impl IntoIterator<Item = N>,
-        cache: RedisCache,
-    ) -> Result<Self, StorageError> {
-        Self::connect_to_cluster(nodes, Some(cache)).await
-    }
-
-    async fn connect_to_cluster<N: AsRef<str>>(
-        nodes: impl IntoIterator<Item = N>,
+    async fn connect_to_cluster(
+        nodes: Vec<String>,
         cache: Option<RedisCache>,
     ) -> Result<Self, StorageError> {
-        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
         let mut builder = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(DEFAULT_CONNECT_TIMEOUT)
             .response_timeout(DEFAULT_COMMAND_TIMEOUT)
@@ -528,14 +411,11 @@ impl RedisStorage {
                 .await
                 .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
                 .map_err(StorageError::unavailable)?;
-        let mut storage = Self::from_connection(connection.clone());
-        storage.recovery = Some(Arc::new(ClusterRecovery {
+        let mut storage = Self::from_connection(RedisConnection::recovering(
             client,
-            current: Mutex::new(connection),
-            failed: AtomicBool::new(false),
-            reconnecting: AtomicBool::new(false),
-            last_try: Mutex::new(None),
-        }));
+            connection,
+            DEFAULT_CONNECT_TIMEOUT,
+        ));
         storage.read_clock().await?;
         if let Some(cache) = cache {
             storage.start_cache(&cache);
@@ -548,7 +428,6 @@ impl RedisStorage {
     pub fn from_connection(connection: impl Into<RedisConnection>) -> Self {
         Self {
             connection: connection.into(),
-            recovery: None,
             scripts: Arc::new(Scripts {
                 create: Script::new(CREATE),
                 update: Script::new(UPDATE),
@@ -557,9 +436,8 @@ impl RedisStorage {
                 delete_if_bound: Script::new(DELETE_IF_BOUND),
             }),
             prefix: DEFAULT_PREFIX.to_owned(),
-            default_ttl: DEFAULT_TTL,
+            times: StoreTimes::default(),
             refresh_ttl_on_read: false,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             clock: Arc::new(RedisClock::default()),
             cache: None,
         }
@@ -572,21 +450,17 @@ impl RedisStorage {
         let weak = Arc::downgrade(&gate);
         self.cache = Some(gate);
         let connection = self.connection.clone();
-        let recovery = self.recovery.clone();
         tokio::spawn(async move {
             loop {
                 let Some(gate) = weak.upgrade() else { return };
                 let (sent, interval, max_lag) =
                     (gate.now(), gate.heartbeat_interval(), gate.max_lag());
                 drop(gate);
-                // The connection loads use now: for a cluster, the one
-                // made again after a failover.
-                let mut connection = match &recovery {
-                    Some(recovery) => RedisConnection::Cluster(recovery.connection(max_lag).await),
-                    None => connection.clone(),
-                };
+                // The connection loads use (for a cluster, the one made
+                // again after a failover).
+                let mut connection = connection.clone();
                 if let Ok(Ok(())) =
-                    tokio::time::timeout(max_lag, ping_every_node(&mut connection)).await
+                    tokio::time::timeout(max_lag, connection.ping_every_node()).await
                 {
                     let Some(gate) = weak.upgrade() else { return };
                     gate.confirm(sent);
@@ -596,22 +470,11 @@ impl RedisStorage {
         });
     }
 
-    /// What the local cache did (see [`RedisStorage::connect_with_cache`]);
+    /// What the local cache did (see [`RedisOptions::with_cache`]);
     /// `None` without one.
     pub fn cache_statistics(&self) -> Option<RedisCacheStatistics> {
         let gate = self.cache.as_ref()?;
-        let statistics = match &self.recovery {
-            Some(recovery) => recovery
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_cache_statistics(),
-            None => match &self.connection {
-                RedisConnection::Standalone(connection) => connection.get_cache_statistics(),
-                RedisConnection::Cluster(connection) => connection.get_cache_statistics(),
-            },
-        }
-        .unwrap_or_default();
+        let statistics = self.connection.cache_statistics().unwrap_or_default();
         Some(RedisCacheStatistics {
             hits: statistics.hit,
             misses: statistics.miss,
@@ -631,7 +494,7 @@ impl RedisStorage {
     /// seconds. Default: one day. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -656,18 +519,18 @@ impl RedisStorage {
     /// it to [`RedisStorage::from_connection`].
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         self
     }
 
     async fn load_record(&self, id: &SessionId, now: u64) -> Result<Option<Loaded>, StorageError> {
         let key = store_key(&self.prefix, id);
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         let fields: Vec<(String, String)> = if self.refresh_ttl_on_read {
             let mut invocation = self.scripts.load_and_refresh.key(&key);
             invocation.arg(now);
             timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 invocation.invoke_async(&mut connection),
             )
             .await?
@@ -677,7 +540,11 @@ impl RedisStorage {
             if self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
                 command.set_cache_config(CommandCacheConfig::new().set_enable_cache(true));
             }
-            timed(self.command_timeout, command.query_async(&mut connection)).await?
+            timed(
+                self.times.command_timeout,
+                command.query_async(&mut connection),
+            )
+            .await?
         };
         if fields.is_empty() {
             return Ok(None);
@@ -696,7 +563,7 @@ impl RedisStorage {
     }
 
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
-        cx.record_ttl(self.default_ttl.as_secs())
+        cx.record_ttl(self.times.default_ttl.as_secs())
     }
 
     /// Adds the record `key` to the set of `user`'s sessions. The set lives
@@ -704,9 +571,9 @@ impl RedisStorage {
     /// from it when it is next read.
     async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
         let index = user_key(&self.prefix, user);
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         let (size,): (usize,) = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::pipe()
                 .cmd("SADD")
                 .arg(&index)
@@ -730,15 +597,15 @@ impl RedisStorage {
     /// Drops from the set `index` the keys of records gone.
     async fn prune(&self, index: &str) -> Result<(), StorageError> {
         for key in self.members(index).await? {
-            let mut connection = self.live().await;
+            let mut connection = self.connection.clone();
             let exists: bool = timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 redis::cmd("EXISTS").arg(&key).query_async(&mut connection),
             )
             .await?;
             if !exists {
                 let () = timed(
-                    self.command_timeout,
+                    self.times.command_timeout,
                     redis::cmd("SREM")
                         .arg(index)
                         .arg(&key)
@@ -752,9 +619,9 @@ impl RedisStorage {
 
     /// The record keys in the set `index`.
     async fn members(&self, index: &str) -> Result<Vec<String>, StorageError> {
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::cmd("SMEMBERS")
                 .arg(index)
                 .query_async(&mut connection),
@@ -764,10 +631,10 @@ impl RedisStorage {
 
     /// Learns how far Redis' clock is from the app's, with one `TIME`.
     async fn read_clock(&self) -> Result<(), StorageError> {
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         let sent = micros_since_epoch();
         let (seconds, micros): (i64, i64) = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::cmd("TIME").query_async(&mut connection),
         )
         .await?;
@@ -791,7 +658,7 @@ impl RedisStorage {
         key: &str,
         args: impl Fn(&mut ScriptInvocation<'_>),
     ) -> Result<i64, StorageError> {
-        let timeout = self.command_timeout;
+        let timeout = self.times.command_timeout;
         let budget = i64::try_from((timeout - timeout / 4).as_micros()).unwrap_or(i64::MAX);
         let started = micros_since_epoch();
         let attempts = async {
@@ -801,7 +668,7 @@ impl RedisStorage {
                 invocation.arg(self.clock.deadline(started, budget));
                 args(&mut invocation);
                 let sent = micros_since_epoch();
-                let mut connection = self.live().await;
+                let mut connection = self.connection.clone();
                 let answer: i64 = invocation
                     .invoke_async(&mut connection)
                     .await
@@ -836,24 +703,8 @@ impl RedisStorage {
         }
     }
 
-    /// The connection for one operation.
-    async fn live(&self) -> Live {
-        match &self.recovery {
-            Some(recovery) => Live {
-                connection: RedisConnection::Cluster(
-                    recovery.connection(self.command_timeout).await,
-                ),
-                recovery: Some(recovery.clone()),
-            },
-            None => Live {
-                connection: self.connection.clone(),
-                recovery: None,
-            },
-        }
-    }
-
     /// The connection, to share with another storage (such as
-    /// `aiohttp::RedisStorage::from_connection`, with the `aiohttp-compat`
+    /// `aiohttp::AiohttpRedisStorage::from_connection`, with the `aiohttp-compat`
     /// feature).
     pub fn connection(&self) -> &RedisConnection {
         &self.connection
@@ -953,16 +804,12 @@ pub(crate) fn decode(fields: Vec<(String, String)>) -> Option<SessionRecord> {
 
 impl fmt::Debug for RedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.connection {
-            RedisConnection::Standalone(_) => "standalone",
-            RedisConnection::Cluster(_) => "cluster",
-        };
         f.debug_struct("RedisStorage")
-            .field("connection", &kind)
+            .field("connection", &self.connection)
             .field("prefix", &self.prefix)
-            .field("default_ttl", &self.default_ttl)
+            .field("default_ttl", &self.times.default_ttl)
             .field("refresh_ttl_on_read", &self.refresh_ttl_on_read)
-            .field("command_timeout", &self.command_timeout)
+            .field("command_timeout", &self.times.command_timeout)
             .field("cache", &self.cache.is_some())
             .finish()
     }
@@ -1009,33 +856,33 @@ impl ServerStorage for RedisStorage {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the Redis store's default TTL", self.default_ttl)?;
-        check_timeout("the Redis command timeout", self.command_timeout)
+        self.times
+            .validate("the Redis store's default TTL", "the Redis command timeout")
     }
 
     async fn sessions_of(
         &self,
         user: &str,
         _cx: &StorageContext<'_>,
-    ) -> Result<Vec<UserSession>, StorageError> {
+    ) -> Result<Vec<ActiveSession>, StorageError> {
         let index = user_key(&self.prefix, user);
         let mut live = Vec::new();
         for key in self.members(&index).await? {
-            let mut connection = self.live().await;
+            let mut connection = self.connection.clone();
             let fields: Vec<(String, String)> = timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
             )
             .await?;
             match decode(fields) {
                 Some(record) if record.user.as_deref() == Some(user) => {
                     let handle = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
-                    live.push(UserSession::of(handle, &record));
+                    live.push(ActiveSession::of(handle, &record));
                 }
                 // Expired, deleted or replaced: no longer the user's.
                 _ => {
                     let () = timed(
-                        self.command_timeout,
+                        self.times.command_timeout,
                         redis::cmd("SREM")
                             .arg(&index)
                             .arg(&key)
@@ -1064,9 +911,9 @@ impl ServerStorage for RedisStorage {
             return Ok(false);
         }
         let key = format!("{}{handle}", self.prefix);
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         let deleted = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             self.scripts
                 .delete_if_bound
                 .key(&key)
@@ -1078,7 +925,7 @@ impl ServerStorage for RedisStorage {
         let deleted: i64 = deleted?;
         if deleted > 0 {
             let () = timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 redis::cmd("SREM")
                     .arg(user_key(&self.prefix, user))
                     .arg(&key)
@@ -1099,9 +946,9 @@ impl ServerStorage for RedisStorage {
         // One key at a time: on a cluster the records and the index live
         // in different slots.
         for key in self.members(&index).await? {
-            let mut connection = self.live().await;
+            let mut connection = self.connection.clone();
             let deleted = timed(
-                self.command_timeout,
+                self.times.command_timeout,
                 redis::cmd("DEL").arg(&key).query_async(&mut connection),
             )
             .await;
@@ -1109,9 +956,9 @@ impl ServerStorage for RedisStorage {
             let deleted: i64 = deleted?;
             revoked += usize::from(deleted > 0);
         }
-        let mut connection = self.live().await;
+        let mut connection = self.connection.clone();
         let () = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             redis::cmd("DEL").arg(&index).query_async(&mut connection),
         )
         .await?;

@@ -46,11 +46,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::Value;
 use redis::caching::{CacheConfig, CacheMode};
-use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-
-use super::redis::RedisConnection;
 
 /// The default number of records the cache holds.
 const DEFAULT_CAPACITY: usize = 10_000;
@@ -66,10 +62,8 @@ const RECENT_WRITES_CAP: usize = 65_536;
 /// A local cache of loaded records in front of Redis or Redis Cluster,
 /// kept correct by the server: a read of a cached session costs no round
 /// trip, and a save, invalidation or revocation on any instance empties
-/// every other instance's copy. Pass it to
-/// [`RedisStorage::connect_with_cache`](crate::RedisStorage::connect_with_cache)
-/// or
-/// [`RedisStorage::connect_cluster_with_cache`](crate::RedisStorage::connect_cluster_with_cache).
+/// every other instance's copy. Give it to
+/// [`RedisOptions::with_cache`](super::RedisOptions::with_cache).
 ///
 /// It needs Redis 6 or later (RESP3). It is worth it for read-mostly apps
 /// whose store is across a network: a cached read costs no round trip, a
@@ -78,11 +72,12 @@ const RECENT_WRITES_CAP: usize = 65_536;
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), typed_sessions::StorageError> {
-/// use typed_sessions::{RedisCache, RedisStorage};
+/// use typed_sessions::RedisStorage;
+/// use typed_sessions::storage::{RedisCache, RedisOptions};
 ///
-/// let storage = RedisStorage::connect_with_cache(
-///     "redis://127.0.0.1:6379/0",
-///     RedisCache::new().with_capacity(100_000),
+/// let storage = RedisStorage::connect(
+///     RedisOptions::standalone("redis://127.0.0.1:6379/0")
+///         .with_cache(RedisCache::new().with_capacity(100_000)),
 /// )
 /// .await?;
 /// # Ok(()) }
@@ -273,28 +268,6 @@ impl CacheGate {
             recent.retain(|_, &mut written| written >= confirmed);
         }
     }
-}
-
-/// One `PING` to the server, or to every master of a cluster (each has
-/// its own connection, with its own invalidations).
-pub(crate) async fn ping_every_node(connection: &mut RedisConnection) -> redis::RedisResult<()> {
-    match connection {
-        RedisConnection::Standalone(connection) => {
-            let _: Value = redis::cmd("PING").query_async(connection).await?;
-        }
-        RedisConnection::Cluster(connection) => {
-            connection
-                .route_command(
-                    redis::cmd("PING"),
-                    RoutingInfo::MultiNode((
-                        MultipleNodeRoutingInfo::AllMasters,
-                        Some(ResponsePolicy::AllSucceeded),
-                    )),
-                )
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

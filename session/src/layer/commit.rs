@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, Shared};
-use crate::cookies::{self, MAX_COOKIE_BYTES};
+use super::config::{Config, Shared};
+use super::cookies::{self, MAX_COOKIE_BYTES};
 use crate::error::SaveError;
 use crate::record::{MAX_RECORD_BYTES, MAX_VALUE_DEPTH};
 use crate::session::{Session, State};

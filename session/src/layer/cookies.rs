@@ -6,11 +6,8 @@ use cookie::Cookie;
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use crate::config::{Config, SameSite};
-
-/// Browsers keep cookies of up to 4096 bytes (name, value and attributes);
-/// a larger one is never sent, and a larger incoming value is never decoded.
-pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
+use super::config::{Config, SameSite};
+pub(crate) use crate::record::MAX_COOKIE_BYTES;
 
 /// The value of the session cookie among the request's `Cookie` headers,
 /// read leniently, as browsers send them (RFC 6265, section 5.4): every

@@ -1,230 +1,45 @@
-//! Configuration of the session layer: one place, documented defaults, and
-//! validation when the layer is built rather than at the first request.
+//! The builder of the layer: every setting with its documented default,
+//! checked when the layer is built.
 
 use std::marker::PhantomData;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_core::response::{IntoResponse, Response};
+use axum_core::response::Response;
 use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderName};
 
+use super::config::{
+    Config, DEFAULT_COOKIE_NAME, DEFAULT_TOKEN_RESPONSE_HEADER, ErrorResponder, SameSite, Shared,
+};
+use super::service::SessionLayer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::kind::{self, Main, SessionKind};
-use crate::lifetime::Lifetimes;
-use crate::middleware::SessionLayer;
 use crate::storage::{AnyStorage, SessionStorage};
 use crate::transport::Transport;
 
-/// The cookie's `SameSite` attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    /// Sent only with requests from the same site.
-    Strict,
-    /// Also sent on top-level navigations from other sites (the default).
-    Lax,
-    /// Sent with every request; requires `Secure`.
-    None,
-}
-
-impl FromStr for SameSite {
-    type Err = String;
-
-    /// Parses `Strict`, `Lax` or `None`, ignoring case.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.to_ascii_lowercase().as_str() {
-            "strict" => Ok(Self::Strict),
-            "lax" => Ok(Self::Lax),
-            "none" => Ok(Self::None),
-            _ => Err(format!(
-                "invalid SameSite value {text:?}: use Strict, Lax or None"
-            )),
-        }
-    }
-}
-
-/// Builds the response a request gets when its session cannot be loaded or
-/// saved, from the status (503 or 500) and a public one-line message. The
-/// details go to the logs, never to the client.
-///
-/// Made from any `Fn(StatusCode, &str) -> Response` (a function or a
-/// closure that carries state) by [`SessionLayerBuilder::error_responder`].
-#[derive(Clone)]
-pub struct ErrorResponder(Arc<Respond>);
-
-type Respond = dyn Fn(StatusCode, &str) -> Response + Send + Sync;
-
-impl ErrorResponder {
-    /// A responder from a function or closure.
-    pub fn new(respond: impl Fn(StatusCode, &str) -> Response + Send + Sync + 'static) -> Self {
-        Self(Arc::new(respond))
+impl SessionLayer {
+    /// A layer over `storage` with the default configuration (see
+    /// [`SessionLayerBuilder`]).
+    ///
+    /// # Panics
+    ///
+    /// If the storage's own settings are invalid (for example a zero TTL);
+    /// [`SessionLayer::builder`] and [`SessionLayerBuilder::build`] return
+    /// that as a [`ConfigError`](crate::ConfigError) instead.
+    pub fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
+        Self::builder(storage)
+            .build()
+            .unwrap_or_else(|error| panic!("invalid session configuration: {error}"))
     }
 
-    /// The response for a failure with `status`, and the one public line
-    /// that goes with it.
-    pub(crate) fn respond(&self, status: StatusCode) -> Response {
-        (self.0)(status, crate::error::public_message(status))
+    /// Starts configuring a layer over `storage` (of another
+    /// [`SessionKind`] with [`SessionLayerBuilder::with_kind`]).
+    pub fn builder<Kind>(storage: impl SessionStorage<Kind>) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(storage)
     }
 }
-
-impl Default for ErrorResponder {
-    /// A `text/plain` body with the public message.
-    fn default() -> Self {
-        Self::new(|status, message| (status, message.to_owned()).into_response())
-    }
-}
-
-impl std::fmt::Debug for ErrorResponder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ErrorResponder")
-    }
-}
-
-/// What every request's session handle shares: the storage and the
-/// configuration the layer was built with.
-///
-/// Aligned so that it starts on a cache line after the `Arc`'s counts,
-/// which every request changes from whichever core it runs on: reading the
-/// configuration never touches their line.
-#[repr(align(128))]
-pub(crate) struct Shared {
-    pub(crate) storage: AnyStorage,
-    pub(crate) config: Config,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) error_responder: ErrorResponder,
-}
-
-/// The cookie's name unless one is given, with the defaults' attributes
-/// (`Secure`, `Path=/`, no `Domain`): the `__Host-` prefix makes browsers
-/// refuse a cookie of this name that lacks them, so no other site of the
-/// domain (a sibling subdomain) can set or overwrite it (OWASP ASVS 4.0.3,
-/// V3.4.4).
-pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
-
-impl Config {
-    /// The name a layer with these attributes gets when none is given: the
-    /// strongest prefix they allow.
-    fn default_cookie_name(&self) -> &'static str {
-        match (
-            self.secure,
-            self.cookie_path == "/" && self.cookie_domain.is_none(),
-        ) {
-            (true, true) => DEFAULT_COOKIE_NAME,
-            (true, false) => "__Secure-session",
-            (false, _) => "session",
-        }
-    }
-}
-
-/// The validated configuration the layer runs with.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) cookie_name: String,
-    pub(crate) cookie_path: String,
-    pub(crate) cookie_domain: Option<String>,
-    pub(crate) secure: bool,
-    pub(crate) http_only: bool,
-    pub(crate) same_site: SameSite,
-    pub(crate) lifetimes: Lifetimes,
-    /// The layer's session kind, `None` for [`Main`].
-    pub(crate) kind: Option<&'static str>,
-    pub(crate) transport: Transport,
-    /// The request header a token comes in (`Authorization`: a bearer
-    /// token).
-    pub(crate) token_header: HeaderName,
-    /// The response header a new or ended session's token goes out in.
-    pub(crate) token_response_header: HeaderName,
-    pub(crate) save_on_server_error: bool,
-    pub(crate) private_responses: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
-            cookie_path: "/".to_owned(),
-            cookie_domain: None,
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Lax,
-            lifetimes: Lifetimes::default(),
-            kind: None,
-            transport: Transport::Cookie,
-            token_header: AUTHORIZATION,
-            token_response_header: HeaderName::from_static(DEFAULT_TOKEN_RESPONSE_HEADER),
-            save_on_server_error: false,
-            private_responses: true,
-        }
-    }
-}
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let name = &self.cookie_name;
-        let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if name.is_empty() || !name.bytes().all(token_char) {
-            return Err(ConfigError::CookieName(name.clone()));
-        }
-        let attribute_ok = |value: &str| !value.bytes().any(|b| b.is_ascii_control() || b == b';');
-        if !attribute_ok(&self.cookie_path) {
-            return Err(ConfigError::CookieAttribute {
-                attribute: "path",
-                value: self.cookie_path.clone(),
-            });
-        }
-        if let Some(domain) = self.cookie_domain.as_deref().filter(|d| !attribute_ok(d)) {
-            return Err(ConfigError::CookieAttribute {
-                attribute: "domain",
-                value: domain.to_owned(),
-            });
-        }
-        if self.same_site == SameSite::None && !self.secure {
-            return Err(ConfigError::SameSiteNoneWithoutSecure);
-        }
-        // Browsers read the prefixes without regard to case.
-        let prefixed = |prefix: &str| {
-            name.get(..prefix.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-        };
-        if prefixed("__Secure-") && !self.secure {
-            return Err(ConfigError::CookiePrefix {
-                name: name.clone(),
-                requirement: "Secure",
-            });
-        }
-        if prefixed("__Host-")
-            && (!self.secure || self.cookie_path != "/" || self.cookie_domain.is_some())
-        {
-            return Err(ConfigError::CookiePrefix {
-                name: name.clone(),
-                requirement: "Secure, Path=/ and no Domain",
-            });
-        }
-        let Lifetimes {
-            max_age,
-            idle_timeout,
-            absolute_timeout,
-            refresh: _,
-        } = self.lifetimes;
-        for (setting, value) in [
-            ("max_age", max_age),
-            ("idle_timeout", idle_timeout),
-            ("absolute_timeout", absolute_timeout),
-        ] {
-            if value == Some(0) {
-                return Err(ConfigError::ZeroDuration(setting));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The response header of tokens, by default: `Session-Token`, with the
-/// kind's name appended (`Session-Token-admin`) for kinds other than the
-/// main one.
-const DEFAULT_TOKEN_RESPONSE_HEADER: &str = "session-token";
 
 /// Builds a [`SessionLayer`]; start with [`SessionLayer::builder`].
 ///
@@ -232,11 +47,11 @@ const DEFAULT_TOKEN_RESPONSE_HEADER: &str = "session-token";
 /// cheat sheet: the cookie is `HttpOnly`, `SameSite=Lax` and `Secure`, and
 /// named `__Host-session`. Chrome and Firefox keep `Secure` (and `__Host-`)
 /// cookies on `http://localhost`; for plain HTTP on any other host (or in
-/// Safari) call `.secure(false)` (development only), which also names the
+/// Safari) call `.with_secure(false)` (development only), which also names the
 /// cookie `session`. No session lives forever by default: a browser-session
 /// cookie, ended by the server after 30 minutes without a request or 12
-/// hours after it began ([`idle_timeout`](Self::idle_timeout),
-/// [`absolute_timeout`](Self::absolute_timeout)).
+/// hours after it began ([`idle_timeout`](Self::with_idle_timeout),
+/// [`absolute_timeout`](Self::with_absolute_timeout)).
 ///
 /// An app that keeps users signed in for two weeks of inactivity, and at
 /// most a month:
@@ -246,10 +61,10 @@ const DEFAULT_TOKEN_RESPONSE_HEADER: &str = "session-token";
 /// use typed_sessions::{MemoryStorage, SameSite, SessionLayer};
 ///
 /// let layer = SessionLayer::builder(MemoryStorage::new())
-///     .cookie_name("id")
-///     .max_age(Some(Duration::from_secs(14 * 86_400)))
-///     .absolute_timeout(Some(Duration::from_secs(30 * 86_400)))
-///     .same_site(SameSite::Strict)
+///     .with_cookie_name("id")
+///     .with_max_age(Some(Duration::from_secs(14 * 86_400)))
+///     .with_absolute_timeout(Some(Duration::from_secs(30 * 86_400)))
+///     .with_same_site(SameSite::Strict)
 ///     .build()
 ///     .expect("valid session configuration");
 /// ```
@@ -268,6 +83,34 @@ pub struct SessionLayerBuilder<K: SessionKind = Main> {
 }
 
 impl SessionLayerBuilder {
+    /// The cookie's name unless one is given, with the default attributes
+    /// (`Secure`, `Path=/`, no `Domain`): the `__Host-` prefix makes
+    /// browsers refuse a cookie of this name that lacks them, so no other
+    /// site of the domain (a sibling subdomain) can set or overwrite it
+    /// (OWASP ASVS 4.0.3, V3.4.4).
+    pub const DEFAULT_COOKIE_NAME: &'static str = DEFAULT_COOKIE_NAME;
+
+    /// The default [`idle_timeout`](Self::with_idle_timeout): 30 minutes,
+    /// OWASP's upper bound for low-risk applications and ASVS 4.0.3's level
+    /// 2 re-authentication rule (V3.3.2), the same as Java servlets' and
+    /// Spring's default; PHP (24 min) and ASP.NET Core (20 min) are close.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration =
+        Duration::from_secs(crate::lifetime::DEFAULT_IDLE_TIMEOUT);
+
+    /// The default [`absolute_timeout`](Self::with_absolute_timeout): 12 hours
+    /// from a session's creation, however active it is (ASVS 4.0.3 V3.3.2,
+    /// level 2). Django keeps a session two weeks from its last change and
+    /// Rails' cookie store until the browser closes, with no bound on the
+    /// server: both let a stolen cookie live on, which this default stops.
+    pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration =
+        Duration::from_secs(crate::lifetime::DEFAULT_ABSOLUTE_TIMEOUT);
+
+    /// The max age [`Session::remember`](crate::Session::remember) gives a
+    /// session on a layer of browser-session cookies (no `max_age`): two
+    /// weeks, Devise's `remember_for` and Django's session age.
+    pub const DEFAULT_REMEMBER_MAX_AGE: Duration =
+        Duration::from_secs(crate::lifetime::DEFAULT_REMEMBER_MAX_AGE);
+
     pub(crate) fn new<Kind>(storage: impl SessionStorage<Kind>) -> Self {
         Self {
             named: false,
@@ -287,7 +130,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// `Session<L>` (and typed structs of `#[session(kind = L)]`), apart from
     /// every other kind's, and its cookie is by default the main one's name
     /// with `_` and `L::NAME` appended. See [`SessionKind`].
-    pub fn kind<L: SessionKind>(self) -> SessionLayerBuilder<L> {
+    pub fn with_kind<L: SessionKind>(self) -> SessionLayerBuilder<L> {
         SessionLayerBuilder {
             named: self.named,
             storage: self.storage,
@@ -300,44 +143,44 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
         }
     }
 
-    /// The cookie's name. Default: [`DEFAULT_COOKIE_NAME`], `__Host-session`,
+    /// The cookie's name. Default: [`DEFAULT_COOKIE_NAME`](Self::DEFAULT_COOKIE_NAME), `__Host-session`,
     /// which browsers accept only with `Secure`, `Path=/` and no `Domain`
     /// and which no other site of the domain can set; with other attributes
     /// the default is `__Secure-session` (`Secure` with a `Path` or
     /// `Domain`) or `session` (without `Secure`).
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.config.cookie_name = name.into();
         self.named = true;
         self
     }
 
     /// The cookie's `Path`. Default: `/`.
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+    pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
         self.config.cookie_path = path.into();
         self
     }
 
     /// The cookie's `Domain`. Default: none (the cookie goes back only to
     /// the host that set it).
-    pub fn cookie_domain(mut self, domain: Option<String>) -> Self {
+    pub fn with_cookie_domain(mut self, domain: Option<String>) -> Self {
         self.config.cookie_domain = domain;
         self
     }
 
     /// The cookie's `Secure` flag. Default: `true`.
-    pub fn secure(mut self, secure: bool) -> Self {
+    pub fn with_secure(mut self, secure: bool) -> Self {
         self.config.secure = secure;
         self
     }
 
     /// The cookie's `HttpOnly` flag. Default: `true`.
-    pub fn http_only(mut self, http_only: bool) -> Self {
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
         self.config.http_only = http_only;
         self
     }
 
     /// The cookie's `SameSite` attribute. Default: [`SameSite::Lax`].
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
         self.config.same_site = same_site;
         self
     }
@@ -346,38 +189,38 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// (`Max-Age` and `Expires`) and end this long after their last write,
     /// enforced by the server; with `None` (the default), a browser-session
     /// cookie, which the browser drops when it closes and the server ends
-    /// after [`idle_timeout`](Self::idle_timeout). Whole seconds.
+    /// after [`idle_timeout`](Self::with_idle_timeout). Whole seconds.
     ///
     /// It binds every session that did not choose its own max age, also the
     /// ones issued before a deploy that changed it; a handler can choose one
     /// per session with [`Session::set_max_age`](crate::Session::set_max_age)
     /// (a "remember me"), which is kept across deploys. The
-    /// [`absolute_timeout`](Self::absolute_timeout) still ends a session, but
+    /// [`absolute_timeout`](Self::with_absolute_timeout) still ends a session, but
     /// never before its max age.
-    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
+    pub fn with_max_age(mut self, max_age: Option<Duration>) -> Self {
         self.config.lifetimes.max_age = max_age.map(|age| age.as_secs());
         self
     }
 
     /// How long a browser-session session may go unused before the server
-    /// ends it. Default: 30 minutes ([`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT)), OWASP's bound
+    /// ends it. Default: 30 minutes ([`DEFAULT_IDLE_TIMEOUT`](SessionLayerBuilder::DEFAULT_IDLE_TIMEOUT)), OWASP's bound
     /// for low-risk applications and ASVS 4.0.3's level 2 (V3.3.2). A
     /// session read after more than half of it is written again (its times
     /// only), so it ends only after this long without a request, and each
     /// costs at most one write per half of it. `None` keeps idle sessions
     /// until the absolute timeout (server-side stores still drop records
     /// after their own default TTL).
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.lifetimes.idle_timeout = timeout.map(|timeout| timeout.as_secs());
         self
     }
 
     /// A limit on a session's whole life, counted from its creation, however
     /// active it is; a session that chose a longer max age of its own lives
-    /// that long. Default: 12 hours ([`DEFAULT_ABSOLUTE_TIMEOUT`](crate::DEFAULT_ABSOLUTE_TIMEOUT), ASVS 4.0.3
+    /// that long. Default: 12 hours ([`DEFAULT_ABSOLUTE_TIMEOUT`](SessionLayerBuilder::DEFAULT_ABSOLUTE_TIMEOUT), ASVS 4.0.3
     /// V3.3.2 level 2). `None` lets an active session live forever: an
     /// explicit choice, since a stolen cookie would too.
-    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn with_absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.lifetimes.absolute_timeout = timeout.map(|timeout| timeout.as_secs());
         self
     }
@@ -386,7 +229,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// half of its idle limit (the default), on every request, or never
     /// (only changes write). See [`Refresh`](crate::Refresh) for what each
     /// costs.
-    pub fn refresh(mut self, refresh: crate::Refresh) -> Self {
+    pub fn with_refresh(mut self, refresh: crate::Refresh) -> Self {
         self.config.lifetimes.refresh = refresh;
         self
     }
@@ -401,7 +244,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// same ids as cookies (256 bits from a CSPRNG, never adopted from a
     /// client), so only server-side storages take them: with a cookie
     /// storage, [`build`](Self::build) fails.
-    pub fn transport(mut self, transport: Transport) -> Self {
+    pub fn with_transport(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
         self
     }
@@ -409,7 +252,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// The request header tokens come in. Default: `Authorization` (a
     /// `Bearer` token) for the main kind, `Session-Token-<name>` for
     /// others. Any other header carries the token as its whole value.
-    pub fn token_header(mut self, name: HeaderName) -> Self {
+    pub fn with_token_header(mut self, name: HeaderName) -> Self {
         self.token_header = Some(name);
         self
     }
@@ -417,7 +260,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// The response header a new, renewed or ended session's token goes
     /// out in. Default: `Session-Token` (`Session-Token-<name>` for kinds
     /// other than the main one).
-    pub fn token_response_header(mut self, name: HeaderName) -> Self {
+    pub fn with_token_response_header(mut self, name: HeaderName) -> Self {
         self.token_response_header = Some(name);
         self
     }
@@ -425,7 +268,7 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// Whether a changed session is saved when the handler answers 5xx.
     /// Default: `false` (a failed request does not half-apply its changes).
     /// Sessions are always saved on 2xx, 3xx and 4xx.
-    pub fn save_on_server_error(mut self, save: bool) -> Self {
+    pub fn with_save_on_server_error(mut self, save: bool) -> Self {
         self.config.save_on_server_error = save;
         self
     }
@@ -437,14 +280,14 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     /// and `s-maxage` are dropped from such a response. Default: `true`;
     /// turn it off only if you set `Cache-Control` on those responses
     /// yourself.
-    pub fn private_responses(mut self, private: bool) -> Self {
+    pub fn with_private_responses(mut self, private: bool) -> Self {
         self.config.private_responses = private;
         self
     }
 
     /// The clock that expiry reads. Default: [`SystemClock`]; tests use a
-    /// [`ManualClock`](crate::ManualClock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
+    /// [`ManualClock`](crate::clock::ManualClock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
@@ -459,13 +302,13 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
     ///
     /// let support = "https://status.example.com";
     /// let layer = SessionLayer::builder(MemoryStorage::new())
-    ///     .error_responder(move |status, message| {
+    ///     .with_error_responder(move |status, message| {
     ///         (status, format!("{message} (see {support})")).into_response()
     ///     })
     ///     .build()
     ///     .expect("valid session configuration");
     /// ```
-    pub fn error_responder(
+    pub fn with_error_responder(
         mut self,
         respond: impl Fn(StatusCode, &str) -> Response + Send + Sync + 'static,
     ) -> Self {
@@ -538,17 +381,20 @@ mod tests {
         let name = |builder: SessionLayerBuilder| builder.build().unwrap().cookie_name().to_owned();
         let builder = || SessionLayer::builder(crate::MemoryStorage::new());
         assert_eq!(name(builder()), "__Host-session");
-        assert_eq!(name(builder().cookie_path("/app")), "__Secure-session");
+        assert_eq!(name(builder().with_cookie_path("/app")), "__Secure-session");
         assert_eq!(
-            name(builder().cookie_domain(Some("example.com".into()))),
+            name(builder().with_cookie_domain(Some("example.com".into()))),
             "__Secure-session"
         );
-        assert_eq!(name(builder().secure(false)), "session");
-        assert_eq!(name(builder().secure(false).cookie_name("id")), "id");
+        assert_eq!(name(builder().with_secure(false)), "session");
+        assert_eq!(
+            name(builder().with_secure(false).with_cookie_name("id")),
+            "id"
+        );
         assert!(
             builder()
-                .cookie_name("__Host-id")
-                .cookie_path("/app")
+                .with_cookie_name("__Host-id")
+                .with_cookie_path("/app")
                 .build()
                 .is_err(),
             "a name given is kept, and checked"

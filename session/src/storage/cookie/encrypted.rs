@@ -41,36 +41,34 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
-use self::envelope::SealingKey;
-use super::opened_cookies::OpenedCookies;
-use super::{CookieStorage, StorageContext};
+use super::envelope::{self, SealingKey};
+use super::opened::OpenedCookies;
 use crate::error::StorageError;
 use crate::record::SessionRecord;
+use crate::storage::{CookieStorage, StorageContext};
 
-mod envelope;
-
-/// A key given to [`SessionKey`] was not 32 bytes.
+/// A key given to [`EncryptionKey`] was not 32 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The key has the wrong length.
     #[error(
-        "a session key must be 32 bytes, got {0}; generate one with `SessionKey::generate()` \
+        "an encryption key must be 32 bytes, got {0}; generate one with `EncryptionKey::generate()` \
          or `head -c32 /dev/urandom | base64`"
     )]
     WrongLength(usize),
     /// The text is not base64.
     #[error(
-        "a session key in text must be base64 (standard or url-safe, padded or not) of 32 bytes"
+        "an encryption key in text must be base64 (standard or url-safe, padded or not) of 32 bytes"
     )]
     NotBase64,
 }
 
 /// A 256-bit key for [`EncryptedCookieStorage`]. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionKey([u8; 32]);
+pub struct EncryptionKey([u8; 32]);
 
-impl SessionKey {
+impl EncryptionKey {
     /// A fresh random key from the CSPRNG.
     pub fn generate() -> Self {
         let mut key = [0u8; 32];
@@ -117,7 +115,7 @@ impl SessionKey {
     }
 }
 
-impl FromStr for SessionKey {
+impl FromStr for EncryptionKey {
     type Err = KeyError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -125,9 +123,9 @@ impl FromStr for SessionKey {
     }
 }
 
-impl fmt::Debug for SessionKey {
+impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionKey(<redacted>)")
+        f.write_str("EncryptionKey(<redacted>)")
     }
 }
 
@@ -136,7 +134,7 @@ impl fmt::Debug for SessionKey {
 /// has expired.
 ///
 /// The cookie's value is an envelope of format version 2: the AES key and
-/// the key id in clear are derived from the [`SessionKey`] with HKDF-SHA256,
+/// the key id in clear are derived from the [`EncryptionKey`] with HKDF-SHA256,
 /// so the id reveals nothing of the key. Cookies sealed in version 1 (before
 /// it) still open, and are sealed in version 2 at their next write.
 ///
@@ -147,10 +145,10 @@ impl fmt::Debug for SessionKey {
 /// nonces): at 1,000 writes per second, every 49 days.
 ///
 /// ```
-/// use typed_sessions::{EncryptedCookieStorage, SessionKey};
+/// use typed_sessions::{EncryptedCookieStorage, EncryptionKey};
 ///
-/// let current: SessionKey = "rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=".parse()?;
-/// let previous = SessionKey::from_base64("VgxzAfKtRaZ+lNaWQ8qQvO/1shuNmY0co0TL5QSiitI")?;
+/// let current: EncryptionKey = "rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=".parse()?;
+/// let previous = EncryptionKey::from_base64("VgxzAfKtRaZ+lNaWQ8qQvO/1shuNmY0co0TL5QSiitI")?;
 /// let storage = EncryptedCookieStorage::new(current).with_old_keys([previous]);
 /// # Ok::<(), typed_sessions::KeyError>(())
 /// ```
@@ -171,7 +169,7 @@ const DEFAULT_CACHED_COOKIES: usize = 4096;
 
 impl EncryptedCookieStorage {
     /// A storage that seals and opens with `key`.
-    pub fn new(key: SessionKey) -> Self {
+    pub fn new(key: EncryptionKey) -> Self {
         Self {
             keys: Arc::new([SealingKey::new(&key.0)]),
             opened: OpenedCookies::new(DEFAULT_CACHED_COOKIES).map(Arc::new),
@@ -202,7 +200,7 @@ impl EncryptedCookieStorage {
     /// `self` (and its clones) cannot open what the old keys open, so they
     /// must never be answered from what this storage opened.
     #[must_use]
-    pub fn with_old_keys(self, old_keys: impl IntoIterator<Item = SessionKey>) -> Self {
+    pub fn with_old_keys(self, old_keys: impl IntoIterator<Item = EncryptionKey>) -> Self {
         let keys: Vec<SealingKey> = self
             .keys
             .iter()
@@ -290,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_cookies_that_do_not_open_is_not_a_flood_of_warnings() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
         let cx = StorageContext::new("session", 1_000);
         let logs = crate::session::tests::logs_during(|| {
             for i in 0..1_000 {
@@ -304,7 +302,7 @@ mod tests {
 
     #[test]
     fn seals_and_opens() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
         let sealed = storage.seal_for(&record(), "session").unwrap();
         assert!(!sealed.contains("ann"));
         assert_eq!(version(&sealed), 2);
@@ -315,8 +313,8 @@ mod tests {
     fn a_version_1_cookie_opens_and_is_sealed_again_in_version_2() {
         // Sealed by the version 1 code as released; see `envelope`'s tests.
         let v1 = "AaZU34QM82QZ0yVFJya0ouwB6f-TLbv6GZYYLadTRTfYC1wlnemuxMeuIg_-Qp-Y3PNCqb1__f9VnPg6KiLLQ1BmcME_d29Q2S8ZhoIxzRTJLzmtkgaX3130hRdyv8J5ChaFFIzakYa0RnoepOwOK2RzsAmesfzf5es";
-        let key = SessionKey::from_bytes(b"typed-sessions fixed test key 01").unwrap();
-        let storage = EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([key]);
+        let key = EncryptionKey::from_bytes(b"typed-sessions fixed test key 01").unwrap();
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate()).with_old_keys([key]);
         let cx = StorageContext::new("session", 1_700_000_000);
         let mut opened = storage.open(v1, &cx).expect("a version 1 cookie opens");
         assert_eq!(opened.data["user"], "ann");
@@ -328,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_cache_answers_only_for_the_exact_cookie() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
         let sealed = storage.seal_for(&record(), "session").unwrap();
         assert_eq!(storage.open_cached(&sealed, "session"), Some(record()));
         assert_eq!(
@@ -345,11 +343,11 @@ mod tests {
 
     #[test]
     fn a_storage_given_old_keys_caches_apart_from_the_one_it_came_from() {
-        let old = SessionKey::generate();
+        let old = EncryptionKey::generate();
         let sealed_with_old = EncryptedCookieStorage::new(old.clone())
             .seal_for(&record(), "session")
             .unwrap();
-        let current = EncryptedCookieStorage::new(SessionKey::generate());
+        let current = EncryptedCookieStorage::new(EncryptionKey::generate());
         let rotated = current.clone().with_old_keys([old]);
         assert_eq!(
             rotated.open_cached(&sealed_with_old, "session"),
@@ -367,12 +365,12 @@ mod tests {
 
     #[test]
     fn old_keys_keep_the_cache_capacity() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate())
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate())
             .with_cache_capacity(0)
-            .with_old_keys([SessionKey::generate()]);
+            .with_old_keys([EncryptionKey::generate()]);
         assert!(storage.opened.is_none());
-        let storage = EncryptedCookieStorage::new(SessionKey::generate())
-            .with_old_keys([SessionKey::generate()]);
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate())
+            .with_old_keys([EncryptionKey::generate()]);
         let sealed = storage.seal_for(&record(), "session").unwrap();
         storage.open_cached(&sealed, "session");
         assert_eq!(storage.opened.as_ref().map(|opened| opened.len()), Some(1));
@@ -380,7 +378,7 @@ mod tests {
 
     #[test]
     fn every_seal_uses_a_new_nonce() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
         assert_ne!(
             storage.seal_for(&record(), "session").unwrap(),
             storage.seal_for(&record(), "session").unwrap()
@@ -389,19 +387,19 @@ mod tests {
 
     #[test]
     fn a_value_moved_to_another_cookie_name_does_not_open() {
-        let storage = EncryptedCookieStorage::new(SessionKey::generate());
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
         let sealed = storage.seal_for(&record(), "session").unwrap();
         assert_eq!(storage.open_uncached(&sealed, "other"), None);
     }
 
     #[test]
     fn old_keys_open_but_never_seal() {
-        let old = SessionKey::generate();
+        let old = EncryptionKey::generate();
         let sealed_with_old = EncryptedCookieStorage::new(old.clone())
             .seal_for(&record(), "session")
             .unwrap();
         let rotated =
-            EncryptedCookieStorage::new(SessionKey::generate()).with_old_keys([old.clone()]);
+            EncryptedCookieStorage::new(EncryptionKey::generate()).with_old_keys([old.clone()]);
         assert_eq!(
             rotated.open_uncached(&sealed_with_old, "session"),
             Some(record())
@@ -412,7 +410,7 @@ mod tests {
             None
         );
         assert_eq!(
-            EncryptedCookieStorage::new(SessionKey::generate())
+            EncryptedCookieStorage::new(EncryptionKey::generate())
                 .open_uncached(&sealed_with_old, "session"),
             None
         );
@@ -420,14 +418,14 @@ mod tests {
 
     #[test]
     fn old_keys_given_in_several_calls_all_stay() {
-        let (k1, k2) = (SessionKey::generate(), SessionKey::generate());
+        let (k1, k2) = (EncryptionKey::generate(), EncryptionKey::generate());
         let by_k2 = EncryptedCookieStorage::new(k2.clone())
             .seal_for(&record(), "session")
             .unwrap();
         let by_k1 = EncryptedCookieStorage::new(k1.clone())
             .seal_for(&record(), "session")
             .unwrap();
-        let storage = EncryptedCookieStorage::new(SessionKey::generate())
+        let storage = EncryptedCookieStorage::new(EncryptionKey::generate())
             .with_old_keys([k2])
             .with_old_keys([k1]);
         assert_eq!(storage.open_uncached(&by_k2, "session"), Some(record()));
@@ -436,7 +434,7 @@ mod tests {
 
     #[test]
     fn keys_parse_from_every_base64_flavour() {
-        let key = SessionKey::generate();
+        let key = EncryptionKey::generate();
         let bytes = key.0;
         let flavours = [
             base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -445,27 +443,31 @@ mod tests {
             URL_SAFE_NO_PAD.encode(bytes),
         ];
         for text in flavours {
-            assert_eq!(SessionKey::from_base64(&text).as_ref(), Ok(&key), "{text}");
+            assert_eq!(
+                EncryptionKey::from_base64(&text).as_ref(),
+                Ok(&key),
+                "{text}"
+            );
         }
         // A Fernet key as Python's `Fernet.generate_key()` writes it.
-        assert!(SessionKey::from_base64("rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=").is_ok());
+        assert!(EncryptionKey::from_base64("rmzHuXeYzDnSg0X8Shdm3Uwe8U6ozQSdnuYuzO-Q2tU=").is_ok());
     }
 
     #[test]
     fn keys_of_the_wrong_length_are_refused() {
         assert_eq!(
-            SessionKey::from_bytes(&[0; 16]),
+            EncryptionKey::from_bytes(&[0; 16]),
             Err(KeyError::WrongLength(16))
         );
         assert_eq!(
-            SessionKey::from_base64("c2hvcnQ="),
+            EncryptionKey::from_base64("c2hvcnQ="),
             Err(KeyError::WrongLength(5))
         );
         assert_eq!(
-            SessionKey::from_base64("not base64!"),
+            EncryptionKey::from_base64("not base64!"),
             Err(KeyError::NotBase64)
         );
-        assert!(!format!("{:?}", SessionKey::generate()).contains('='));
+        assert!(!format!("{:?}", EncryptionKey::generate()).contains('='));
     }
 
     proptest! {
@@ -473,7 +475,7 @@ mod tests {
         // the storage's entry, through the cache, is held to it too.
         #[test]
         fn arbitrary_text_never_opens(text in ".{0,600}") {
-            let storage = EncryptedCookieStorage::new(SessionKey::generate());
+            let storage = EncryptedCookieStorage::new(EncryptionKey::generate());
             let cx = StorageContext::new("session", 1_000);
             prop_assert_eq!(storage.open(&text, &cx), None);
             prop_assert_eq!(storage.open(&text, &cx), None);

@@ -19,20 +19,25 @@
 //! between them), so concurrent changes to different keys are both kept
 //! and a deleted record is never written again.
 
+pub(crate) mod client;
+pub(crate) mod merge;
+
+use self::merge::CasSave;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::memcached_client::MemcachedClient;
-use super::save_queue::SaveQueue;
-use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TTL, check_positive,
-    check_timeout, create_with_fresh_id, store_key, timed,
-};
-use super::{Loaded, ServerStorage, StorageContext};
+use self::client::MemcachedClient;
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::save_queue::SaveQueue;
+use crate::storage::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, StoreTimes,
+    create_with_fresh_id, store_key, timed,
+};
+use crate::storage::{Loaded, ServerStorage, StorageContext};
 
 /// The longest key prefix: the key adds 43 characters, and Memcached keys
 /// are at most 250 bytes.
@@ -40,9 +45,6 @@ const MAX_PREFIX_BYTES: usize = 200;
 /// Memcached's default item size limit (`-I 1m`), less room for the item
 /// header: the layer's limit on every server-side store.
 const DEFAULT_MAX_ITEM_BYTES: usize = crate::record::MAX_RECORD_BYTES;
-/// Merge attempts before a save gives up with a 503; between attempts a
-/// short random pause spreads competing writers apart.
-const CAS_TRIES: u32 = 16;
 
 /// Keeps sessions in Memcached under random ids; the cookie holds only the
 /// id. Several servers share the keys by consistent hashing.
@@ -63,9 +65,8 @@ const CAS_TRIES: u32 = 16;
 pub struct MemcachedStorage {
     client: Arc<MemcachedClient>,
     prefix: String,
-    default_ttl: Duration,
+    times: StoreTimes,
     max_item_bytes: usize,
-    command_timeout: Duration,
     saves: Arc<SaveQueue>,
 }
 
@@ -93,9 +94,8 @@ impl MemcachedStorage {
         Ok(Self {
             client: Arc::new(client),
             prefix: DEFAULT_PREFIX.to_owned(),
-            default_ttl: DEFAULT_TTL,
+            times: StoreTimes::default(),
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             saves: Arc::default(),
         })
     }
@@ -114,7 +114,7 @@ impl MemcachedStorage {
     /// the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -122,7 +122,7 @@ impl MemcachedStorage {
     /// fails to save with a clear error before anything is sent. Default:
     /// just under 1 MiB, Memcached's default item size (`-I`), which is
     /// also the layer's limit on every store
-    /// ([`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES)): set it only to
+    /// ([`MAX_RECORD_BYTES`](crate::storage::MAX_RECORD_BYTES)): set it only to
     /// match servers started with a smaller `-I`.
     #[must_use]
     pub fn with_max_item_bytes(mut self, bytes: usize) -> Self {
@@ -134,7 +134,7 @@ impl MemcachedStorage {
     /// Default: one second. Zero is refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         // A connection is given up as dead only once a request has waited
         // this long, not the default second.
         self.client.set_io_timeout(timeout);
@@ -150,7 +150,7 @@ impl MemcachedStorage {
     /// The item's lifetime in seconds; the client sends it as memcached
     /// reads it (relative up to 30 days, an absolute time beyond, never 0).
     fn ttl(&self, cx: &StorageContext<'_>) -> u64 {
-        cx.record_ttl(self.default_ttl.as_secs())
+        cx.record_ttl(self.times.default_ttl.as_secs())
     }
 
     fn encode(&self, record: &SessionRecord) -> Result<Vec<u8>, StorageError> {
@@ -166,7 +166,7 @@ impl MemcachedStorage {
 
     /// The stored record and its CAS, or `None` when there is none.
     async fn fetch(&self, key: &str) -> Result<Option<(Option<SessionRecord>, u64)>, StorageError> {
-        let item = timed(self.command_timeout, self.client.get(key)).await?;
+        let item = timed(self.times.command_timeout, self.client.get(key)).await?;
         Ok(item.map(|(value, cas)| (decode(&value), cas)))
     }
 }
@@ -180,9 +180,9 @@ impl fmt::Debug for MemcachedStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemcachedStorage")
             .field("prefix", &self.prefix)
-            .field("default_ttl", &self.default_ttl)
+            .field("default_ttl", &self.times.default_ttl)
             .field("max_item_bytes", &self.max_item_bytes)
-            .field("command_timeout", &self.command_timeout)
+            .field("command_timeout", &self.times.command_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -213,7 +213,13 @@ impl ServerStorage for MemcachedStorage {
         create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
             let bytes = &bytes;
-            async move { timed(self.command_timeout, self.client.add(&key, bytes, ttl)).await }
+            async move {
+                timed(
+                    self.times.command_timeout,
+                    self.client.add(&key, bytes, ttl),
+                )
+                .await
+            }
         })
         .await
     }
@@ -230,7 +236,7 @@ impl ServerStorage for MemcachedStorage {
         self.saves
             .run(
                 id,
-                self.command_timeout,
+                self.times.command_timeout,
                 self.merge_save(id, record, changes, cx),
             )
             .await
@@ -238,7 +244,7 @@ impl ServerStorage for MemcachedStorage {
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        timed(self.command_timeout, self.client.delete(&key)).await
+        timed(self.times.command_timeout, self.client.delete(&key)).await
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -253,8 +259,10 @@ impl ServerStorage for MemcachedStorage {
                 ),
             });
         }
-        check_positive("the Memcached store's default TTL", self.default_ttl)?;
-        check_timeout("the Memcached command timeout", self.command_timeout)
+        self.times.validate(
+            "the Memcached store's default TTL",
+            "the Memcached command timeout",
+        )
     }
 }
 
@@ -268,43 +276,16 @@ impl MemcachedStorage {
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let ttl = self.ttl(cx);
-        // Nothing written since this request loaded the session: its record
-        // is the stored one plus this request's changes, written in one
-        // round trip.
-        if let Some(cas) = cx.version {
-            let bytes = self.encode(record)?;
-            let request = self.client.compare_and_set(&key, &bytes, ttl, cas);
-            if let Some(saved) = timed(self.command_timeout, request).await? {
-                return Ok(saved);
-            }
-            tracing::debug!("session changed in Memcached since it was loaded; merging");
-        }
-        for attempt in 0..CAS_TRIES {
-            if attempt > 0 {
-                let pause = rand::random_range(0..=attempt.min(8) * 2);
-                tokio::time::sleep(Duration::from_millis(u64::from(pause))).await;
-            }
-            let Some((stored, cas)) = self.fetch(&key).await? else {
-                return Ok(false);
-            };
-            let merged = match stored {
-                Some(mut stored) => {
-                    stored.merge(record, changes);
-                    stored
-                }
-                // A record that no longer decodes is replaced whole.
-                None => record.clone(),
-            };
-            let bytes = self.encode(&merged)?;
-            let request = self.client.compare_and_set(&key, &bytes, ttl, cas);
-            if let Some(saved) = timed(self.command_timeout, request).await? {
-                return Ok(saved);
-            }
-            tracing::debug!("concurrent write to a session in Memcached; merging again");
-        }
-        Err(StorageError::unavailable(format!(
-            "session record changed under {CAS_TRIES} merge attempts in a row"
-        )))
+        let save = CasSave {
+            client: &self.client,
+            key: &key,
+            ttl: self.ttl(cx),
+            timeout: self.times.command_timeout,
+            version: cx.version,
+        };
+        // A stored record that no longer decodes is replaced whole.
+        let base = |stored: &[u8]| Some(decode(stored).unwrap_or_else(|| record.clone()));
+        save.merge(record, changes, |record| self.encode(record), base)
+            .await
     }
 }

@@ -28,8 +28,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::cookies::MAX_COOKIE_BYTES;
 use crate::error::StorageError;
+use crate::record::MAX_COOKIE_BYTES;
 use crate::record::SessionRecord;
 
 /// The version every seal writes.

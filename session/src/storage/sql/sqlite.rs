@@ -36,61 +36,28 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TTL, check_positive, check_timeout,
-    create_with_fresh_id, handle, timed,
+use super::{
+    DEFAULT_TABLE, DELETE_BATCH, Dialect, Statements, active_sessions, check_identifier, decode,
+    delete_in_batches, loaded, spawn_expired_deletion, to_i64,
 };
-use super::sql::{DEFAULT_TABLE, DELETE_BATCH, check_identifier, to_i64};
-use super::{Loaded, ServerStorage, StorageContext, UserSession};
+
+const SQLITE: Dialect = Dialect::SQLITE;
+
+/// A checked table name as SQLite's statements spell it.
+fn quoted(table: &str) -> String {
+    format!("\"{table}\"")
+}
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
+use crate::storage::server::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, StoreTimes, create_with_fresh_id, handle,
+    timed,
+};
+use crate::storage::{ActiveSession, Loaded, ServerStorage, StorageContext};
 
 /// The connections [`SqliteStorage::connect`] keeps open at most.
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
-
-/// The statements of one table, made once when it is named (identifiers
-/// cannot be parameters; both are checked before they are used).
-struct Statements {
-    qualified: String,
-    load: String,
-    insert: String,
-    /// Writes the whole record of a live row: a full rewrite, or the end
-    /// of a merge.
-    write: String,
-    delete: String,
-    delete_expired: String,
-    sessions_of: String,
-    revoke_session: String,
-    revoke_user: String,
-}
-
-impl Statements {
-    fn new(table: &str) -> Self {
-        let t = format!("\"{table}\"");
-        let live = "expires_at > unixepoch()";
-        Self {
-            load: format!("SELECT record FROM {t} WHERE id = ?1 AND {live}"),
-            insert: format!(
-                "INSERT INTO {t} (id, user_id, expires_at, record) \
-                 VALUES (?1, ?2, unixepoch() + ?3, ?4) ON CONFLICT (id) DO NOTHING"
-            ),
-            write: format!(
-                "UPDATE {t} SET user_id = ?2, expires_at = unixepoch() + ?3, record = ?4 \
-                 WHERE id = ?1 AND {live}"
-            ),
-            delete: format!("DELETE FROM {t} WHERE id = ?1"),
-            delete_expired: format!(
-                "DELETE FROM {t} WHERE id IN \
-                 (SELECT id FROM {t} WHERE expires_at <= unixepoch() LIMIT ?1)"
-            ),
-            sessions_of: format!("SELECT id, record FROM {t} WHERE user_id = ?1 AND {live}"),
-            revoke_session: format!("DELETE FROM {t} WHERE id = ?1 AND user_id = ?2"),
-            revoke_user: format!("DELETE FROM {t} WHERE user_id = ?1"),
-            qualified: t,
-        }
-    }
-}
 
 /// Keeps sessions in an SQLite database under random ids; the cookie
 /// holds only the id. For apps on one machine that already keep their data
@@ -123,8 +90,7 @@ pub struct SqliteStorage {
     pool: SqlitePool,
     table: String,
     statements: Arc<Statements>,
-    default_ttl: Duration,
-    command_timeout: Duration,
+    times: StoreTimes,
     /// This process's writers to the database, in line: see
     /// [`SqliteStorage::write`].
     writers: Arc<tokio::sync::Mutex<()>>,
@@ -178,9 +144,8 @@ impl SqliteStorage {
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
             table: DEFAULT_TABLE.to_owned(),
-            statements: Arc::new(Statements::new(DEFAULT_TABLE)),
-            default_ttl: DEFAULT_TTL,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            statements: Arc::new(Statements::new(&SQLITE, quoted(DEFAULT_TABLE))),
+            times: StoreTimes::default(),
             writers: writers_of(&pool.connect_options()),
             pool,
         }
@@ -217,7 +182,7 @@ impl SqliteStorage {
         Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        let timeout = self.command_timeout;
+        let timeout = self.times.command_timeout;
         let start_by = tokio::time::Instant::now() + (timeout - timeout / 4);
         let writers = self.writers.clone();
         let (pool, statements) = (self.pool.clone(), self.statements.clone());
@@ -241,7 +206,7 @@ impl SqliteStorage {
     #[must_use]
     pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
-        self.statements = Arc::new(Statements::new(&self.table));
+        self.statements = Arc::new(Statements::new(&SQLITE, quoted(&self.table)));
         self
     }
 
@@ -250,7 +215,7 @@ impl SqliteStorage {
     /// the layer is built.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.times.default_ttl = ttl;
         self
     }
 
@@ -259,7 +224,7 @@ impl SqliteStorage {
     /// refused when the layer is built.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
+        self.times.command_timeout = timeout;
         self
     }
 
@@ -272,25 +237,7 @@ impl SqliteStorage {
     /// nothing to a table already there.
     pub async fn migrate(&self) -> Result<(), StorageError> {
         ServerStorage::validate(self)?;
-        let t = &self.statements.qualified;
-        let index = |suffix: &str| format!("\"{}_{suffix}\"", self.table);
-        let statements = [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                   id TEXT PRIMARY KEY NOT NULL, \
-                   user_id TEXT, \
-                   expires_at INTEGER NOT NULL, \
-                   record TEXT NOT NULL)"
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
-                index("expires_at")
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id) WHERE user_id IS NOT NULL",
-                index("user")
-            ),
-        ];
+        let statements = SQLITE.create_table(&self.statements.qualified, &self.table);
         let mut transaction = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -313,48 +260,32 @@ impl SqliteStorage {
     /// it deleted. Call it from a scheduler of your own, or let
     /// [`SqliteStorage::spawn_expired_deletion`] do it.
     pub async fn delete_expired(&self) -> Result<u64, StorageError> {
-        let mut deleted = 0;
-        loop {
+        delete_in_batches(|| async {
             // In line with the requests' writes, a batch at a time.
             let _turn = self.writers.lock().await;
-            let batch = sqlx::query(&self.statements.delete_expired)
+            let deleted = sqlx::query(&self.statements.delete_expired)
                 .bind(DELETE_BATCH)
                 .execute(&self.pool)
                 .await
-                .map_err(StorageError::unavailable)?
-                .rows_affected();
-            deleted += batch;
-            if batch < DELETE_BATCH.unsigned_abs() {
-                return Ok(deleted);
-            }
-        }
+                .map_err(StorageError::unavailable)?;
+            Ok(deleted.rows_affected())
+        })
+        .await
     }
 
     /// Runs [`SqliteStorage::delete_expired`] every `interval` on the
     /// tokio runtime, from now until the returned task is aborted; a failed
     /// run is logged and tried again at the next tick.
     pub fn spawn_expired_deletion(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let storage = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match storage.delete_expired().await {
-                    Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
-                    Err(error) => tracing::warn!(
-                        error = %crate::error::chain(&error),
-                        "could not delete expired sessions; trying again at the next interval"
-                    ),
-                }
-            }
+        spawn_expired_deletion(self.clone(), interval, |storage| async move {
+            storage.delete_expired().await
         })
     }
 
     /// Seconds until a written row expires: the one place a record's TTL
     /// is decided.
     fn ttl(&self, cx: &StorageContext<'_>) -> i64 {
-        to_i64(cx.record_ttl(self.default_ttl.as_secs()))
+        to_i64(cx.record_ttl(self.times.default_ttl.as_secs()))
     }
 }
 
@@ -378,21 +309,13 @@ fn encode(record: &SessionRecord) -> Result<String, StorageError> {
     serde_json::to_string(record).map_err(StorageError::Serialize)
 }
 
-fn decode(json: &str) -> Option<SessionRecord> {
-    let record = serde_json::from_str(json).ok();
-    if record.is_none() {
-        tracing::warn!("malformed session record in SQLite; starting a new session");
-    }
-    record
-}
-
 impl fmt::Debug for SqliteStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStorage")
             .field("table", &self.statements.qualified)
             .field("connections", &self.pool.size())
-            .field("default_ttl", &self.default_ttl)
-            .field("command_timeout", &self.command_timeout)
+            .field("default_ttl", &self.times.default_ttl)
+            .field("command_timeout", &self.times.command_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -404,13 +327,13 @@ impl ServerStorage for SqliteStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
         let row: Option<(String,)> = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query_as(&self.statements.load)
                 .bind(handle(id))
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(row.and_then(|(json,)| decode(&json)).map(Loaded::new))
+        Ok(loaded(&SQLITE, row))
     }
 
     async fn create(
@@ -420,7 +343,7 @@ impl ServerStorage for SqliteStorage {
     ) -> Result<SessionId, StorageError> {
         let json = encode(record)?;
         let ttl = self.ttl(cx);
-        create_with_fresh_id("SQLite", |id| {
+        create_with_fresh_id(SQLITE.name, |id| {
             let (key, user, json) = (handle(&id), record.user.clone(), json.clone());
             async move {
                 let inserted = self
@@ -466,7 +389,7 @@ impl ServerStorage for SqliteStorage {
                 .await?;
             // Gone, or a row no load would return: nothing to merge into
             // (dropping the transaction rolls it back).
-            let Some(mut stored) = row.and_then(|(json,)| decode(&json)) else {
+            let Some(mut stored) = row.and_then(|(json,)| decode(&SQLITE, &json)) else {
                 return Ok(None);
             };
             stored.merge(&record, &changes);
@@ -500,8 +423,10 @@ impl ServerStorage for SqliteStorage {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("the SQLite store's default TTL", self.default_ttl)?;
-        check_timeout("the SQLite command timeout", self.command_timeout)?;
+        self.times.validate(
+            "the SQLite store's default TTL",
+            "the SQLite command timeout",
+        )?;
         check_identifier("the SQLite session table", &self.table)?;
         Ok(())
     }
@@ -510,21 +435,15 @@ impl ServerStorage for SqliteStorage {
         &self,
         user: &str,
         _cx: &StorageContext<'_>,
-    ) -> Result<Vec<UserSession>, StorageError> {
+    ) -> Result<Vec<ActiveSession>, StorageError> {
         let rows: Vec<(String, String)> = timed(
-            self.command_timeout,
+            self.times.command_timeout,
             sqlx::query_as(&self.statements.sessions_of)
                 .bind(user)
                 .fetch_all(&self.pool),
         )
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(handle, json)| {
-                let record = decode(&json)?;
-                Some(UserSession::of(handle, &record))
-            })
-            .collect())
+        Ok(active_sessions(&SQLITE, rows))
     }
 
     async fn revoke_session(
