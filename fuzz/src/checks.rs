@@ -22,8 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use typed_sessions::__private::decoders::{self, PackedRecord};
 use typed_sessions::{
-    CookieStorage, EncryptedCookieStorage, MAX_STORE_TTL, MaxAge, SessionId, SessionKey,
-    SessionRecord, SimpleCookieStorage, StorageContext, TypedSession,
+    EncryptedCookieStorage, EncryptionKey, TypedSession,
+    storage::{
+        CookieStorage, MAX_STORE_TTL, MaxAge, SessionId, SessionRecord, SimpleCookieStorage,
+        StorageContext,
+    },
 };
 
 /// A target's check of one input.
@@ -149,8 +152,8 @@ struct Keys {
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| {
-    let current = SessionKey::from_bytes(CURRENT_SECRET).unwrap();
-    let old = SessionKey::from_bytes(OLD_SECRET).unwrap();
+    let current = EncryptionKey::from_bytes(CURRENT_SECRET).unwrap();
+    let old = EncryptionKey::from_bytes(OLD_SECRET).unwrap();
     Keys {
         current: EncryptedCookieStorage::new(current.clone()).with_cache_capacity(0),
         rotated: EncryptedCookieStorage::new(current).with_old_keys([old.clone()]),
@@ -352,33 +355,34 @@ static PACKED_ID: LazyLock<SessionId> =
 
 /// A request's changes, as the memory store merges them: a few keys, many
 /// (past the store's short list), and a full rewrite.
-static MERGES: LazyLock<Vec<(SessionRecord, typed_sessions::Changes)>> = LazyLock::new(|| {
-    let mut from = SessionRecord::new(5, MaxAge::Seconds(60));
-    from.updated = 7;
-    for (key, value) in [
-        ("a", serde_json::json!(1)),
-        ("n", serde_json::json!({"deep": [1.5, -2, null]})),
-        ("user", serde_json::json!("bob")),
-    ] {
-        from.data.insert(key.into(), value);
-    }
-    let many: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
-    vec![
-        (
-            from.clone(),
-            decoders::changes(["a", "gone"], ["user", "b"], false),
-        ),
-        (
-            from.clone(),
-            decoders::changes(
-                many.iter().map(String::as_str).chain(["n", "a"]),
-                ["user", ""],
-                false,
+static MERGES: LazyLock<Vec<(SessionRecord, typed_sessions::storage::Changes)>> =
+    LazyLock::new(|| {
+        let mut from = SessionRecord::new(5, MaxAge::Seconds(60));
+        from.updated = 7;
+        for (key, value) in [
+            ("a", serde_json::json!(1)),
+            ("n", serde_json::json!({"deep": [1.5, -2, null]})),
+            ("user", serde_json::json!("bob")),
+        ] {
+            from.data.insert(key.into(), value);
+        }
+        let many: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+        vec![
+            (
+                from.clone(),
+                decoders::changes(["a", "gone"], ["user", "b"], false),
             ),
-        ),
-        (from, decoders::changes([], [], true)),
-    ]
-});
+            (
+                from.clone(),
+                decoders::changes(
+                    many.iter().map(String::as_str).chain(["n", "a"]),
+                    ["user", ""],
+                    false,
+                ),
+            ),
+            (from, decoders::changes([], [], true)),
+        ]
+    });
 
 /// The memory store's packed bytes after a record's id, whatever they
 /// hold: another id reads nothing, what reads packs back to itself, and a
