@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use axum_core::body::Body;
 use axum_core::response::Response;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, InvalidHeaderValue, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -217,20 +217,17 @@ where
                     let config = &slot.shared().config;
                     match outcome {
                         Ok(Some(delivery)) => {
-                            let values = [
-                                (SET_COOKIE, delivery.set_cookie),
-                                (config.token_response_header.clone(), delivery.token),
-                            ];
-                            let values: Result<Vec<_>, InvalidHeaderValue> = values
-                                .into_iter()
-                                .filter_map(|(name, value)| Some((name, value?)))
-                                .map(|(name, value)| Ok((name, HeaderValue::try_from(value)?)))
-                                .collect();
-                            match values {
-                                Ok(values) => {
+                            let header = |value: Option<String>| {
+                                value.map(HeaderValue::try_from).transpose()
+                            };
+                            match (header(delivery.set_cookie), header(delivery.token)) {
+                                (Ok(set_cookie), Ok(token)) => {
                                     let headers = response.headers_mut();
-                                    for (name, value) in values {
-                                        headers.append(name, value);
+                                    if let Some(value) = set_cookie {
+                                        headers.append(SET_COOKIE, value);
+                                    }
+                                    if let Some(value) = token {
+                                        headers.append(config.token_response_header.clone(), value);
                                     }
                                     if config.private_responses {
                                         keep_out_of_shared_caches(headers);
@@ -239,7 +236,7 @@ where
                                 // The client would not learn of the saved
                                 // session: answer that it was not saved
                                 // rather than a success that lost it.
-                                Err(error) => {
+                                (Err(error), _) | (_, Err(error)) => {
                                     tracing::error!(%error, "session header is not a valid header value; answering 500");
                                     response = slot
                                         .shared()
