@@ -73,7 +73,7 @@ struct Header {
 impl Packed {
     pub(crate) fn new(id: &SessionId, record: &SessionRecord) -> Self {
         with_buffer(|bytes| {
-            put_header(bytes, id, record.created, record);
+            put_header(bytes, id, Kept::of(record), record);
             put_map(bytes, &record.data);
             Self(Box::from(bytes.as_slice()))
         })
@@ -141,7 +141,14 @@ impl Packed {
             let Some((header, stored)) = self.header(id) else {
                 return false;
             };
-            put_header(bytes, id, header.created, from);
+            // What `SessionRecord::merge` keeps of the stored record (its
+            // creation and its kind), the rest from `from`: one rule for
+            // both, whatever the kind's value.
+            let kept = Kept {
+                created: header.created,
+                kind: header.kind.as_deref(),
+            };
+            put_header(bytes, id, kept, from);
             if changes.is_full_rewrite() {
                 put_map(bytes, &from.data);
             } else if put_merged(bytes, stored, from, changes).is_none() {
@@ -304,16 +311,33 @@ impl<'a> Changed<'a> {
     }
 }
 
-/// The id, `created`, and `updated` and `max_age` of `times`.
-fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &SessionRecord) {
+/// What a record keeps of itself through a merge, as
+/// [`SessionRecord::merge`] does: when it was created and its kind.
+struct Kept<'a> {
+    created: u64,
+    kind: Option<&'a str>,
+}
+
+impl<'a> Kept<'a> {
+    fn of(record: &'a SessionRecord) -> Self {
+        Self {
+            created: record.created,
+            kind: record.kind.as_deref(),
+        }
+    }
+}
+
+/// The id, what the record keeps (`created` and its kind), and the times
+/// and bound user of `times`.
+fn put_header(bytes: &mut Vec<u8>, id: &SessionId, kept: Kept<'_>, times: &SessionRecord) {
     bytes.extend_from_slice(id.as_bytes());
-    bytes.extend_from_slice(&created.to_le_bytes());
+    bytes.extend_from_slice(&kept.created.to_le_bytes());
     bytes.extend_from_slice(&times.updated.to_le_bytes());
     let end = if times.expires_at.is_some() {
         HAS_END
     } else {
         0
-    } | if times.kind.is_some() { HAS_KIND } else { 0 }
+    } | if kept.kind.is_some() { HAS_KIND } else { 0 }
         | if times.user.is_some() { HAS_USER } else { 0 };
     match times.max_age {
         MaxAge::Layer => bytes.push(end),
@@ -326,7 +350,7 @@ fn put_header(bytes: &mut Vec<u8>, id: &SessionId, created: u64, times: &Session
     if let Some(at) = times.expires_at {
         put_varint(bytes, at);
     }
-    if let Some(kind) = &times.kind {
+    if let Some(kind) = kept.kind {
         put_str(bytes, kind);
     }
     if let Some(user) = &times.user {
