@@ -41,9 +41,16 @@ pub(crate) enum Via {
 /// The token of the request header `name`: with `Authorization`, the
 /// credentials of the `Bearer` scheme (RFC 6750: the scheme is read without
 /// regard to case); with another header, its whole value. Surrounding
-/// spaces are ignored; an empty token is none.
+/// spaces are ignored; an empty token is none. A request with the header
+/// more than once carries none: an intermediary that reads another of them
+/// than we would must never disagree with us about who is signed in.
 pub(crate) fn token<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let value = headers.get(name)?.to_str().ok()?.trim();
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?.trim();
     let token = if name == AUTHORIZATION {
         let (scheme, credentials) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {

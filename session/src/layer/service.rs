@@ -226,11 +226,20 @@ where
                                     if let Some(value) = set_cookie {
                                         headers.append(SET_COOKIE, value);
                                     }
-                                    if let Some(value) = token {
-                                        headers.append(config.token_response_header.clone(), value);
-                                    }
                                     if config.private_responses {
                                         keep_out_of_shared_caches(headers);
+                                    }
+                                    if let Some(value) = token {
+                                        headers.append(config.token_response_header.clone(), value);
+                                        // A token is a credential: no cache
+                                        // keeps it, not even the client's
+                                        // own on disk (`private` would let
+                                        // it), as OAuth asks for tokens
+                                        // (RFC 6749, 5.1).
+                                        headers.insert(
+                                            CACHE_CONTROL,
+                                            HeaderValue::from_static("no-store"),
+                                        );
                                     }
                                 }
                                 // The client would not learn of the saved
