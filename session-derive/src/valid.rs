@@ -16,6 +16,7 @@ const TYPED_SESSION_METHODS: &[&str] = &[
     "invalidate",
     "renew",
     "start_new",
+    "bind_user",
     "from_session",
 ];
 

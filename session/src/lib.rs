@@ -97,7 +97,7 @@
 //! must be `Serialize + DeserializeOwned`. Mistakes are compile errors that
 //! point at the token to fix. A field may not be named like a method of
 //! `TypedSession` (`get`, `set`, `session`, `invalidate`, `renew`,
-//! `start_new`, `from_session`): rename it and keep the key with `rename`.
+//! `start_new`, `bind_user`, `from_session`): rename it and keep the key with `rename`.
 //!
 //! # Expiry
 //!

@@ -368,6 +368,14 @@ impl<T: SessionData> TypedSession<T> {
     pub fn start_new(&self) {
         self.session().start_new();
     }
+
+    /// See [`Session::bind_user`]: binds the session to `user` at login,
+    /// renewing its id. The bound user is read with
+    /// `typed.session().user()` (`user` is too common a field name to be a
+    /// method here: it would hide the field's getter).
+    pub fn bind_user(&self, user: impl Into<String>) {
+        self.session().bind_user(user);
+    }
 }
 
 impl<T: SessionData> Deref for TypedSession<T> {
