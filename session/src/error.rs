@@ -42,6 +42,11 @@ pub enum StorageError {
     /// its constructor, such as a URL that does not parse).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A user id or session handle that names no session any store could
+    /// hold (empty, over-long, with a NUL); refused before it reaches the
+    /// store. The text says what is wrong with it.
+    #[error("invalid {0}")]
+    InvalidArgument(&'static str),
     /// The storage cannot do what was asked (a cookie storage listing a
     /// user's sessions, Memcached revoking them).
     #[error("{0} is not something this session storage can do")]
@@ -66,6 +71,7 @@ impl StorageError {
             | Self::Unrepresentable(_)
             | Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

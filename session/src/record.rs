@@ -151,6 +151,12 @@ impl SessionRecord {
         self.created > limit || self.updated > limit
     }
 
+    /// Whether there is nothing to store: no data and no bound user (a
+    /// binding is data: a signed-in session with an empty map is kept).
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.data.is_empty() && self.user.is_none()
+    }
+
     /// Merges a request's changes into this stored record: the keys it set
     /// (with their values in `from`) and removed, or the whole map after a
     /// full rewrite; `updated` and `max_age` come from `from`, `created`

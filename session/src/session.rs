@@ -335,8 +335,9 @@ impl<K: SessionKind> Session<K> {
         self.lock().record.data.len()
     }
 
-    /// Whether the map is empty. An empty session is not stored: saving it
-    /// removes the cookie and any server-side record.
+    /// Whether the map is empty. An empty session is not stored (saving it
+    /// removes the cookie and any server-side record), unless it is bound
+    /// to a user ([`bind_user`](Session::bind_user)): the binding is data.
     pub fn is_empty(&self) -> bool {
         self.lock().record.data.is_empty()
     }

@@ -37,6 +37,52 @@ impl<K: SessionKind> Session<K> {
     pub fn user(&self) -> Option<String> {
         self.lock().record.user.clone()
     }
+
+    /// Ends the session's binding to a user: it is no longer listed by
+    /// [`UserSessions::of`] nor ended by the user's revocation. A change of
+    /// privilege too, so it renews the session; one left with no data is
+    /// then not stored. Nothing happens to a session bound to no one.
+    pub fn unbind_user(&self) {
+        let was_bound = self.lock().record.user.take().is_some();
+        if was_bound {
+            self.renew();
+        }
+    }
+}
+
+/// The longest user id a session can be bound to, in bytes: every store's
+/// index holds it (PostgreSQL's and SQLite's `TEXT`, a Redis key, the
+/// memory store's map) with room to spare.
+pub(crate) const MAX_USER_BYTES: usize = 1024;
+
+/// `user` if a store can hold it: not empty, at most [`MAX_USER_BYTES`],
+/// and without NUL (PostgreSQL's `text` cannot hold one). Anything else is
+/// refused before it reaches the store, a 400, where the store would have
+/// failed with a 503 that invites retries.
+fn checked_user(user: &str) -> Result<&str, StorageError> {
+    if user.is_empty() {
+        Err(StorageError::InvalidArgument("user id: it is empty"))
+    } else if user.len() > MAX_USER_BYTES {
+        Err(StorageError::InvalidArgument(
+            "user id: it is longer than 1024 bytes",
+        ))
+    } else if user.contains('\0') {
+        Err(StorageError::InvalidArgument(
+            "user id: it holds the character U+0000 (NUL)",
+        ))
+    } else {
+        Ok(user)
+    }
+}
+
+/// Whether `handle` has the shape of a session handle (the url-safe base64
+/// of a SHA-256, 43 characters): another names no session, and never
+/// reaches the store.
+fn is_handle(handle: &str) -> bool {
+    handle.len() == 43
+        && handle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The storage's view of every user's sessions, for the layer of kind `K`:
@@ -70,6 +116,7 @@ impl<K: SessionKind> UserSessions<K> {
     /// The live sessions bound to `user`, oldest first. Sessions whose
     /// lifetimes ended are left out, whatever the store still holds.
     pub async fn of(&self, user: &str) -> Result<Vec<ActiveSession>, StorageError> {
+        let user = checked_user(user)?;
         let now = self.shared.clock.now();
         let config = &self.shared.config;
         let cx = StorageContext::new(&config.cookie_name, now);
@@ -90,6 +137,10 @@ impl<K: SessionKind> UserSessions<K> {
     /// [`handle`](ActiveSession::handle) ("sign out that device"); whether
     /// there was one. A handle of another user's session ends nothing.
     pub async fn revoke_one(&self, user: &str, handle: &str) -> Result<bool, StorageError> {
+        let user = checked_user(user)?;
+        if !is_handle(handle) {
+            return Ok(false);
+        }
         let now = self.shared.clock.now();
         let cx = StorageContext::new(&self.shared.config.cookie_name, now);
         let StorageRef::Server(storage) = self.shared.storage.kind() else {
@@ -105,6 +156,7 @@ impl<K: SessionKind> UserSessions<K> {
     /// were. The current request's own session, if it is one of them, is
     /// not written back after the handler.
     pub async fn revoke(&self, user: &str) -> Result<usize, StorageError> {
+        let user = checked_user(user)?;
         let now = self.shared.clock.now();
         let cx = StorageContext::new(&self.shared.config.cookie_name, now);
         let StorageRef::Server(storage) = self.shared.storage.kind() else {

@@ -71,7 +71,7 @@ pub(crate) async fn save(
     let header = |value: &str| deliver(config, &state, value, max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {
-            if state.record.data.is_empty() {
+            if state.record.holds_nothing() {
                 return Ok(removal(config, &state));
             }
             let header = header(&storage.seal(&state.record, &cx)?)?;
@@ -92,7 +92,7 @@ async fn save_on_server(
     cx: &StorageContext<'_>,
     header: impl Fn(&str) -> Result<Delivery, SaveError>,
 ) -> Result<Option<Delivery>, SaveError> {
-    if state.record.data.is_empty() {
+    if state.record.holds_nothing() {
         for id in state.identity.iter().chain(&state.discard) {
             storage.delete(id, cx).await?;
         }
