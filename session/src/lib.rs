@@ -109,12 +109,12 @@
 //!
 //! - the idle limit is the max age the session chose
 //!   ([`Session::set_max_age`], a typed struct's `max_age`), else the
-//!   layer's [`max_age`](SessionLayerBuilder::max_age) (a persistent cookie
+//!   layer's [`max_age`](SessionLayerBuilder::with_max_age) (a persistent cookie
 //!   with `Max-Age` and `Expires`), else, for a browser-session cookie, the
-//!   layer's [`idle_timeout`](SessionLayerBuilder::idle_timeout): 30 minutes
+//!   layer's [`idle_timeout`](SessionLayerBuilder::with_idle_timeout): 30 minutes
 //!   by default;
 //! - the absolute limit is the layer's
-//!   [`absolute_timeout`](SessionLayerBuilder::absolute_timeout), 12 hours by
+//!   [`absolute_timeout`](SessionLayerBuilder::with_absolute_timeout), 12 hours by
 //!   default, but never shorter than the session's max age.
 //!
 //! A record keeps only what the session chose ([`MaxAge`](storage::MaxAge)), so a deploy

@@ -5,7 +5,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 
 /// How the session's id travels between client and server; see
-/// [`SessionLayerBuilder::transport`](crate::SessionLayerBuilder::transport).
+/// [`SessionLayerBuilder::with_transport`](crate::SessionLayerBuilder::with_transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// A cookie, for browsers. The default.

@@ -424,7 +424,12 @@ impl RedisStorage {
     }
 
     /// A storage over a connection the app already has: a
-    /// [`ConnectionManager`] or a [`ClusterConnection`].
+    /// [`ConnectionManager`] or a
+    /// [`ClusterConnection`](redis::cluster_async::ClusterConnection) (built
+    /// through [`typed_sessions::redis`](crate::redis), so the versions
+    /// match). A cluster connection made this way is followed as the
+    /// `redis` crate follows it; [`RedisStorage::connect`] makes one that
+    /// also follows a failover.
     pub fn from_connection(connection: impl Into<RedisConnection>) -> Self {
         Self {
             connection: connection.into(),
@@ -512,9 +517,8 @@ impl RedisStorage {
     /// How long one command may take before the request gets a 503.
     /// Default: one second. Zero is refused when the layer is built.
     ///
-    /// The connections [`RedisStorage::connect`] and
-    /// [`RedisStorage::connect_cluster`] make also give up on a reply after
-    /// one second, so this can only shorten the wait on them; to wait
+    /// The connections [`RedisStorage::connect`] makes also give up on a
+    /// reply after one second, so this can only shorten the wait on them; to wait
     /// longer, make the connection with a longer response timeout and pass
     /// it to [`RedisStorage::from_connection`].
     #[must_use]
