@@ -83,12 +83,10 @@ impl RedisConnection {
                 let _: Value = redis::cmd("PING").query_async(connection).await?;
             }
             Inner::Cluster(connection) => ping_masters(connection).await?,
-            Inner::Recovering(recovery) => {
-                let watch = Watch(Some(recovery.clone()));
-                let result = ping_masters(&mut recovery.connection().await).await;
-                watch.settle(result.as_ref().err());
-                result?;
-            }
+            // Not watched: a heartbeat slower than the cache's lag says the
+            // cache may not be used, not that the connection failed; the
+            // commands that fail mark it.
+            Inner::Recovering(recovery) => ping_masters(&mut recovery.connection().await).await?,
         }
         Ok(())
     }
@@ -199,7 +197,12 @@ const CLUSTER_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 impl ClusterRecovery {
     /// The connection to use now, made again first if a command failed
     /// and the last try is a second old.
-    async fn connection(&self) -> ClusterConnection {
+    ///
+    /// The new connection is made in a task of its own, with its own
+    /// timeout: a command that gives up meanwhile (its timeout, its client
+    /// gone) does not cancel it half-way, so a reconnection slower than one
+    /// command's budget still lands for the commands after it.
+    async fn connection(self: &Arc<Self>) -> ClusterConnection {
         let due = self
             .last_try
             .lock()
@@ -209,28 +212,27 @@ impl ClusterRecovery {
             && self.failed.load(Ordering::Acquire)
             && !self.reconnecting.swap(true, Ordering::AcqRel)
         {
-            // Cleared even if this command is dropped mid-way.
-            let _reconnecting = ClearOnDrop(&self.reconnecting);
             *self.last_try.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-            if let Ok(Ok(connection)) =
-                tokio::time::timeout(self.timeout, self.client.get_async_connection()).await
-            {
-                self.failed.store(false, Ordering::Release);
-                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = connection;
-            }
+            let recovery = self.clone();
+            let reconnect = tokio::spawn(async move {
+                let made =
+                    tokio::time::timeout(recovery.timeout, recovery.client.get_async_connection())
+                        .await;
+                if let Ok(Ok(connection)) = made {
+                    recovery.failed.store(false, Ordering::Release);
+                    *recovery
+                        .current
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = connection;
+                }
+                recovery.reconnecting.store(false, Ordering::Release);
+            });
+            let _ = reconnect.await;
         }
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-}
-
-struct ClearOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for ClearOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 
