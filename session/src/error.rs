@@ -135,6 +135,10 @@ pub enum SaveError {
         #[source]
         source: serde_json::Error,
     },
+    /// The handler bound the session to a user id no store can hold
+    /// (empty, over 1024 bytes, with a NUL); nothing was saved.
+    #[error("the session was not bound: invalid {0}")]
+    InvalidUser(&'static str),
     /// The session is larger than any server-side store is given; nothing
     /// was sent.
     #[error(
@@ -157,6 +161,7 @@ impl SaveError {
             Self::CookieTooLarge { .. }
             | Self::ValueTooDeep { .. }
             | Self::Unserializable { .. }
+            | Self::InvalidUser(_)
             | Self::SessionTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

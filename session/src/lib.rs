@@ -31,8 +31,9 @@
 //!    write records which key changed.
 //! 4. After the handler, a session that changed is saved and the response
 //!    carries exactly one `Set-Cookie` (and `Vary: Cookie`). An unchanged
-//!    session writes nothing. An empty session is not stored: its cookie is
-//!    removed and its server-side record deleted. Sessions are saved on 2xx,
+//!    session writes nothing. An empty session is not stored (unless it is
+//!    bound to a user: the binding is data): its cookie is removed and its
+//!    server-side record deleted. Sessions are saved on 2xx,
 //!    3xx and 4xx answers, not on 5xx.
 //!
 //! # Typed sessions

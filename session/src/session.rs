@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::error::SaveError;
 use crate::id::SessionId;
 use crate::kind::{Main, SessionKind};
 use crate::lifetime::{Lifetimes, MaxAge};
@@ -107,16 +108,8 @@ pub(crate) struct State {
     /// The first write the handler asked for that could not be made (a
     /// typed field or flash message that is not JSON): the save refuses,
     /// so the response says the write did not land.
-    pub(crate) refused: Option<RefusedWrite>,
+    pub(crate) refused: Option<SaveError>,
     pub(crate) facts: RequestFacts,
-}
-
-/// A write that could not be made because its value is not JSON.
-#[derive(Debug)]
-pub(crate) struct RefusedWrite {
-    pub(crate) key: String,
-    pub(crate) type_name: &'static str,
-    pub(crate) error: serde_json::Error,
 }
 
 impl State {
@@ -342,10 +335,14 @@ impl<K: SessionKind> Session<K> {
         self.lock().record.data.is_empty()
     }
 
-    /// Removes every key, marking each removed. Unlike
-    /// [`Session::invalidate`], the session keeps its identity.
+    /// Removes every key, marking each removed, and the binding to a user
+    /// (see [`bind_user`](Session::bind_user)): a cleared session holds
+    /// nothing, so it is not stored (its record is deleted, its cookie
+    /// removed), as before a user was bound. Unlike
+    /// [`Session::invalidate`], the session keeps its identity until then.
     pub fn clear(&self) {
         let mut state = self.lock();
+        state.record.user = None;
         let keys: Vec<String> = state.record.data.keys().cloned().collect();
         for key in &keys {
             state.changes.record_removed(key);
@@ -431,10 +428,10 @@ impl<K: SessionKind> Session<K> {
     /// lost the write. The first such write is the one reported.
     pub(crate) fn refuse_write<T: ?Sized>(&self, key: &str, error: serde_json::Error) {
         let mut state = self.lock();
-        state.refused.get_or_insert(RefusedWrite {
+        state.refused.get_or_insert(SaveError::Unserializable {
             key: key.to_owned(),
             type_name: std::any::type_name::<T>(),
-            error,
+            source: error,
         });
     }
 

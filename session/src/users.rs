@@ -28,8 +28,20 @@ impl<K: SessionKind> Session<K> {
     /// and revoke it. Binding is a change of privilege, so it also renews
     /// the session: a new id, the old record deleted (see
     /// [`renew`](Session::renew)).
+    ///
+    /// A user id no store can hold (empty, over 1024 bytes, with a NUL)
+    /// binds nothing: the save after the handler refuses with
+    /// [`SaveError::InvalidUser`](crate::SaveError::InvalidUser), so the
+    /// request answers with an error rather than a login that did not land.
     pub fn bind_user(&self, user: impl Into<String>) {
-        self.lock().record.user = Some(user.into());
+        let user = user.into();
+        if let Err(StorageError::InvalidArgument(problem)) = checked_user(&user) {
+            self.lock()
+                .refused
+                .get_or_insert(crate::SaveError::InvalidUser(problem));
+            return;
+        }
+        self.lock().record.user = Some(user);
         self.renew();
     }
 
@@ -59,7 +71,7 @@ pub(crate) const MAX_USER_BYTES: usize = 1024;
 /// and without NUL (PostgreSQL's `text` cannot hold one). Anything else is
 /// refused before it reaches the store, a 400, where the store would have
 /// failed with a 503 that invites retries.
-fn checked_user(user: &str) -> Result<&str, StorageError> {
+pub(crate) fn checked_user(user: &str) -> Result<&str, StorageError> {
     if user.is_empty() {
         Err(StorageError::InvalidArgument("user id: it is empty"))
     } else if user.len() > MAX_USER_BYTES {

@@ -17,7 +17,56 @@ for_every_storage!(
     the_readme_login_signs_the_user_in,
     unbinding_takes_the_session_out_of_the_listing,
     user_ids_no_store_can_hold_are_refused_before_the_store,
+    clearing_a_bound_session_signs_it_out,
+    binding_a_user_id_no_store_can_hold_fails_the_request,
 );
+
+async fn clear(session: typed_sessions::Session) {
+    session.clear();
+}
+
+async fn clearing_a_bound_session_signs_it_out(store: Store) {
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes
+            .route("/clear", axum::routing::post(clear))
+            .route("/whoami", axum::routing::get(whoami))
+    })
+    .await;
+    let ann = user("ann");
+    let cookie = login(&app, &ann).await;
+    let reply = app.post("/clear", Some(&cookie), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.set_cookies().iter().any(|c| c.contains("Max-Age=0")),
+        "the cookie is removed: {:?}",
+        reply.set_cookies()
+    );
+    // A cookie storage cannot end the cookie it issued (the README says
+    // so); a server-side store deleted the record.
+    if is_server_side(store) {
+        assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "None");
+    }
+    if indexes(store) {
+        let listed = app
+            .get(&format!("/users/{ann}/sessions"), None)
+            .await
+            .json();
+        assert_eq!(listed["sessions"], json!([]), "{listed}");
+    }
+}
+
+async fn binding_a_user_id_no_store_can_hold_fails_the_request(store: Store) {
+    let app = TestApp::conformance(settings(store)).await;
+    let cookie = app.session_with(r#"{"cart": [1]}"#).await;
+    let reply = app
+        .post("/session/bind", Some(&cookie), r#"{"user": "ann\u0000"}"#)
+        .await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(reply.set_cookies().is_empty(), "the cookie is untouched");
+    let view = app.get("/session", Some(&cookie)).await.json();
+    assert_eq!(view["data"], json!({"cart": [1]}), "{view}");
+    assert_eq!(view["new"], false, "the session lives on, unbound");
+}
 
 async fn user_ids_no_store_can_hold_are_refused_before_the_store(store: Store) {
     if !indexes(store) {

@@ -42,11 +42,7 @@ pub(crate) async fn save(
     let now = shared.clock.now();
     let mut state = session.take_for_save();
     if let Some(refused) = state.refused.take() {
-        return Err(SaveError::Unserializable {
-            key: refused.key,
-            type_name: refused.type_name,
-            source: refused.error,
-        });
+        return Err(refused);
     }
     let max_age = state.cookie_max_age();
     let cx = StorageContext::new(&config.cookie_name, now)
