@@ -559,32 +559,3 @@ async fn memcached_records_with_a_max_age_over_thirty_days_live_on_both_sides() 
         .await;
     assert_eq!(data(&python), json!({"b": 2}));
 }
-
-/// A migration keeps "log out everywhere": `Upgrade` lists and revokes a
-/// user's sessions in the native store, where every bound session lives.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_lists_and_revokes_a_users_sessions() {
-    let native = typed_sessions::RedisStorage::connect(&shared_redis().url())
-        .await
-        .unwrap();
-    let old = aiohttp::AiohttpRedisStorage::from_connection(native.connection().clone());
-    let storage = AnyStorage::new(aiohttp::Upgrade::new(native, old));
-    let mut settings = session_tests::settings(Store::AiohttpRedis);
-    settings.cookie_name = Some(COOKIE.to_owned());
-    let app = TestApp::conformance_on(settings, storage, |routes| routes).await;
-    let user = format!(
-        "ann-{}",
-        typed_sessions::storage::SessionId::generate().as_str()
-    );
-    let body = json!({ "user": user }).to_string();
-    let laptop = app.post("/session/bind", None, &body).await.new_cookie();
-    let phone = app.post("/session/bind", None, &body).await.new_cookie();
-    let listed = app.get(&format!("/users/{user}/sessions"), None).await;
-    assert_eq!(listed.status, 200, "{}", listed.body);
-    assert_eq!(listed.json()["sessions"].as_array().unwrap().len(), 2);
-    let revoked = app.post(&format!("/users/{user}/revoke"), None, "").await;
-    assert_eq!(revoked.json()["revoked"], 2, "{}", revoked.body);
-    for cookie in [laptop, phone] {
-        assert_eq!(app.get("/session", Some(&cookie)).await.json()["new"], true);
-    }
-}

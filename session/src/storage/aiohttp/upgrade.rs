@@ -4,7 +4,7 @@
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
-use crate::storage::{ActiveSession, CookieStorage, Loaded, ServerStorage, StorageContext};
+use crate::storage::{CookieStorage, Loaded, ServerStorage, StorageContext};
 
 /// Reads sessions from a `new` storage and an `old` one, and writes them
 /// only to `new`: sessions move from `old` (aiohttp_session's format) to
@@ -143,35 +143,5 @@ impl<New: ServerStorage, Old: ServerStorage> ServerStorage for Upgrade<New, Old>
     fn validate(&self) -> Result<(), ConfigError> {
         self.new.validate()?;
         self.old.validate()
-    }
-
-    // Every bound session lives in `new`: binding renews a session, and a
-    // renewed one is created in `new` (aiohttp_session binds no user), so
-    // listing and revoking a user's sessions is `new`'s, for the whole
-    // migration.
-
-    async fn sessions_of(
-        &self,
-        user: &str,
-        cx: &StorageContext<'_>,
-    ) -> Result<Vec<ActiveSession>, StorageError> {
-        self.new.sessions_of(user, cx).await
-    }
-
-    async fn revoke_session(
-        &self,
-        user: &str,
-        handle: &str,
-        cx: &StorageContext<'_>,
-    ) -> Result<bool, StorageError> {
-        self.new.revoke_session(user, handle, cx).await
-    }
-
-    async fn revoke_user(
-        &self,
-        user: &str,
-        cx: &StorageContext<'_>,
-    ) -> Result<usize, StorageError> {
-        self.new.revoke_user(user, cx).await
     }
 }
