@@ -20,11 +20,6 @@ impl Session {
     /// The session key that holds the pending flash messages, as a JSON
     /// array: `"_flash"`, as aiohttp_session's `aiohttp_flash` keeps them.
     pub const FLASH_KEY: &'static str = FLASH_KEY;
-
-    /// The session key whose value a listing of a user's sessions shows
-    /// beside each one ([`ActiveSession::meta`](crate::ActiveSession::meta)):
-    /// small metadata such as the device or user agent it signed in from.
-    pub const USER_META_KEY: &'static str = crate::storage::USER_META_KEY;
 }
 
 impl<K: SessionKind> Session<K> {

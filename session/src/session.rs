@@ -106,8 +106,9 @@ pub(crate) struct State {
     /// save writes it again (its times), even if nothing changed.
     pub(crate) refresh: bool,
     /// The first write the handler asked for that could not be made (a
-    /// typed field or flash message that is not JSON): the save refuses,
-    /// so the response says the write did not land.
+    /// typed field or flash message that is not JSON, a user id no store
+    /// can hold): the save refuses with it, so the response says the write
+    /// did not land.
     pub(crate) refused: Option<SaveError>,
     pub(crate) facts: RequestFacts,
 }
@@ -427,12 +428,17 @@ impl<K: SessionKind> Session<K> {
     /// nothing is written and the response is an error, never a 200 that
     /// lost the write. The first such write is the one reported.
     pub(crate) fn refuse_write<T: ?Sized>(&self, key: &str, error: serde_json::Error) {
-        let mut state = self.lock();
-        state.refused.get_or_insert(SaveError::Unserializable {
+        self.refuse_save(SaveError::Unserializable {
             key: key.to_owned(),
             type_name: std::any::type_name::<T>(),
             source: error,
         });
+    }
+
+    /// Makes the save after the handler refuse with `error` (the first
+    /// refusal of the request is the one reported): nothing is written.
+    pub(crate) fn refuse_save(&self, error: SaveError) {
+        self.lock().refused.get_or_insert(error);
     }
 
     /// A typed struct with `#[session(max_age = …)]` wrote: the session's

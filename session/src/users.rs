@@ -22,6 +22,13 @@ use crate::layer::slot::KindSlot;
 use crate::session::Session;
 use crate::storage::{ActiveSession, StorageContext, StorageRef};
 
+impl Session {
+    /// The session key whose value a listing of a user's sessions shows
+    /// beside each one ([`ActiveSession::meta`](crate::ActiveSession::meta)):
+    /// small metadata such as the device or user agent it signed in from.
+    pub const USER_META_KEY: &'static str = crate::storage::USER_META_KEY;
+}
+
 impl<K: SessionKind> Session<K> {
     /// Binds the session to `user` (a user id: any string, kept in the
     /// session's record, never logged), so that [`UserSessions`] can list
@@ -35,10 +42,8 @@ impl<K: SessionKind> Session<K> {
     /// request answers with an error rather than a login that did not land.
     pub fn bind_user(&self, user: impl Into<String>) {
         let user = user.into();
-        if let Err(StorageError::InvalidArgument(problem)) = checked_user(&user) {
-            self.lock()
-                .refused
-                .get_or_insert(crate::SaveError::InvalidUser(problem));
+        if let Some(problem) = user_problem(&user) {
+            self.refuse_save(crate::SaveError::InvalidUser(problem));
             return;
         }
         self.lock().record.user = Some(user);
@@ -67,23 +72,29 @@ impl<K: SessionKind> Session<K> {
 /// memory store's map) with room to spare.
 pub(crate) const MAX_USER_BYTES: usize = 1024;
 
-/// `user` if a store can hold it: not empty, at most [`MAX_USER_BYTES`],
-/// and without NUL (PostgreSQL's `text` cannot hold one). Anything else is
-/// refused before it reaches the store, a 400, where the store would have
-/// failed with a 503 that invites retries.
-pub(crate) fn checked_user(user: &str) -> Result<&str, StorageError> {
+/// What keeps a store from holding `user`, if anything: it must not be
+/// empty, must be at most [`MAX_USER_BYTES`], and must hold no NUL
+/// (PostgreSQL's `text` cannot). Such an id is refused before it reaches
+/// the store (where a NUL made PostgreSQL answer 503, which invites
+/// retries): a 400 from [`UserSessions`], a refused save from
+/// [`Session::bind_user`].
+fn user_problem(user: &str) -> Option<&'static str> {
     if user.is_empty() {
-        Err(StorageError::InvalidArgument("user id: it is empty"))
+        Some("user id: it is empty")
     } else if user.len() > MAX_USER_BYTES {
-        Err(StorageError::InvalidArgument(
-            "user id: it is longer than 1024 bytes",
-        ))
+        Some("user id: it is longer than 1024 bytes")
     } else if user.contains('\0') {
-        Err(StorageError::InvalidArgument(
-            "user id: it holds the character U+0000 (NUL)",
-        ))
+        Some("user id: it holds the character U+0000 (NUL)")
     } else {
-        Ok(user)
+        None
+    }
+}
+
+/// `user`, or the 400 that says why no store can hold it.
+fn checked_user(user: &str) -> Result<&str, StorageError> {
+    match user_problem(user) {
+        Some(problem) => Err(StorageError::InvalidArgument(problem)),
+        None => Ok(user),
     }
 }
 
