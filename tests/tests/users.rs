@@ -19,7 +19,119 @@ for_every_storage!(
     user_ids_no_store_can_hold_are_refused_before_the_store,
     clearing_a_bound_session_signs_it_out,
     binding_a_user_id_no_store_can_hold_fails_the_request,
+    a_revocation_ends_sessions_renewed_and_listed_while_it_runs,
 );
+
+/// "Log out everywhere" while thieves keep renewing the sessions they stole
+/// (binding again renews the id and carries the data to it) and someone
+/// keeps listing the user's sessions: every session bound before the
+/// revocation answered is over, in every round, and a login after it lives.
+///
+/// Before the revocation took the user's index atomically, a renewal that
+/// ran between its reading of the index and its deletion of the old record
+/// escaped on Redis and Redis Cluster, and a listing that ran meanwhile
+/// hid every session from it on the memory store.
+async fn a_revocation_ends_sessions_renewed_and_listed_while_it_runs(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let settings = settings(store);
+    // On two threads, so that calls that never wait (the memory store's)
+    // really overlap, as they do in an app.
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(revocation_race(settings));
+    })
+    .await
+    .expect("the race ran");
+}
+
+async fn revocation_race(settings: session_examples::conformance::Settings) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    let app = Arc::new(TestApp::conformance(settings).await);
+    for round in 0..6 {
+        let ann = user("ann");
+        let mut cookies = Vec::new();
+        for _ in 0..100 {
+            cookies.push(login(&app, &ann).await);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thieves: Vec<_> = cookies
+            .iter()
+            .step_by(5)
+            .cloned()
+            .map(|mut cookie| {
+                let (app, ann, stop) = (app.clone(), ann.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let body = json!({ "user": ann }).to_string();
+                    while !stop.load(SeqCst) {
+                        let reply = app.post("/session/bind", Some(&cookie), &body).await;
+                        assert_eq!(reply.status, 200, "{}", reply.body);
+                        // No cookie: the renewal found its session ended and
+                        // carried nothing.
+                        if reply.session_set_cookie().is_none() {
+                            break;
+                        }
+                        // A new session: the stolen one had ended, and this
+                        // was a fresh login after the revocation (which a
+                        // thief could not make); it lives.
+                        if reply.json()["new"] == true {
+                            return (cookie, 1);
+                        }
+                        cookie = reply.new_cookie();
+                    }
+                    (cookie, 0)
+                })
+            })
+            .collect();
+        let lister = {
+            let (app, ann, stop) = (app.clone(), ann.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
+                    assert_eq!(listed.status, 200, "{}", listed.body);
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let revoked = app.post(&format!("/users/{ann}/revoke"), None, "").await;
+        assert_eq!(revoked.status, 200, "{}", revoked.body);
+        stop.store(true, SeqCst);
+        let after = login(&app, &ann).await;
+        let (mut survivors, mut fresh_logins) = (0, 0);
+        for thief in thieves {
+            let (cookie, fresh) = thief.await.expect("the thief ran");
+            fresh_logins += fresh;
+            survivors +=
+                usize::from(app.get("/session", Some(&cookie)).await.json()["new"] == false);
+        }
+        for cookie in &cookies {
+            survivors +=
+                usize::from(app.get("/session", Some(cookie)).await.json()["new"] == false);
+        }
+        lister.await.expect("the lister ran");
+        assert_eq!(
+            survivors, 0,
+            "round {round}: sessions bound before the revocation survived it ({revoked:?})"
+        );
+        assert_eq!(app.get("/session", Some(&after)).await.json()["new"], false);
+        let listed = app
+            .get(&format!("/users/{ann}/sessions"), None)
+            .await
+            .json();
+        assert_eq!(
+            listed["sessions"].as_array().map(Vec::len),
+            Some(1 + fresh_logins),
+            "{listed}"
+        );
+    }
+}
 
 async fn clear(session: typed_sessions::Session) {
     session.clear();

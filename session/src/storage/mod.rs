@@ -238,6 +238,13 @@ pub trait ServerStorage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 
     /// Deletes the record stored under `id`; `Ok(true)` if there was one.
+    ///
+    /// A store that indexes records by user answers `Ok(false)` for a
+    /// record a revocation of its user ([`ServerStorage::revoke_user`]) has
+    /// already taken, even if the record itself is not deleted yet: a
+    /// renewal deletes the old record after writing the new one, and this
+    /// answer is what tells the layer the session was ended meanwhile, so
+    /// that it deletes the new copy instead of handing out its cookie.
     fn delete(
         &self,
         id: &SessionId,
@@ -281,6 +288,14 @@ pub trait ServerStorage: Send + Sync + 'static {
 
     /// Deletes every record bound to `user`; how many there were. Default:
     /// [`StorageError::Unsupported`].
+    ///
+    /// A revocation must be total and final whatever runs meanwhile: it
+    /// takes effect at one instant between its call and its answer, ending
+    /// every record bound to `user` that was created before that instant,
+    /// and no renewal racing it may carry one to a new id (see
+    /// [`ServerStorage::delete`]). Records created after the instant live.
+    /// The crate's stores each say in their documentation why theirs
+    /// holds.
     fn revoke_user(
         &self,
         user: &str,

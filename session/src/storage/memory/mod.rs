@@ -85,9 +85,69 @@ pub struct MemoryStorage {
     default_ttl: Duration,
     max_records: Option<usize>,
     /// The ids of the sessions bound to each user, for listing and revoking
-    /// them; ids whose records are gone are dropped when the user's list is
-    /// next read.
-    users: Arc<Mutex<HashMap<String, Vec<SessionId>>>>,
+    /// them.
+    users: Arc<Mutex<UserIndex>>,
+}
+
+/// The ids of the sessions bound to each user.
+///
+/// A record's entry is what makes it one of its user's sessions: a
+/// revocation takes the entries out, atomically, and a deletion of a bound
+/// record answers whether its entry was still there (see
+/// [`MemoryStorage::revoke_user_now`]). Entries of records gone (expired,
+/// evicted) are dropped when the user's list is read, when it grows past
+/// [`USER_INDEX_PRUNE_AT`], and from the whole index whenever it holds
+/// twice as many entries as after its last sweep (and at least
+/// [`UserIndex::FIRST_SWEEP`]), so it stays within a small multiple of the
+/// live bound sessions, which the store's cap bounds.
+#[derive(Default)]
+struct UserIndex {
+    by_user: HashMap<String, Vec<SessionId>>,
+    /// How many ids `by_user` holds in all.
+    entries: usize,
+    /// How many entries make the next sweep of the whole index.
+    sweep_at: usize,
+}
+
+impl UserIndex {
+    const FIRST_SWEEP: usize = 1024;
+
+    /// Takes `id` out of `user`'s entries; whether it was there.
+    fn remove(&mut self, user: &str, id: &SessionId) -> bool {
+        let Some(ids) = self.by_user.get_mut(user) else {
+            return false;
+        };
+        let Some(at) = ids.iter().position(|entry| entry == id) else {
+            return false;
+        };
+        ids.swap_remove(at);
+        if ids.is_empty() {
+            self.by_user.remove(user);
+        }
+        self.entries -= 1;
+        true
+    }
+
+    /// Takes every entry of `user` out.
+    fn take(&mut self, user: &str) -> Vec<SessionId> {
+        let ids = self.by_user.remove(user).unwrap_or_default();
+        self.entries -= ids.len();
+        ids
+    }
+
+    /// Keeps only the entries of `user` (or of every user) for which
+    /// `live` holds.
+    fn retain(&mut self, user: Option<&str>, mut live: impl FnMut(&SessionId) -> bool) {
+        let mut entries = 0;
+        self.by_user.retain(|name, ids| {
+            if user.is_none_or(|user| user == name) {
+                ids.retain(&mut live);
+            }
+            entries += ids.len();
+            !ids.is_empty()
+        });
+        self.entries = entries;
+    }
 }
 
 /// One part of the store, on cache lines of its own, so that two cores
@@ -243,12 +303,36 @@ impl MemoryStorage {
         records.update(key, id, record, changes, expires_at)
     }
 
+    /// Deletes the record of `id`. For a record bound to a user, whether
+    /// its entry was still in the user's index: a record a revocation took
+    /// counts as ended already, so a renewal racing the revocation does
+    /// not carry it to a new id (see [`MemoryStorage::revoke_user_now`]).
     fn delete_now(&self, id: &SessionId) -> bool {
+        let key = key_of(id);
+        let mut records = self.lock(shard_of(key));
+        let user = records.peek(key, id).and_then(|record| record.user);
+        if !records.remove(key, id) {
+            return false;
+        }
+        drop(records);
+        match user {
+            Some(user) => self.users().remove(&user, id),
+            None => true,
+        }
+    }
+
+    /// Deletes the record of `id`, leaving the user index alone.
+    fn remove_record(&self, id: &SessionId) -> bool {
         let key = key_of(id);
         self.lock(shard_of(key)).remove(key, id)
     }
 
-    fn users(&self) -> MutexGuard<'_, HashMap<String, Vec<SessionId>>> {
+    fn holds(&self, id: &SessionId) -> bool {
+        let key = key_of(id);
+        self.lock(shard_of(key)).contains(key)
+    }
+
+    fn users(&self) -> MutexGuard<'_, UserIndex> {
         self.users
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -257,60 +341,76 @@ impl MemoryStorage {
     /// Notes that the new session `id` is bound to `user`.
     fn index(&self, user: &str, id: &SessionId) {
         let mut users = self.users();
-        let ids = users.entry(user.to_owned()).or_default();
-        if ids.len() >= USER_INDEX_PRUNE_AT {
-            ids.retain(|id| {
-                let key = key_of(id);
-                self.lock(shard_of(key)).contains(key)
-            });
-        }
+        let ids = users.by_user.entry(user.to_owned()).or_default();
+        let crowded = ids.len() >= USER_INDEX_PRUNE_AT;
         ids.push(id.clone());
+        users.entries += 1;
+        if crowded {
+            users.retain(Some(user), |id| self.holds(id));
+        }
+        if users.entries >= users.sweep_at.max(UserIndex::FIRST_SWEEP) {
+            users.retain(None, |id| self.holds(id));
+            users.sweep_at = users.entries * 2;
+        }
     }
 
     /// The records bound to `user` that the store still holds, without
-    /// taking them off probation; the user's list keeps only their ids.
+    /// taking them off probation. The user's entries stay in the index
+    /// while it is read, so a revocation meanwhile finds them all.
     fn sessions_of_now(&self, user: &str, now: u64) -> Vec<ActiveSession> {
-        let Some(ids) = self.users().remove(user) else {
-            return Vec::new();
-        };
+        let ids = self.users().by_user.get(user).cloned().unwrap_or_default();
         let mut live = Vec::new();
-        let mut kept = Vec::new();
+        let mut gone = Vec::new();
         for id in ids {
             let key = key_of(&id);
             let mut records = self.lock(shard_of(key));
             records.purge_expired(now);
-            if let Some(record) = records.peek(key, &id)
-                && record.user.as_deref() == Some(user)
-            {
-                live.push(ActiveSession::of(handle(&id), &record));
-                kept.push(id);
+            match records.peek(key, &id) {
+                Some(record) if record.user.as_deref() == Some(user) => {
+                    live.push(ActiveSession::of(handle(&id), &record));
+                }
+                _ => gone.push(id),
             }
         }
-        if !kept.is_empty() {
-            self.users()
-                .entry(user.to_owned())
-                .or_default()
-                .extend(kept);
+        if !gone.is_empty() {
+            self.users().retain(Some(user), |id| !gone.contains(id));
         }
         live
     }
 
+    /// Takes the session out of the user's index, then deletes its record.
     fn revoke_session_now(&self, user: &str, handle_of_one: &str) -> bool {
         let mut users = self.users();
-        let Some(ids) = users.get_mut(user) else {
+        let Some(id) = users
+            .by_user
+            .get(user)
+            .and_then(|ids| ids.iter().find(|id| handle(id) == handle_of_one))
+            .cloned()
+        else {
             return false;
         };
-        let Some(at) = ids.iter().position(|id| handle(id) == handle_of_one) else {
-            return false;
-        };
-        let id = ids.swap_remove(at);
+        users.remove(user, &id);
         drop(users);
-        self.delete_now(&id)
+        self.remove_record(&id)
     }
 
+    /// Ends every session of `user`: takes all the user's entries out of
+    /// the index at once (the instant the revocation takes effect), then
+    /// deletes their records.
+    ///
+    /// Why no session bound before that instant survives: a record is
+    /// indexed before its cookie is ever sent (see `create`), so every
+    /// record of the user a client holds is among the entries taken. An
+    /// update never brings a deleted record back. A renewal copies the
+    /// record to a new id and then deletes the old one, and that deletion
+    /// answers "ended meanwhile" when the old entry was taken, so the
+    /// layer deletes the copy; a renewal that deleted the old record
+    /// before the instant had indexed its copy before that too, and the
+    /// copy is among the entries taken. A session bound after the instant
+    /// lives.
     fn revoke_user_now(&self, user: &str) -> usize {
-        let ids = self.users().remove(user).unwrap_or_default();
-        ids.iter().filter(|id| self.delete_now(id)).count()
+        let ids = self.users().take(user);
+        ids.iter().filter(|id| self.remove_record(id)).count()
     }
 }
 
@@ -413,6 +513,32 @@ mod tests {
     /// A request at `now` writing a session with this idle limit.
     fn at(now: u64, idle_limit: Option<u64>) -> StorageContext<'static> {
         StorageContext::new("session", now).with_idle_limit(idle_limit)
+    }
+
+    /// Binding ever new users to sessions that then expire or are evicted
+    /// leaves an index of a few entries per live session, not one per
+    /// session ever bound.
+    #[test]
+    fn the_user_index_stays_within_the_live_sessions() {
+        let store = MemoryStorage::new().with_max_records(160);
+        for n in 0..20_000u64 {
+            let mut bound = record(n, serde_json::json!({"a": 1}));
+            bound.user = Some(format!("user-{n}"));
+            let cx = at(n, Some(10));
+            let id = store.create_now(&bound, &cx).unwrap();
+            store.index(bound.user.as_deref().unwrap(), &id);
+        }
+        let entries = store.users().entries;
+        assert!(store.len() <= 160);
+        assert!(
+            entries <= 2 * UserIndex::FIRST_SWEEP,
+            "{entries} index entries for {} live sessions",
+            store.len()
+        );
+        assert_eq!(
+            entries,
+            store.users().by_user.values().map(Vec::len).sum::<usize>()
+        );
     }
 
     #[test]

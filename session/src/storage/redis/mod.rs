@@ -54,7 +54,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{CommandCacheConfig, IntoConnectionInfo, ProtocolVersion, Script, ScriptInvocation};
+use redis::{
+    CommandCacheConfig, FromRedisValue, IntoConnectionInfo, ProtocolVersion, Script,
+    ScriptInvocation,
+};
 
 use self::cache::CacheGate;
 use crate::error::{ConfigError, StorageError};
@@ -148,8 +151,30 @@ return 1
 );
 
 /// `KEYS[1]` the record; `ARGV[1]` the deadline. Answers how many records
-/// it deleted.
-const DELETE: &str = write_script!("return redis.call('DEL', KEYS[1])");
+/// it deleted and the user the record was bound to (empty: none), whose
+/// index the caller then takes the record out of.
+const DELETE: &str = write_script!(
+    r"
+local user = redis.call('HGET', KEYS[1], 'w')
+return {redis.call('DEL', KEYS[1]), user or ''}
+"
+);
+
+/// `KEYS[1]` a user's index, `KEYS[2]` its revocation set (same slot);
+/// `ARGV[1]` the revocation set's TTL. Moves every record key of the index
+/// into the revocation set, atomically, and answers the set's members:
+/// from this instant no record of the index can be taken out of it by a
+/// deletion (see [`RedisStorage::revoke_user`]). The revocation set keeps
+/// the keys until their records are surely deleted, so a revocation that
+/// failed half-way is finished by the next.
+const REVOKE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return redis.call('SMEMBERS', KEYS[2])
+";
 
 /// `KEYS[1]` the record; `ARGV[1]` now. Reads the record and, if it
 /// exists, counts the read as activity: `u` becomes now and the TTL starts
@@ -178,6 +203,7 @@ struct Scripts {
     delete: Script,
     load_and_refresh: Script,
     delete_if_bound: Script,
+    revoke: Script,
 }
 
 /// How far Redis' clock is ahead of the app's, in microseconds (negative
@@ -439,6 +465,7 @@ impl RedisStorage {
                 delete: Script::new(DELETE),
                 load_and_refresh: Script::new(LOAD_AND_REFRESH),
                 delete_if_bound: Script::new(DELETE_IF_BOUND),
+                revoke: Script::new(REVOKE),
             }),
             prefix: DEFAULT_PREFIX.to_owned(),
             times: StoreTimes::default(),
@@ -572,7 +599,8 @@ impl RedisStorage {
 
     /// Adds the record `key` to the set of `user`'s sessions. The set lives
     /// as long as the longest record may; keys of records gone are dropped
-    /// from it when it is next read.
+    /// from it once it holds more than [`USER_INDEX_PRUNE_AT`], so a login
+    /// costs a fixed number of round trips whatever the user's history.
     async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
         let index = user_key(&self.prefix, user);
         let mut connection = self.connection.clone();
@@ -593,32 +621,63 @@ impl RedisStorage {
         )
         .await?;
         if size > USER_INDEX_PRUNE_AT {
-            self.prune(&index).await?;
+            let members = self.members(&index).await?;
+            let exists: Vec<bool> = self
+                .each(&members, |key| {
+                    let mut command = redis::cmd("EXISTS");
+                    command.arg(key);
+                    command
+                })
+                .await?;
+            let gone = members.iter().zip(exists).filter(|(_, exists)| !exists);
+            self.unindex(&index, gone.map(|(key, _)| key)).await?;
         }
         Ok(())
     }
 
-    /// Drops from the set `index` the keys of records gone.
-    async fn prune(&self, index: &str) -> Result<(), StorageError> {
-        for key in self.members(index).await? {
-            let mut connection = self.connection.clone();
-            let exists: bool = timed(
-                self.times.command_timeout,
-                redis::cmd("EXISTS").arg(&key).query_async(&mut connection),
-            )
-            .await?;
-            if !exists {
-                let () = timed(
-                    self.times.command_timeout,
-                    redis::cmd("SREM")
-                        .arg(index)
-                        .arg(&key)
-                        .query_async(&mut connection),
-                )
-                .await?;
-            }
+    /// Takes the record keys `keys` out of the set `index`; how many were
+    /// in it.
+    async fn unindex<'k>(
+        &self,
+        index: &str,
+        keys: impl IntoIterator<Item = &'k String>,
+    ) -> Result<usize, StorageError> {
+        let mut command = redis::cmd("SREM");
+        command.arg(index);
+        let mut any = false;
+        for key in keys {
+            command.arg(key);
+            any = true;
         }
-        Ok(())
+        if !any {
+            return Ok(0);
+        }
+        let mut connection = self.connection.clone();
+        timed(
+            self.times.command_timeout,
+            command.query_async(&mut connection),
+        )
+        .await
+    }
+
+    /// The answers to one single-key command per key, all sent at once: a
+    /// bounded wait however many keys, on a cluster too, where the keys
+    /// live in different slots and one pipeline cannot reach them.
+    async fn each<T: FromRedisValue>(
+        &self,
+        keys: &[String],
+        command: impl Fn(&str) -> redis::Cmd,
+    ) -> Result<Vec<T>, StorageError> {
+        let commands = keys.iter().map(|key| {
+            let command = command(key);
+            let mut connection = self.connection.clone();
+            async move { command.query_async::<T>(&mut connection).await }
+        });
+        timed(
+            self.times.command_timeout,
+            futures_util::future::try_join_all(commands),
+        )
+        .await
     }
 
     /// The record keys in the set `index`.
@@ -656,12 +715,12 @@ impl RedisStorage {
     /// puts after its deadline, and returns its answer. Redis refuses it
     /// once it is too late for the request to hear the answer (see the
     /// module's documentation): a timeout, like no answer at all.
-    async fn write(
+    async fn write<T: FromRedisValue>(
         &self,
         script: &Script,
         key: &str,
         args: impl Fn(&mut ScriptInvocation<'_>),
-    ) -> Result<i64, StorageError> {
+    ) -> Result<T, StorageError> {
         let timeout = self.times.command_timeout;
         let budget = i64::try_from((timeout - timeout / 4).as_micros()).unwrap_or(i64::MAX);
         let started = micros_since_epoch();
@@ -673,12 +732,15 @@ impl RedisStorage {
                 args(&mut invocation);
                 let sent = micros_since_epoch();
                 let mut connection = self.connection.clone();
-                let answer: i64 = invocation
+                let answer: redis::Value = invocation
                     .invoke_async(&mut connection)
                     .await
                     .map_err(StorageError::unavailable)?;
-                if answer >= 0 {
-                    return Ok(answer);
+                let redis::Value::Int(late) = answer else {
+                    return T::from_redis_value(answer).map_err(StorageError::unavailable);
+                };
+                if late >= 0 {
+                    return T::from_redis_value(answer).map_err(StorageError::unavailable);
                 }
                 let received = micros_since_epoch();
                 if corrected || received - started >= budget {
@@ -688,7 +750,7 @@ impl RedisStorage {
                 // picture of Redis' clock is off (a clock stepped since it
                 // was read). Read it from the answer, and send again.
                 tracing::warn!("Redis' clock moved against the app's; write deadlines follow it");
-                self.clock.learn(-answer, sent, received);
+                self.clock.learn(-late, sent, received);
                 corrected = true;
             }
         };
@@ -713,6 +775,25 @@ impl RedisStorage {
     pub fn connection(&self) -> &RedisConnection {
         &self.connection
     }
+}
+
+/// The key of the revocation set of the user index `index`, in the same
+/// cluster slot: the index's own hash tag when it has one (from the key
+/// prefix), else the whole index key as the tag.
+fn revocation_key(index: &str) -> String {
+    if hash_tag(index).is_some() {
+        format!("{index}:r")
+    } else {
+        format!("{{{index}}}:r")
+    }
+}
+
+/// The hash tag Redis Cluster places `key` by, if it has one: what lies
+/// between its first `{` and the first `}` after it, when not empty.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
 }
 
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
@@ -839,7 +920,7 @@ impl ServerStorage for RedisStorage {
             let key = store_key(&self.prefix, &id);
             let fields = &fields;
             async move {
-                let created = self
+                let created: i64 = self
                     .write(&self.scripts.create, &key, |invocation| {
                         invocation.arg(ttl).arg(fields);
                     })
@@ -860,6 +941,18 @@ impl ServerStorage for RedisStorage {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        // A `}` outside a hash tag would give a user's index and its
+        // revocation set different slots on a cluster.
+        if hash_tag(&self.prefix).is_none() && self.prefix.contains('}') {
+            return Err(ConfigError::StorageSetting {
+                setting: "Redis key prefix",
+                problem: format!(
+                    "{:?} has a `}}` that closes no hash tag; use a prefix without braces, \
+                     or with one whole tag such as `{{sessions}}:`",
+                    self.prefix
+                ),
+            });
+        }
         self.times
             .validate("the Redis store's default TTL", "the Redis command timeout")
     }
@@ -870,35 +963,34 @@ impl ServerStorage for RedisStorage {
         _cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
         let index = user_key(&self.prefix, user);
-        let mut live = Vec::new();
-        for key in self.members(&index).await? {
-            let mut connection = self.connection.clone();
-            let fields: Vec<(String, String)> = timed(
-                self.times.command_timeout,
-                redis::cmd("HGETALL").arg(&key).query_async(&mut connection),
-            )
+        let keys = self.members(&index).await?;
+        let records: Vec<Vec<(String, String)>> = self
+            .each(&keys, |key| {
+                let mut command = redis::cmd("HGETALL");
+                command.arg(key);
+                command
+            })
             .await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (key, fields) in keys.iter().zip(records) {
             match decode(fields) {
                 Some(record) if record.user.as_deref() == Some(user) => {
-                    let handle = key.strip_prefix(&self.prefix).unwrap_or(&key).to_owned();
+                    let handle = key.strip_prefix(&self.prefix).unwrap_or(key).to_owned();
                     live.push(ActiveSession::of(handle, &record));
                 }
                 // Expired, deleted or replaced: no longer the user's.
-                _ => {
-                    let () = timed(
-                        self.times.command_timeout,
-                        redis::cmd("SREM")
-                            .arg(&index)
-                            .arg(&key)
-                            .query_async(&mut connection),
-                    )
-                    .await?;
-                }
+                _ => gone.push(key),
             }
         }
+        self.unindex(&index, gone).await?;
         Ok(live)
     }
 
+    /// Takes the record out of the user's index, then deletes it: once
+    /// out of the index, a renewal of it no longer carries its data to a
+    /// new id (see [`ServerStorage::delete`] here), exactly as after a
+    /// revocation of the whole user.
     async fn revoke_session(
         &self,
         user: &str,
@@ -915,6 +1007,10 @@ impl ServerStorage for RedisStorage {
             return Ok(false);
         }
         let key = format!("{}{handle}", self.prefix);
+        if self.unindex(&user_key(&self.prefix, user), [&key]).await? == 0 {
+            // Not the user's, or ended already.
+            return Ok(false);
+        }
         let mut connection = self.connection.clone();
         let deleted = timed(
             self.times.command_timeout,
@@ -927,46 +1023,71 @@ impl ServerStorage for RedisStorage {
         .await;
         self.wrote(&key);
         let deleted: i64 = deleted?;
-        if deleted > 0 {
-            let () = timed(
-                self.times.command_timeout,
-                redis::cmd("SREM")
-                    .arg(user_key(&self.prefix, user))
-                    .arg(&key)
-                    .query_async(&mut connection),
-            )
-            .await?;
-        }
         Ok(deleted > 0)
     }
 
+    /// Ends every session of `user`, in three steps of one round trip each:
+    ///
+    /// 1. one script moves the keys of the user's index into its
+    ///    revocation set, atomically (the instant the revocation takes
+    ///    effect);
+    /// 2. every record named there is deleted, all at once;
+    /// 3. the revocation set lets go of those keys.
+    ///
+    /// Why no session bound before step 1 survives, whatever runs
+    /// meanwhile: a record is indexed before its cookie is ever sent (see
+    /// `create`), so every record of the user a client holds is in the
+    /// index at step 1 and deleted at step 2. An update never brings a
+    /// deleted record back (the update script needs it to exist). What
+    /// could escape is a renewal, which copies the record to a new id: but
+    /// a renewal deletes the old record after creating the new one, and
+    /// that deletion answers "ended meanwhile" once the old key has left
+    /// the index; the layer then deletes the new record, which no cookie
+    /// ever named. So either the renewal took the old key out of the index
+    /// before step 1, and its new record, indexed before that, is deleted
+    /// at step 2; or it comes after step 1 and ends its own copy. A
+    /// session bound after step 1 lives, in an index the revocation no
+    /// longer reads. If step 2 fails, the keys stay in the revocation set
+    /// and the next revocation of the user deletes them.
     async fn revoke_user(
         &self,
         user: &str,
         _cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
         let index = user_key(&self.prefix, user);
-        let mut revoked = 0;
-        // One key at a time: on a cluster the records and the index live
-        // in different slots.
-        for key in self.members(&index).await? {
-            let mut connection = self.connection.clone();
-            let deleted = timed(
-                self.times.command_timeout,
-                redis::cmd("DEL").arg(&key).query_async(&mut connection),
-            )
-            .await;
-            self.wrote(&key);
-            let deleted: i64 = deleted?;
-            revoked += usize::from(deleted > 0);
-        }
+        let revoking = revocation_key(&index);
         let mut connection = self.connection.clone();
-        let () = timed(
+        let keys: Vec<String> = timed(
             self.times.command_timeout,
-            redis::cmd("DEL").arg(&index).query_async(&mut connection),
+            self.scripts
+                .revoke
+                .key(&index)
+                .key(&revoking)
+                .arg(crate::record::MAX_STORE_TTL)
+                .invoke_async(&mut connection),
         )
         .await?;
-        Ok(revoked)
+        let deleted = self
+            .each(&keys, |key| {
+                let mut command = redis::cmd("DEL");
+                command.arg(key);
+                command
+            })
+            .await;
+        for key in &keys {
+            self.wrote(key);
+        }
+        let deleted: Vec<usize> = deleted?;
+        let mut command = redis::cmd("SREM");
+        command.arg(&revoking).arg(&keys);
+        if !keys.is_empty() {
+            let () = timed(
+                self.times.command_timeout,
+                command.query_async(&mut connection),
+            )
+            .await?;
+        }
+        Ok(deleted.into_iter().sum())
     }
 
     async fn update(
@@ -998,7 +1119,7 @@ impl ServerStorage for RedisStorage {
             removed.push(EXPIRES_AT.to_owned());
         }
         let key = store_key(&self.prefix, id);
-        let updated = self
+        let updated: i64 = self
             .write(&self.scripts.update, &key, |invocation| {
                 invocation
                     .arg(ttl)
@@ -1011,10 +1132,21 @@ impl ServerStorage for RedisStorage {
         Ok(updated == 1)
     }
 
+    /// Deletes the record and takes it out of its user's index. For a
+    /// record bound to a user, it answers whether the record was still in
+    /// the index: a record a revocation took (see
+    /// [`ServerStorage::revoke_user`] here) counts as ended already, so a
+    /// renewal that raced the revocation does not carry it to a new id.
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let deleted = self.write(&self.scripts.delete, &key, |_| {}).await?;
-        Ok(deleted > 0)
+        let (deleted, user): (i64, String) = self.write(&self.scripts.delete, &key, |_| {}).await?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        if user.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.unindex(&user_key(&self.prefix, &user), [&key]).await? == 1)
     }
 }
 

@@ -58,6 +58,11 @@ struct PgStatements {
     /// Merges a request's changes into a live row in one statement:
     /// removes the removed keys (`-`) and sets the set ones (`||`).
     merge: String,
+    /// Inserts a new row; one bound to a user first takes the user's
+    /// advisory lock, shared (see [`PostgresStorage::revoke_user`]).
+    insert: String,
+    /// Takes user `1`'s advisory lock, alone, until the transaction ends.
+    lock_user: String,
 }
 
 impl PgStatements {
@@ -67,7 +72,20 @@ impl PgStatements {
             None => format!("\"{table}\""),
         };
         let expiry = "now() + $3 * interval '1 second'";
+        // The lock of a user: this table's and the user's hashes (a
+        // collision only makes two users wait for each other).
+        let user_lock =
+            |user: &str| format!("hashtext('{}'), hashtext({user})", t.replace('\'', "''"));
         Self {
+            insert: format!(
+                "INSERT INTO {t} (id, user_id, expires_at, record) \
+                 SELECT $1, $2, {expiry}, $4::jsonb \
+                 WHERE $2::text IS NULL \
+                    OR pg_advisory_xact_lock_shared({})::text = '' \
+                 ON CONFLICT (id) DO NOTHING",
+                user_lock("$2::text")
+            ),
+            lock_user: format!("SELECT pg_advisory_xact_lock({})", user_lock("$1::text")),
             merge: format!(
                 "UPDATE {t} SET user_id = $2, expires_at = {expiry}, \
                  record = $4::jsonb || jsonb_build_object('session', \
@@ -439,19 +457,39 @@ impl ServerStorage for PostgresStorage {
         Ok(deleted.rows_affected() > 0)
     }
 
+    /// Deletes the user's rows in a transaction that first takes the
+    /// user's advisory lock alone: it waits for the inserts of the user's
+    /// rows under way (each holds the lock shared until it commits), and
+    /// later ones wait for it. The `DELETE` that follows sees every row
+    /// inserted before the lock was granted, the instant the revocation
+    /// takes effect; a row inserted after it lives. (A `DELETE` alone
+    /// would not do: under `READ COMMITTED` it sees the rows committed
+    /// when it starts, so a renewal's new row committed just after that,
+    /// whose old row the renewal then deleted before the `DELETE` reached
+    /// it, would survive.) A renewal racing the revocation ends its own
+    /// copy: its deletion of the old row finds nothing once the
+    /// revocation deleted it (see `layer/commit.rs`). An update never
+    /// brings a deleted row back.
     async fn revoke_user(
         &self,
         user: &str,
         _cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
-        let deleted = timed(
-            self.times.command_timeout,
-            sqlx::query(&self.statements.revoke_user)
+        let revoke = async {
+            let mut transaction = self.pool.begin().await?;
+            sqlx::query(&self.statements.lock_user)
                 .bind(user)
-                .execute(&self.pool),
-        )
-        .await?;
-        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+                .execute(&mut *transaction)
+                .await?;
+            let deleted = sqlx::query(&self.statements.revoke_user)
+                .bind(user)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(deleted.rows_affected())
+        };
+        let deleted = timed(self.times.command_timeout, revoke).await?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 }
 
