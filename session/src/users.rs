@@ -142,7 +142,7 @@ impl<K: SessionKind> UserSessions<K> {
         let user = checked_user(user)?;
         let now = self.shared.clock.now();
         let config = &self.shared.config;
-        let cx = StorageContext::new(&config.cookie_name, now);
+        let cx = StorageContext::new(&config.cookie_name, now).with_kind(config.kind);
         let StorageRef::Server(storage) = self.shared.storage.kind() else {
             return Err(StorageError::Unsupported("listing a user's sessions"));
         };
@@ -165,7 +165,8 @@ impl<K: SessionKind> UserSessions<K> {
             return Ok(false);
         }
         let now = self.shared.clock.now();
-        let cx = StorageContext::new(&self.shared.config.cookie_name, now);
+        let config = &self.shared.config;
+        let cx = StorageContext::new(&config.cookie_name, now).with_kind(config.kind);
         let StorageRef::Server(storage) = self.shared.storage.kind() else {
             return Err(StorageError::Unsupported(
                 "revoking a session by its handle",
@@ -181,7 +182,8 @@ impl<K: SessionKind> UserSessions<K> {
     pub async fn revoke(&self, user: &str) -> Result<usize, StorageError> {
         let user = checked_user(user)?;
         let now = self.shared.clock.now();
-        let cx = StorageContext::new(&self.shared.config.cookie_name, now);
+        let config = &self.shared.config;
+        let cx = StorageContext::new(&config.cookie_name, now).with_kind(config.kind);
         let StorageRef::Server(storage) = self.shared.storage.kind() else {
             return Err(StorageError::Unsupported("revoking a user's sessions"));
         };

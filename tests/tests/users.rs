@@ -20,7 +20,119 @@ for_every_storage!(
     clearing_a_bound_session_signs_it_out,
     binding_a_user_id_no_store_can_hold_fails_the_request,
     a_revocation_ends_sessions_renewed_and_listed_while_it_runs,
+    each_kind_lists_and_revokes_only_its_own_sessions,
 );
+
+/// Binds the admin session (the conformance app's second kind) to `user`.
+async fn admin_bind(
+    session: typed_sessions::Session<session_examples::conformance::Admin>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) {
+    session.insert("role", "admin").expect("a JSON value");
+    session.bind_user(user);
+}
+
+async fn admin_sessions(
+    sessions: typed_sessions::UserSessions<session_examples::conformance::Admin>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) -> String {
+    sessions
+        .of(&user)
+        .await
+        .expect("the store lists")
+        .len()
+        .to_string()
+}
+
+async fn admin_revoke(
+    sessions: typed_sessions::UserSessions<session_examples::conformance::Admin>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) -> String {
+    sessions
+        .revoke(&user)
+        .await
+        .expect("the store revokes")
+        .to_string()
+}
+
+async fn admin_view(app: &TestApp, name: &str, value: &str) -> serde_json::Value {
+    app.send_with_cookies(Method::GET, "/admin/session", &[(name, value)], None, name)
+        .await
+        .json()
+}
+
+/// The same user id signed in to the main kind and to the admin kind on
+/// one store: each kind's listing shows, and its revocation ends, only its
+/// own session (they listed and revoked each other's before).
+async fn each_kind_lists_and_revokes_only_its_own_sessions(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let app = TestApp::conformance_with(settings(store), |routes| {
+        routes
+            .route("/admin/bind/{user}", axum::routing::post(admin_bind))
+            .route(
+                "/admin/users/{user}/sessions",
+                axum::routing::get(admin_sessions),
+            )
+            .route(
+                "/admin/users/{user}/revoke",
+                axum::routing::post(admin_revoke),
+            )
+    })
+    .await;
+    let ann = user("ann");
+    let main = login(&app, &ann).await;
+    let admin_name = format!("{}_admin", app.cookie_name());
+    let admin = app
+        .send_with_cookies(
+            Method::POST,
+            &format!("/admin/bind/{ann}"),
+            &[],
+            None,
+            &admin_name,
+        )
+        .await;
+    assert_eq!(admin.status, 200, "{}", admin.body);
+    let admin = admin.new_cookie();
+    let listed = app
+        .get(&format!("/users/{ann}/sessions"), None)
+        .await
+        .json();
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let admins = app.get(&format!("/admin/users/{ann}/sessions"), None).await;
+    assert_eq!(admins.body, "1");
+
+    let revoked = app
+        .post(&format!("/users/{ann}/revoke"), None, "")
+        .await
+        .json();
+    assert_eq!(revoked, json!({"revoked": 1}), "only the main session");
+    assert_eq!(app.get("/session", Some(&main)).await.json()["new"], true);
+    let view = admin_view(&app, &admin_name, &admin).await;
+    assert_eq!(
+        view["data"],
+        json!({"role": "admin"}),
+        "the admin session lives: {view}"
+    );
+
+    let revoked = app
+        .post(&format!("/admin/users/{ann}/revoke"), None, "")
+        .await;
+    assert_eq!(revoked.body, "1");
+    let view = admin_view(&app, &admin_name, &admin).await;
+    assert_eq!(view["new"], true, "{view}");
+    assert_eq!(
+        app.get(&format!("/admin/users/{ann}/sessions"), None)
+            .await
+            .body,
+        "0"
+    );
+}
 
 /// "Log out everywhere" while thieves keep renewing the sessions they stole
 /// (binding again renews the id and carries the data to it) and someone

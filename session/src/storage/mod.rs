@@ -72,6 +72,14 @@ pub struct StorageContext<'a> {
     /// configuration); `None` when the session has no idle limit. Stores
     /// read it through [`StorageContext::record_ttl`].
     pub idle_limit: Option<u64>,
+    /// On the user calls ([`ServerStorage::sessions_of`],
+    /// [`ServerStorage::revoke_session`], [`ServerStorage::revoke_user`]):
+    /// the [`SessionKind`](crate::SessionKind) of the layer asking, `None`
+    /// for [`Main`](crate::Main). A store lists and revokes only the
+    /// records of that kind ([`SessionRecord::kind`]), so one kind's
+    /// "log out everywhere" never ends another kind's sessions of a user
+    /// with the same id.
+    pub kind: Option<&'a str>,
 }
 
 impl<'a> StorageContext<'a> {
@@ -82,7 +90,15 @@ impl<'a> StorageContext<'a> {
             now,
             version: None,
             idle_limit: None,
+            kind: None,
         }
+    }
+
+    /// The same context, for the user calls of the layer of this kind.
+    #[must_use]
+    pub fn with_kind(mut self, kind: Option<&'a str>) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The same context, for writing a session with this idle limit.

@@ -224,16 +224,28 @@ fn push_handle(out: &mut String, id: &crate::id::SessionId) {
 /// much past their live sessions.
 pub(crate) const USER_INDEX_PRUNE_AT: usize = 64;
 
-/// The key of the set of the record keys of `user`'s sessions: `prefix`,
-/// `u:` and the url-safe base64 of SHA-256 of the user id (so any user id
-/// makes a short, safe key, and a dump of the store names no user).
+/// What a store indexes the sessions of `user` of the session kind `kind`
+/// under: the user id for the main kind, and the kind's name, a NUL and
+/// the user id for another (a user id never holds a NUL, see
+/// `users::user_problem`, so no two pairs share one).
+pub(crate) fn user_scope(kind: Option<&str>, user: &str) -> String {
+    match kind {
+        None => user.to_owned(),
+        Some(kind) => format!("{kind}\0{user}"),
+    }
+}
+
+/// The key of the set of the record keys of `user`'s sessions of `kind`:
+/// `prefix`, `u:` and the url-safe base64 of SHA-256 of its
+/// [`user_scope`] (so any user id makes a short, safe key, and a dump of
+/// the store names no user).
 #[cfg(feature = "redis")]
-pub(crate) fn user_key(prefix: &str, user: &str) -> String {
+pub(crate) fn user_key(prefix: &str, kind: Option<&str>, user: &str) -> String {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
 
-    let digest = Sha256::digest(user.as_bytes());
+    let digest = Sha256::digest(user_scope(kind, user).as_bytes());
     let mut key = String::with_capacity(prefix.len() + 45);
     key.push_str(prefix);
     key.push_str("u:");

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, ID_TRIES, USER_INDEX_PRUNE_AT, check_positive, handle};
+use super::server::{
+    DEFAULT_TTL, ID_TRIES, USER_INDEX_PRUNE_AT, check_positive, handle, user_scope,
+};
 use super::{ActiveSession, Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
@@ -310,13 +312,15 @@ impl MemoryStorage {
     fn delete_now(&self, id: &SessionId) -> bool {
         let key = key_of(id);
         let mut records = self.lock(shard_of(key));
-        let user = records.peek(key, id).and_then(|record| record.user);
+        let scope = records
+            .peek(key, id)
+            .and_then(|record| Some(user_scope(record.kind.as_deref(), record.user.as_deref()?)));
         if !records.remove(key, id) {
             return false;
         }
         drop(records);
-        match user {
-            Some(user) => self.users().remove(&user, id),
+        match scope {
+            Some(scope) => self.users().remove(&scope, id),
             None => true,
         }
     }
@@ -338,15 +342,16 @@ impl MemoryStorage {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Notes that the new session `id` is bound to `user`.
-    fn index(&self, user: &str, id: &SessionId) {
+    /// Notes that the new session `id` is bound to the user of `scope`
+    /// (its [`user_scope`]).
+    fn index(&self, scope: &str, id: &SessionId) {
         let mut users = self.users();
-        let ids = users.by_user.entry(user.to_owned()).or_default();
+        let ids = users.by_user.entry(scope.to_owned()).or_default();
         let crowded = ids.len() >= USER_INDEX_PRUNE_AT;
         ids.push(id.clone());
         users.entries += 1;
         if crowded {
-            users.retain(Some(user), |id| self.holds(id));
+            users.retain(Some(scope), |id| self.holds(id));
         }
         if users.entries >= users.sweep_at.max(UserIndex::FIRST_SWEEP) {
             users.retain(None, |id| self.holds(id));
@@ -357,8 +362,14 @@ impl MemoryStorage {
     /// The records bound to `user` that the store still holds, without
     /// taking them off probation. The user's entries stay in the index
     /// while it is read, so a revocation meanwhile finds them all.
-    fn sessions_of_now(&self, user: &str, now: u64) -> Vec<ActiveSession> {
-        let ids = self.users().by_user.get(user).cloned().unwrap_or_default();
+    fn sessions_of_now(&self, kind: Option<&str>, user: &str, now: u64) -> Vec<ActiveSession> {
+        let scope = user_scope(kind, user);
+        let ids = self
+            .users()
+            .by_user
+            .get(&scope)
+            .cloned()
+            .unwrap_or_default();
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for id in ids {
@@ -366,30 +377,32 @@ impl MemoryStorage {
             let mut records = self.lock(shard_of(key));
             records.purge_expired(now);
             match records.peek(key, &id) {
-                Some(record) if record.user.as_deref() == Some(user) => {
+                Some(record)
+                    if record.user.as_deref() == Some(user) && record.kind.as_deref() == kind =>
+                {
                     live.push(ActiveSession::of(handle(&id), &record));
                 }
                 _ => gone.push(id),
             }
         }
         if !gone.is_empty() {
-            self.users().retain(Some(user), |id| !gone.contains(id));
+            self.users().retain(Some(&scope), |id| !gone.contains(id));
         }
         live
     }
 
     /// Takes the session out of the user's index, then deletes its record.
-    fn revoke_session_now(&self, user: &str, handle_of_one: &str) -> bool {
+    fn revoke_session_now(&self, scope: &str, handle_of_one: &str) -> bool {
         let mut users = self.users();
         let Some(id) = users
             .by_user
-            .get(user)
+            .get(scope)
             .and_then(|ids| ids.iter().find(|id| handle(id) == handle_of_one))
             .cloned()
         else {
             return false;
         };
-        users.remove(user, &id);
+        users.remove(scope, &id);
         drop(users);
         self.remove_record(&id)
     }
@@ -408,8 +421,8 @@ impl MemoryStorage {
     /// before the instant had indexed its copy before that too, and the
     /// copy is among the entries taken. A session bound after the instant
     /// lives.
-    fn revoke_user_now(&self, user: &str) -> usize {
-        let ids = self.users().take(user);
+    fn revoke_user_now(&self, scope: &str) -> usize {
+        let ids = self.users().take(scope);
         ids.iter().filter(|id| self.remove_record(id)).count()
     }
 }
@@ -446,7 +459,7 @@ impl ServerStorage for MemoryStorage {
     ) -> impl Future<Output = Result<SessionId, StorageError>> + Send {
         let created = self.create_now(record, cx);
         if let (Ok(id), Some(user)) = (&created, &record.user) {
-            self.index(user, id);
+            self.index(&user_scope(record.kind.as_deref(), user), id);
         }
         ready(created)
     }
@@ -478,24 +491,26 @@ impl ServerStorage for MemoryStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<Vec<ActiveSession>, StorageError>> + Send {
-        ready(Ok(self.sessions_of_now(user, cx.now)))
+        ready(Ok(self.sessions_of_now(cx.kind, user, cx.now)))
     }
 
     fn revoke_user(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<usize, StorageError>> + Send {
-        ready(Ok(self.revoke_user_now(user)))
+        ready(Ok(self.revoke_user_now(&user_scope(cx.kind, user))))
     }
 
     fn revoke_session(
         &self,
         user: &str,
         handle: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send {
-        ready(Ok(self.revoke_session_now(user, handle)))
+        ready(Ok(
+            self.revoke_session_now(&user_scope(cx.kind, user), handle)
+        ))
     }
 }
 
@@ -526,7 +541,7 @@ mod tests {
             bound.user = Some(format!("user-{n}"));
             let cx = at(n, Some(10));
             let id = store.create_now(&bound, &cx).unwrap();
-            store.index(bound.user.as_deref().unwrap(), &id);
+            store.index(&user_scope(None, bound.user.as_deref().unwrap()), &id);
         }
         let entries = store.users().entries;
         assert!(store.len() <= 160);

@@ -151,12 +151,13 @@ return 1
 );
 
 /// `KEYS[1]` the record; `ARGV[1]` the deadline. Answers how many records
-/// it deleted and the user the record was bound to (empty: none), whose
-/// index the caller then takes the record out of.
+/// it deleted, the user the record was bound to (empty: none) and its kind
+/// (empty: the main one), whose index the caller then takes the record
+/// out of.
 const DELETE: &str = write_script!(
     r"
-local user = redis.call('HGET', KEYS[1], 'w')
-return {redis.call('DEL', KEYS[1]), user or ''}
+local bound = redis.call('HMGET', KEYS[1], 'w', 'k')
+return {redis.call('DEL', KEYS[1]), bound[1] or '', bound[2] or ''}
 "
 );
 
@@ -601,8 +602,8 @@ impl RedisStorage {
     /// as long as the longest record may; keys of records gone are dropped
     /// from it once it holds more than [`USER_INDEX_PRUNE_AT`], so a login
     /// costs a fixed number of round trips whatever the user's history.
-    async fn index(&self, user: &str, key: &str) -> Result<(), StorageError> {
-        let index = user_key(&self.prefix, user);
+    async fn index(&self, kind: Option<&str>, user: &str, key: &str) -> Result<(), StorageError> {
+        let index = user_key(&self.prefix, kind, user);
         let mut connection = self.connection.clone();
         let (size,): (usize,) = timed(
             self.times.command_timeout,
@@ -930,7 +931,9 @@ impl ServerStorage for RedisStorage {
         })
         .await?;
         if let Some(user) = &record.user
-            && let Err(error) = self.index(user, &store_key(&self.prefix, &id)).await
+            && let Err(error) = self
+                .index(record.kind.as_deref(), user, &store_key(&self.prefix, &id))
+                .await
         {
             // No cookie goes out: take the record back rather than leave a
             // session its user's list would not show.
@@ -960,9 +963,9 @@ impl ServerStorage for RedisStorage {
     async fn sessions_of(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
-        let index = user_key(&self.prefix, user);
+        let index = user_key(&self.prefix, cx.kind, user);
         let keys = self.members(&index).await?;
         let records: Vec<Vec<(String, String)>> = self
             .each(&keys, |key| {
@@ -975,7 +978,10 @@ impl ServerStorage for RedisStorage {
         let mut gone = Vec::new();
         for (key, fields) in keys.iter().zip(records) {
             match decode(fields) {
-                Some(record) if record.user.as_deref() == Some(user) => {
+                Some(record)
+                    if record.user.as_deref() == Some(user)
+                        && record.kind.as_deref() == cx.kind =>
+                {
                     let handle = key.strip_prefix(&self.prefix).unwrap_or(key).to_owned();
                     live.push(ActiveSession::of(handle, &record));
                 }
@@ -995,7 +1001,7 @@ impl ServerStorage for RedisStorage {
         &self,
         user: &str,
         handle: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
         // A handle is what `sessions_of` listed: the key's base64, nothing
         // that could reach another key.
@@ -1007,7 +1013,11 @@ impl ServerStorage for RedisStorage {
             return Ok(false);
         }
         let key = format!("{}{handle}", self.prefix);
-        if self.unindex(&user_key(&self.prefix, user), [&key]).await? == 0 {
+        if self
+            .unindex(&user_key(&self.prefix, cx.kind, user), [&key])
+            .await?
+            == 0
+        {
             // Not the user's, or ended already.
             return Ok(false);
         }
@@ -1052,9 +1062,9 @@ impl ServerStorage for RedisStorage {
     async fn revoke_user(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
-        let index = user_key(&self.prefix, user);
+        let index = user_key(&self.prefix, cx.kind, user);
         let revoking = revocation_key(&index);
         let mut connection = self.connection.clone();
         let keys: Vec<String> = timed(
@@ -1139,14 +1149,19 @@ impl ServerStorage for RedisStorage {
     /// renewal that raced the revocation does not carry it to a new id.
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let (deleted, user): (i64, String) = self.write(&self.scripts.delete, &key, |_| {}).await?;
+        let (deleted, user, kind): (i64, String, String) =
+            self.write(&self.scripts.delete, &key, |_| {}).await?;
         if deleted == 0 {
             return Ok(false);
         }
         if user.is_empty() {
             return Ok(true);
         }
-        Ok(self.unindex(&user_key(&self.prefix, &user), [&key]).await? == 1)
+        let kind = (!kind.is_empty()).then_some(kind.as_str());
+        Ok(self
+            .unindex(&user_key(&self.prefix, kind, &user), [&key])
+            .await?
+            == 1)
     }
 }
 

@@ -42,6 +42,10 @@ pub(crate) struct Dialect {
     record_parameter: &'static str,
     /// What locks the batch of expired rows a deletion takes, if anything.
     lock_batch: &'static str,
+    /// The condition that a row's record is of the session kind given as
+    /// parameter `n` (`{n}`; NULL for the main kind, which the record
+    /// leaves out).
+    same_kind: &'static str,
     /// The types of the `expires_at` and `record` columns.
     expires_at_type: &'static str,
     record_type: &'static str,
@@ -58,6 +62,7 @@ impl Dialect {
         record_text: "record::text",
         record_parameter: "{p}4::jsonb",
         lock_batch: " FOR UPDATE SKIP LOCKED",
+        same_kind: "(record ->> 'kind') IS NOT DISTINCT FROM {p}{n}",
         expires_at_type: "TIMESTAMPTZ",
         record_type: "JSONB",
     };
@@ -72,6 +77,7 @@ impl Dialect {
         record_text: "record",
         record_parameter: "{p}4",
         lock_batch: "",
+        same_kind: "json_extract(record, '$.kind') IS {p}{n}",
         expires_at_type: "INTEGER",
         record_type: "TEXT",
     };
@@ -121,10 +127,11 @@ pub(crate) struct Statements {
     pub(crate) delete: String,
     /// A batch of expired rows, at most `1` of them.
     pub(crate) delete_expired: String,
-    /// The handles and records of a user's live rows.
+    /// The handles and records of user `1`'s live rows of kind `2`.
     pub(crate) sessions_of: String,
-    /// The row with handle `1` if it is bound to user `2`.
+    /// The row with handle `1` if it is bound to user `2` and of kind `3`.
     pub(crate) revoke_session: String,
+    /// The rows of user `1` of kind `2`.
     pub(crate) revoke_user: String,
 }
 
@@ -136,6 +143,7 @@ impl Statements {
         let record = dialect.record_text;
         let row = dialect.spell(dialect.record_parameter);
         let s = |template: String| dialect.spell(&template);
+        let kind_is = |n: &str| dialect.same_kind.replace("{n}", n);
         Self {
             load: s(format!(
                 "SELECT {record} FROM {t} WHERE id = {{p}}1 AND {live}"
@@ -155,12 +163,17 @@ impl Statements {
                 dialect.dead, dialect.lock_batch
             )),
             sessions_of: s(format!(
-                "SELECT id, {record} FROM {t} WHERE user_id = {{p}}1 AND {live}"
+                "SELECT id, {record} FROM {t} WHERE user_id = {{p}}1 AND {live} AND {}",
+                kind_is("2")
             )),
             revoke_session: s(format!(
-                "DELETE FROM {t} WHERE id = {{p}}1 AND user_id = {{p}}2"
+                "DELETE FROM {t} WHERE id = {{p}}1 AND user_id = {{p}}2 AND {}",
+                kind_is("3")
             )),
-            revoke_user: s(format!("DELETE FROM {t} WHERE user_id = {{p}}1")),
+            revoke_user: s(format!(
+                "DELETE FROM {t} WHERE user_id = {{p}}1 AND {}",
+                kind_is("2")
+            )),
             qualified,
         }
     }

@@ -428,12 +428,14 @@ impl ServerStorage for PostgresStorage {
     async fn sessions_of(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
+        let kind = cx.kind;
         let rows: Vec<(String, String)> = timed(
             self.times.command_timeout,
             sqlx::query_as(&self.statements.sessions_of)
                 .bind(user)
+                .bind(kind)
                 .fetch_all(&self.pool),
         )
         .await?;
@@ -444,13 +446,15 @@ impl ServerStorage for PostgresStorage {
         &self,
         user: &str,
         handle: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        let kind = cx.kind;
         let deleted = timed(
             self.times.command_timeout,
             sqlx::query(&self.statements.revoke_session)
                 .bind(handle)
                 .bind(user)
+                .bind(kind)
                 .execute(&self.pool),
         )
         .await?;
@@ -473,8 +477,9 @@ impl ServerStorage for PostgresStorage {
     async fn revoke_user(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
+        let kind = cx.kind;
         let revoke = async {
             let mut transaction = self.pool.begin().await?;
             sqlx::query(&self.statements.lock_user)
@@ -483,6 +488,7 @@ impl ServerStorage for PostgresStorage {
                 .await?;
             let deleted = sqlx::query(&self.statements.revoke_user)
                 .bind(user)
+                .bind(kind)
                 .execute(&mut *transaction)
                 .await?;
             transaction.commit().await?;

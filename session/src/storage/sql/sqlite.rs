@@ -434,12 +434,14 @@ impl ServerStorage for SqliteStorage {
     async fn sessions_of(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
+        let kind = cx.kind;
         let rows: Vec<(String, String)> = timed(
             self.times.command_timeout,
             sqlx::query_as(&self.statements.sessions_of)
                 .bind(user)
+                .bind(kind)
                 .fetch_all(&self.pool),
         )
         .await?;
@@ -450,15 +452,18 @@ impl ServerStorage for SqliteStorage {
         &self,
         user: &str,
         handle: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        let kind = cx.kind;
         let deleted = self
             .write({
                 let (handle, user) = (handle.to_owned(), user.to_owned());
+                let kind = kind.map(str::to_owned);
                 move |pool, statements| async move {
                     sqlx::query(&statements.revoke_session)
                         .bind(handle)
                         .bind(user)
+                        .bind(kind)
                         .execute(&pool)
                         .await
                 }
@@ -470,14 +475,17 @@ impl ServerStorage for SqliteStorage {
     async fn revoke_user(
         &self,
         user: &str,
-        _cx: &StorageContext<'_>,
+        cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
+        let kind = cx.kind;
         let deleted = self
             .write({
                 let user = user.to_owned();
+                let kind = kind.map(str::to_owned);
                 move |pool, statements| async move {
                     sqlx::query(&statements.revoke_user)
                         .bind(user)
+                        .bind(kind)
                         .execute(&pool)
                         .await
                 }
