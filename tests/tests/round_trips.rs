@@ -156,7 +156,8 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     cost(
         "binding a user loads the session and renews it: the new record (a \
          script), its entry in the user's set (a pipeline on one key) and \
-         the old record's deletion (a script, with its deadline too)",
+         the old record's deletion (a script, with its deadline too, which \
+         reads whether the record is bound)",
         calls(&[
             ("hgetall", N),
             ("evalsha", 2 * N),
@@ -166,6 +167,7 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
             ("expire", 2 * N),
             ("sadd", N),
             ("scard", N),
+            ("hmget", N),
             ("del", N),
         ]),
     );
@@ -173,6 +175,23 @@ async fn redis_costs(urls: &[String], ports: &[u16]) {
     cost(
         "a read of a bound session is still one HGETALL",
         calls(&[("hgetall", N)]),
+    );
+
+    n_times!(i => app.post("/session/invalidate", Some(&bound[i as usize]), "").await);
+    cost(
+        "a logout of a bound session loads it, then four round trips: the \
+         deletion script answers the user and leaves the record, the key \
+         moves from the user's index to its deletions under way (SMOVE), \
+         the script deletes the record, and the key is let go of (SREM)",
+        calls(&[
+            ("hgetall", N),
+            ("evalsha", 2 * N),
+            ("time", 2 * N),
+            ("hmget", 2 * N),
+            ("smove", N),
+            ("del", N),
+            ("srem", N),
+        ]),
     );
 
     n_times!(_i => {
@@ -323,4 +342,84 @@ async fn every_postgres_statement_of_each_kind_of_request() {
         "invalidating is the read and one DELETE",
         calls(&[("select", N), ("delete", N)]),
     );
+}
+
+/// What a login (binding a session) and "log out everywhere" cost on
+/// Redis for a user who already has 1, 64 and 1,000 live sessions: the
+/// figures of the README's "Your active sessions" section. A login costs
+/// the same whatever the user keeps; a revocation is three round trips
+/// (the script, every record's DEL at once, one SREM) whose DELs grow with
+/// the sessions it ends.
+#[tokio::test]
+async fn login_and_revocation_costs_for_1_64_and_1000_sessions() {
+    let server = RedisServer::start();
+    let app = redis_app(&[server.url()], false).await;
+    let mut counter = RedisCalls::new(&[server.port]);
+    let login = |user: String| {
+        let app = &app;
+        async move {
+            let cookie = app.session_with(r#"{"a": 1}"#).await;
+            let reply = app
+                .post(
+                    "/session/bind",
+                    Some(&cookie),
+                    &json!({ "user": user }).to_string(),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+    };
+    // The scripts loaded once.
+    login("warm-up".into()).await;
+    app.post("/users/warm-up/revoke", None, "").await;
+    let mut lines = Vec::new();
+    for sessions in [1u64, 64, 1000] {
+        let user = format!("user-of-{sessions}");
+        for _ in 0..sessions {
+            login(user.clone()).await;
+        }
+        counter.since_last();
+        login(user.clone()).await;
+        let login_cost = counter.since_last();
+        let reply = app.post(&format!("/users/{user}/revoke"), None, "").await;
+        assert_eq!(reply.json(), json!({ "revoked": sessions + 1 }));
+        let revoke_cost = counter.since_last();
+        let commands = |calls: &session_tests::counters::Calls| {
+            calls
+                .iter()
+                .filter(|(name, _)| *name != "info")
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        lines.push(format!(
+            "{sessions} sessions: login {} commands {login_cost:?}; revoke {} commands, of which {} DEL",
+            commands(&login_cost),
+            commands(&revoke_cost),
+            revoke_cost.get("del").copied().unwrap_or(0),
+        ));
+        // The new session's own PATCH, then the bind: the same commands
+        // whatever the user's history.
+        assert_eq!(
+            login_cost,
+            calls(&[
+                ("evalsha", 3),
+                ("time", 3),
+                ("exists", 2),
+                ("hset", 2),
+                ("expire", 3),
+                ("sadd", 1),
+                ("scard", 1),
+                ("hgetall", 1),
+                ("hmget", 1),
+                ("del", 1),
+            ]),
+            "a login of a user with {sessions} sessions"
+        );
+        // The script (with SUNIONSTORE, DEL, EXISTS, EXPIRE and SMEMBERS
+        // inside), one DEL per session, one SREM.
+        assert_eq!(revoke_cost.get("del").copied(), Some(sessions + 1 + 1));
+        assert_eq!(revoke_cost.get("evalsha").copied(), Some(1));
+        assert_eq!(revoke_cost.get("srem").copied(), Some(1));
+    }
+    println!("{}", lines.join("\n"));
 }

@@ -21,7 +21,75 @@ for_every_storage!(
     binding_a_user_id_no_store_can_hold_fails_the_request,
     a_revocation_ends_sessions_renewed_and_listed_while_it_runs,
     each_kind_lists_and_revokes_only_its_own_sessions,
+    renewals_raced_by_listing_keep_their_session,
 );
+
+/// A signed-in client that keeps renewing its session while "your
+/// sessions" is polled keeps it every time: a listing that prunes the
+/// entries of records gone must not take the entry of a record being
+/// renewed, which the renewal would read as a revocation and sign the
+/// user out.
+async fn renewals_raced_by_listing_keep_their_session(store: Store) {
+    if !indexes(store) {
+        return;
+    }
+    let settings = settings(store);
+    on_two_threads(async move {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+        let app = Arc::new(TestApp::conformance(settings).await);
+        let ann = user("ann");
+        let mut cookie = login(&app, &ann).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let listers: Vec<_> = (0..2)
+            .map(|_| {
+                let (app, ann, stop) = (app.clone(), ann.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(SeqCst) {
+                        let listed = app.get(&format!("/users/{ann}/sessions"), None).await;
+                        assert_eq!(listed.status, 200, "{}", listed.body);
+                    }
+                })
+            })
+            .collect();
+        let body = json!({ "user": ann }).to_string();
+        for renewal in 0..300 {
+            let reply = app.post("/session/bind", Some(&cookie), &body).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert!(
+                reply.session_set_cookie().is_some(),
+                "renewal {renewal} signed the user out"
+            );
+            assert_eq!(reply.json()["new"], false, "renewal {renewal}");
+            cookie = reply.new_cookie();
+        }
+        stop.store(true, SeqCst);
+        for lister in listers {
+            lister.await.expect("the lister ran");
+        }
+        assert_eq!(
+            app.get("/session", Some(&cookie)).await.data(),
+            json!({"cart": [1]})
+        );
+    })
+    .await;
+}
+
+/// Runs `test` on a runtime of two threads, so that calls that never wait
+/// (the memory store's) really overlap, as they do in an app.
+async fn on_two_threads(test: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(test);
+    })
+    .await
+    .expect("the test ran");
+}
 
 /// Binds the admin session (the conformance app's second kind) to `user`.
 async fn admin_bind(
@@ -147,19 +215,7 @@ async fn a_revocation_ends_sessions_renewed_and_listed_while_it_runs(store: Stor
     if !indexes(store) {
         return;
     }
-    let settings = settings(store);
-    // On two threads, so that calls that never wait (the memory store's)
-    // really overlap, as they do in an app.
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(revocation_race(settings));
-    })
-    .await
-    .expect("the race ran");
+    on_two_threads(revocation_race(settings(store))).await;
 }
 
 async fn revocation_race(settings: session_examples::conformance::Settings) {

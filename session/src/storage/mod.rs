@@ -260,7 +260,10 @@ pub trait ServerStorage: Send + Sync + 'static {
     /// already taken, even if the record itself is not deleted yet: a
     /// renewal deletes the old record after writing the new one, and this
     /// answer is what tells the layer the session was ended meanwhile, so
-    /// that it deletes the new copy instead of handing out its cookie.
+    /// that it deletes the new copy instead of handing out its cookie. So
+    /// nothing else (such as the pruning of index entries whose records
+    /// are gone) may take a record's entry out while the record lives: the
+    /// deletion would read that as a revocation and sign its user out.
     fn delete(
         &self,
         id: &SessionId,

@@ -218,11 +218,18 @@ fn push_handle(out: &mut String, id: &crate::id::SessionId) {
     URL_SAFE_NO_PAD.encode_string(Sha256::digest(id.as_str().as_bytes()), out);
 }
 
-/// How many entries a user's index of sessions may hold before the entries
-/// of records gone (expired, evicted, replaced) are dropped from it as the
-/// next one is added: a user who signs in again and again never grows it
-/// much past their live sessions.
+/// How often a user's index of sessions drops the entries of records gone
+/// (expired, evicted): whenever a new entry makes its size a multiple of
+/// this. A user who signs in again and again never grows it more than this
+/// past their live sessions, and a login costs the check of every entry
+/// only once in this many, so its cost stays flat however many sessions
+/// the user keeps.
 pub(crate) const USER_INDEX_PRUNE_AT: usize = 64;
+
+/// Whether an index that just grew to `size` entries is due for pruning.
+pub(crate) fn prune_due(size: usize) -> bool {
+    size.is_multiple_of(USER_INDEX_PRUNE_AT)
+}
 
 /// What a store indexes the sessions of `user` of the session kind `kind`
 /// under: the user id for the main kind, and the kind's name, a NUL and

@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{
-    DEFAULT_TTL, ID_TRIES, USER_INDEX_PRUNE_AT, check_positive, handle, user_scope,
-};
+use super::server::{DEFAULT_TTL, ID_TRIES, check_positive, handle, prune_due, user_scope};
 use super::{ActiveSession, Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
@@ -98,7 +96,7 @@ pub struct MemoryStorage {
 /// record answers whether its entry was still there (see
 /// [`MemoryStorage::revoke_user_now`]). Entries of records gone (expired,
 /// evicted) are dropped when the user's list is read, when it grows past
-/// [`USER_INDEX_PRUNE_AT`], and from the whole index whenever it holds
+/// [`USER_INDEX_PRUNE_AT`](super::server::USER_INDEX_PRUNE_AT) (at every multiple), and from the whole index whenever it holds
 /// twice as many entries as after its last sweep (and at least
 /// [`UserIndex::FIRST_SWEEP`]), so it stays within a small multiple of the
 /// live bound sessions, which the store's cap bounds.
@@ -137,14 +135,24 @@ impl UserIndex {
         ids
     }
 
-    /// Keeps only the entries of `user` (or of every user) for which
-    /// `live` holds.
-    fn retain(&mut self, user: Option<&str>, mut live: impl FnMut(&SessionId) -> bool) {
+    /// Keeps only the entries of `user` for which `live` holds.
+    fn retain(&mut self, user: &str, live: impl FnMut(&SessionId) -> bool) {
+        let Some(ids) = self.by_user.get_mut(user) else {
+            return;
+        };
+        let before = ids.len();
+        ids.retain(live);
+        self.entries -= before - ids.len();
+        if ids.is_empty() {
+            self.by_user.remove(user);
+        }
+    }
+
+    /// Keeps only the entries of every user for which `live` holds.
+    fn retain_all(&mut self, mut live: impl FnMut(&SessionId) -> bool) {
         let mut entries = 0;
-        self.by_user.retain(|name, ids| {
-            if user.is_none_or(|user| user == name) {
-                ids.retain(&mut live);
-            }
+        self.by_user.retain(|_, ids| {
+            ids.retain(&mut live);
             entries += ids.len();
             !ids.is_empty()
         });
@@ -311,18 +319,27 @@ impl MemoryStorage {
     /// not carry it to a new id (see [`MemoryStorage::revoke_user_now`]).
     fn delete_now(&self, id: &SessionId) -> bool {
         let key = key_of(id);
+        let scope_of = |records: &Records| {
+            let record = records.peek(key, id)?;
+            Some(user_scope(record.kind.as_deref(), record.user.as_deref()?))
+        };
+        {
+            let mut records = self.lock(shard_of(key));
+            if scope_of(&records).is_none() {
+                return records.remove(key, id);
+            }
+        }
+        // Bound: the entry and the record go together, under the index's
+        // lock and then the part's (the order `index` takes them), so no
+        // pruning sees the record gone while its entry is still there and
+        // takes the entry first, which would read as a revocation.
+        let mut users = self.users();
         let mut records = self.lock(shard_of(key));
-        let scope = records
-            .peek(key, id)
-            .and_then(|record| Some(user_scope(record.kind.as_deref(), record.user.as_deref()?)));
-        if !records.remove(key, id) {
-            return false;
-        }
-        drop(records);
-        match scope {
-            Some(scope) => self.users().remove(&scope, id),
-            None => true,
-        }
+        let Some(scope) = scope_of(&records) else {
+            return records.remove(key, id);
+        };
+        let indexed = users.remove(&scope, id);
+        records.remove(key, id) && indexed
     }
 
     /// Deletes the record of `id`, leaving the user index alone.
@@ -347,14 +364,14 @@ impl MemoryStorage {
     fn index(&self, scope: &str, id: &SessionId) {
         let mut users = self.users();
         let ids = users.by_user.entry(scope.to_owned()).or_default();
-        let crowded = ids.len() >= USER_INDEX_PRUNE_AT;
         ids.push(id.clone());
+        let due = prune_due(ids.len());
         users.entries += 1;
-        if crowded {
-            users.retain(Some(scope), |id| self.holds(id));
+        if due {
+            users.retain(scope, |id| self.holds(id));
         }
         if users.entries >= users.sweep_at.max(UserIndex::FIRST_SWEEP) {
-            users.retain(None, |id| self.holds(id));
+            users.retain_all(|id| self.holds(id));
             users.sweep_at = users.entries * 2;
         }
     }
@@ -386,7 +403,7 @@ impl MemoryStorage {
             }
         }
         if !gone.is_empty() {
-            self.users().retain(Some(&scope), |id| !gone.contains(id));
+            self.users().retain(&scope, |id| !gone.contains(id));
         }
         live
     }

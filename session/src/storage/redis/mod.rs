@@ -66,7 +66,7 @@ use crate::lifetime::MaxAge;
 use crate::record::{Changes, SessionRecord};
 use crate::storage::server::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, StoreTimes,
-    USER_INDEX_PRUNE_AT, create_with_fresh_id, store_key, timed, user_key,
+    create_with_fresh_id, prune_due, store_key, timed, user_key,
 };
 use crate::storage::{ActiveSession, Loaded, ServerStorage, StorageContext};
 
@@ -150,31 +150,33 @@ return 1
 "
 );
 
-/// `KEYS[1]` the record; `ARGV[1]` the deadline. Answers how many records
-/// it deleted, the user the record was bound to (empty: none) and its kind
-/// (empty: the main one), whose index the caller then takes the record
-/// out of.
+/// `KEYS[1]` the record; `ARGV[1]` the deadline, `ARGV[2]` `1` to delete a
+/// record bound to a user too. Answers how many records it deleted, and,
+/// for a bound record it left alone, its user and kind (empty: the main
+/// one), so the caller can first take it out of its user's index.
 const DELETE: &str = write_script!(
     r"
 local bound = redis.call('HMGET', KEYS[1], 'w', 'k')
-return {redis.call('DEL', KEYS[1]), bound[1] or '', bound[2] or ''}
+if bound[1] and ARGV[2] ~= '1' then return {0, bound[1], bound[2] or ''} end
+return {redis.call('DEL', KEYS[1]), '', ''}
 "
 );
 
-/// `KEYS[1]` a user's index, `KEYS[2]` its revocation set (same slot);
-/// `ARGV[1]` the revocation set's TTL. Moves every record key of the index
-/// into the revocation set, atomically, and answers the set's members:
-/// from this instant no record of the index can be taken out of it by a
-/// deletion (see [`RedisStorage::revoke_user`]). The revocation set keeps
-/// the keys until their records are surely deleted, so a revocation that
-/// failed half-way is finished by the next.
+/// `KEYS[1]` a user's index, `KEYS[2]` its deletions under way, `KEYS[3]`
+/// its revocation set (one slot, see [`UserSets`]); `ARGV[1]` the
+/// revocation set's TTL. Moves every record key of the first two into the
+/// revocation set, atomically, and answers the set's members: from this
+/// instant no deletion can take one of them out of the index (see
+/// [`RedisStorage::revoke_user`]). The revocation set keeps the keys until
+/// their records are surely deleted, so a revocation that failed half-way
+/// is finished by the next.
 const REVOKE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
-  redis.call('DEL', KEYS[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
-return redis.call('SMEMBERS', KEYS[2])
+return redis.call('SMEMBERS', KEYS[3])
 ";
 
 /// `KEYS[1]` the record; `ARGV[1]` now. Reads the record and, if it
@@ -600,8 +602,9 @@ impl RedisStorage {
 
     /// Adds the record `key` to the set of `user`'s sessions. The set lives
     /// as long as the longest record may; keys of records gone are dropped
-    /// from it once it holds more than [`USER_INDEX_PRUNE_AT`], so a login
-    /// costs a fixed number of round trips whatever the user's history.
+    /// from it whenever it grows to a multiple of [`USER_INDEX_PRUNE_AT`](crate::storage::server::USER_INDEX_PRUNE_AT),
+    /// so a login costs a fixed number of round trips whatever the user's
+    /// history.
     async fn index(&self, kind: Option<&str>, user: &str, key: &str) -> Result<(), StorageError> {
         let index = user_key(&self.prefix, kind, user);
         let mut connection = self.connection.clone();
@@ -621,7 +624,7 @@ impl RedisStorage {
                 .query_async(&mut connection),
         )
         .await?;
-        if size > USER_INDEX_PRUNE_AT {
+        if prune_due(size) {
             let members = self.members(&index).await?;
             let exists: Vec<bool> = self
                 .each(&members, |key| {
@@ -657,6 +660,21 @@ impl RedisStorage {
         timed(
             self.times.command_timeout,
             command.query_async(&mut connection),
+        )
+        .await
+    }
+
+    /// Moves the record key `key` from the set `from` to the set `to` (of
+    /// one user, so in one slot), atomically; whether it was in `from`.
+    async fn moved(&self, from: &str, to: &str, key: &str) -> Result<bool, StorageError> {
+        let mut connection = self.connection.clone();
+        timed(
+            self.times.command_timeout,
+            redis::cmd("SMOVE")
+                .arg(from)
+                .arg(to)
+                .arg(key)
+                .query_async(&mut connection),
         )
         .await
     }
@@ -778,14 +796,41 @@ impl RedisStorage {
     }
 }
 
-/// The key of the revocation set of the user index `index`, in the same
+/// The three sets that make the sessions of one user (and kind), in one
 /// cluster slot: the index's own hash tag when it has one (from the key
-/// prefix), else the whole index key as the tag.
-fn revocation_key(index: &str) -> String {
-    if hash_tag(index).is_some() {
-        format!("{index}:r")
-    } else {
-        format!("{{{index}}}:r")
+/// prefix), else the whole index key as the tag of the other two.
+///
+/// - `index`: the record keys of the user's sessions;
+/// - `pending`: keys a deletion has taken out of the index and whose
+///   records it is deleting;
+/// - `revoking`: keys a revocation has taken out of both and whose records
+///   it is deleting.
+///
+/// A key moves from one to the next in one `SMOVE` or script, so it is in
+/// exactly one of them while its record may live, and which one says who
+/// ended it; no pruning ever takes a key out of `pending` or `revoking`
+/// while its record lives.
+struct UserSets {
+    index: String,
+    pending: String,
+    revoking: String,
+}
+
+impl UserSets {
+    fn new(prefix: &str, kind: Option<&str>, user: &str) -> Self {
+        let index = user_key(prefix, kind, user);
+        let beside = |suffix: &str| {
+            if hash_tag(&index).is_some() {
+                format!("{index}{suffix}")
+            } else {
+                format!("{{{index}}}{suffix}")
+            }
+        };
+        Self {
+            pending: beside(":p"),
+            revoking: beside(":r"),
+            index,
+        }
     }
 }
 
@@ -965,8 +1010,19 @@ impl ServerStorage for RedisStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
-        let index = user_key(&self.prefix, cx.kind, user);
-        let keys = self.members(&index).await?;
+        let sets = UserSets::new(&self.prefix, cx.kind, user);
+        // The index, and the keys whose deletion or revocation is under
+        // way: a session is listed until its record is surely gone.
+        let mut connection = self.connection.clone();
+        let keys: Vec<String> = timed(
+            self.times.command_timeout,
+            redis::cmd("SUNION")
+                .arg(&sets.index)
+                .arg(&sets.pending)
+                .arg(&sets.revoking)
+                .query_async(&mut connection),
+        )
+        .await?;
         let records: Vec<Vec<(String, String)>> = self
             .each(&keys, |key| {
                 let mut command = redis::cmd("HGETALL");
@@ -989,14 +1045,23 @@ impl ServerStorage for RedisStorage {
                 _ => gone.push(key),
             }
         }
-        self.unindex(&index, gone).await?;
+        self.unindex(&sets.index, gone.iter().copied()).await?;
+        self.unindex(&sets.pending, gone.iter().copied()).await?;
+        self.unindex(&sets.revoking, gone).await?;
         Ok(live)
     }
 
-    /// Takes the record out of the user's index, then deletes it: once
-    /// out of the index, a renewal of it no longer carries its data to a
-    /// new id (see [`ServerStorage::delete`] here), exactly as after a
-    /// revocation of the whole user.
+    /// Moves the record's key from the user's index to its revocation set,
+    /// deletes the record, then lets go of the key: once out of the index,
+    /// a renewal of the record no longer carries its data to a new id (see
+    /// [`ServerStorage::delete`] here), exactly as after a revocation of
+    /// the whole user; if the deletion fails, the key stays in the
+    /// revocation set, listed, and the user's next revocation deletes it.
+    ///
+    /// Against a renewal of the same session running at once it is
+    /// best-effort: if the renewal took the key out of the index first,
+    /// the session lives on under its new id and this answers `false`
+    /// (list again and revoke the new handle).
     async fn revoke_session(
         &self,
         user: &str,
@@ -1013,12 +1078,9 @@ impl ServerStorage for RedisStorage {
             return Ok(false);
         }
         let key = format!("{}{handle}", self.prefix);
-        if self
-            .unindex(&user_key(&self.prefix, cx.kind, user), [&key])
-            .await?
-            == 0
-        {
-            // Not the user's, or ended already.
+        let sets = UserSets::new(&self.prefix, cx.kind, user);
+        if !self.moved(&sets.index, &sets.revoking, &key).await? {
+            // Not the user's, or being ended already.
             return Ok(false);
         }
         let mut connection = self.connection.clone();
@@ -1033,71 +1095,90 @@ impl ServerStorage for RedisStorage {
         .await;
         self.wrote(&key);
         let deleted: i64 = deleted?;
+        self.unindex(&sets.revoking, [&key]).await?;
         Ok(deleted > 0)
     }
 
     /// Ends every session of `user`, in three steps of one round trip each:
     ///
-    /// 1. one script moves the keys of the user's index into its
-    ///    revocation set, atomically (the instant the revocation takes
-    ///    effect);
+    /// 1. one script moves the keys of the user's index, and of the
+    ///    deletions under way, into its revocation set, atomically (the
+    ///    instant the revocation takes effect);
     /// 2. every record named there is deleted, all at once;
-    /// 3. the revocation set lets go of those keys.
+    /// 3. the revocation set lets go of the keys whose records are deleted.
     ///
     /// Why no session bound before step 1 survives, whatever runs
     /// meanwhile: a record is indexed before its cookie is ever sent (see
-    /// `create`), so every record of the user a client holds is in the
-    /// index at step 1 and deleted at step 2. An update never brings a
-    /// deleted record back (the update script needs it to exist). What
-    /// could escape is a renewal, which copies the record to a new id: but
-    /// a renewal deletes the old record after creating the new one, and
-    /// that deletion answers "ended meanwhile" once the old key has left
-    /// the index; the layer then deletes the new record, which no cookie
-    /// ever named. So either the renewal took the old key out of the index
-    /// before step 1, and its new record, indexed before that, is deleted
-    /// at step 2; or it comes after step 1 and ends its own copy. A
-    /// session bound after step 1 lives, in an index the revocation no
-    /// longer reads. If step 2 fails, the keys stay in the revocation set
-    /// and the next revocation of the user deletes them.
+    /// `create`), and its key stays in one of the user's sets (see
+    /// [`UserSets`]) until its record is deleted, so every record of the
+    /// user a client holds is taken at step 1 and deleted at step 2. An
+    /// update never brings a deleted record back (the update script needs
+    /// it to exist). What could escape is a renewal, which copies the
+    /// record to a new id: but a renewal deletes the old record after
+    /// creating the new one, and that deletion answers "ended meanwhile"
+    /// unless it moved the old key out of the index itself; the layer then
+    /// deletes the new record, which no cookie ever named. So either the
+    /// renewal moved the old key before step 1, and its new record, indexed
+    /// before that, is taken at step 1; or it comes after step 1 and ends
+    /// its own copy. A session bound after step 1 lives, in an index the
+    /// revocation no longer reads. If step 2 fails for some records, their
+    /// keys stay in the revocation set, still listed, and the next
+    /// revocation of the user deletes them.
     async fn revoke_user(
         &self,
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<usize, StorageError> {
-        let index = user_key(&self.prefix, cx.kind, user);
-        let revoking = revocation_key(&index);
+        let sets = UserSets::new(&self.prefix, cx.kind, user);
         let mut connection = self.connection.clone();
         let keys: Vec<String> = timed(
             self.times.command_timeout,
             self.scripts
                 .revoke
-                .key(&index)
-                .key(&revoking)
+                .key(&sets.index)
+                .key(&sets.pending)
+                .key(&sets.revoking)
                 .arg(crate::record::MAX_STORE_TTL)
                 .invoke_async(&mut connection),
         )
         .await?;
-        let deleted = self
-            .each(&keys, |key| {
-                let mut command = redis::cmd("DEL");
-                command.arg(key);
-                command
-            })
-            .await;
+        let deletions = keys.iter().map(|key| {
+            let mut connection = self.connection.clone();
+            async move {
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<usize>(&mut connection)
+                    .await
+            }
+        });
+        // Every deletion is sent and heard, even after one fails: a
+        // failure leaves only its own key behind.
+        let outcomes = tokio::time::timeout(
+            self.times.command_timeout,
+            futures_util::future::join_all(deletions),
+        )
+        .await;
         for key in &keys {
             self.wrote(key);
         }
-        let deleted: Vec<usize> = deleted?;
-        let mut command = redis::cmd("SREM");
-        command.arg(&revoking).arg(&keys);
-        if !keys.is_empty() {
-            let () = timed(
-                self.times.command_timeout,
-                command.query_async(&mut connection),
-            )
-            .await?;
+        let outcomes = outcomes.map_err(|_| StorageError::Timeout(self.times.command_timeout))?;
+        let mut revoked = 0;
+        let mut done = Vec::new();
+        let mut failure = None;
+        for (key, outcome) in keys.iter().zip(outcomes) {
+            match outcome {
+                Ok(deleted) => {
+                    revoked += deleted;
+                    done.push(key);
+                }
+                Err(error) => failure = Some(error),
+            }
         }
-        Ok(deleted.into_iter().sum())
+        self.unindex(&sets.revoking, done).await?;
+        match failure {
+            Some(error) => Err(StorageError::unavailable(error)),
+            None => Ok(revoked),
+        }
     }
 
     async fn update(
@@ -1142,26 +1223,35 @@ impl ServerStorage for RedisStorage {
         Ok(updated == 1)
     }
 
-    /// Deletes the record and takes it out of its user's index. For a
-    /// record bound to a user, it answers whether the record was still in
-    /// the index: a record a revocation took (see
+    /// Deletes the record. A record bound to a user is first moved from
+    /// its user's index to the user's deletions under way (see
+    /// [`UserSets`]) and let go of once deleted; the answer is then whether
+    /// that move found it in the index: a record a revocation took (see
     /// [`ServerStorage::revoke_user`] here) counts as ended already, so a
     /// renewal that raced the revocation does not carry it to a new id.
+    /// An unbound record is deleted in one round trip; a bound one in
+    /// four: the first answers its user, then its key moves, the record is
+    /// deleted, and the key is let go of.
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
-        let (deleted, user, kind): (i64, String, String) =
-            self.write(&self.scripts.delete, &key, |_| {}).await?;
-        if deleted == 0 {
-            return Ok(false);
-        }
+        let (deleted, user, kind): (i64, String, String) = self
+            .write(&self.scripts.delete, &key, |invocation| {
+                invocation.arg("0");
+            })
+            .await?;
         if user.is_empty() {
-            return Ok(true);
+            return Ok(deleted > 0);
         }
         let kind = (!kind.is_empty()).then_some(kind.as_str());
-        Ok(self
-            .unindex(&user_key(&self.prefix, kind, &user), [&key])
-            .await?
-            == 1)
+        let sets = UserSets::new(&self.prefix, kind, &user);
+        let indexed = self.moved(&sets.index, &sets.pending, &key).await?;
+        let (deleted, _, _): (i64, String, String) = self
+            .write(&self.scripts.delete, &key, |invocation| {
+                invocation.arg("1");
+            })
+            .await?;
+        self.unindex(&sets.pending, [&key]).await?;
+        Ok(indexed && deleted > 0)
     }
 }
 
