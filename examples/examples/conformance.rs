@@ -20,6 +20,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let settings = match Settings::from_env() {
+        Ok(settings) => settings.connect_revocations().await,
+        Err(message) => Err(message),
+    };
+    let settings = match settings {
         Ok(settings) => settings,
         Err(message) => {
             eprintln!("conformance: {message}");

@@ -48,6 +48,15 @@ pub struct Profile {
     pub visits: u64,
 }
 
+/// Where a cookie storage's revocations are kept (`SESSION_REVOCATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// In the app's memory.
+    Memory,
+    /// In Redis, at `REDIS_URL`.
+    Redis,
+}
+
 /// Which storage the app runs on (`SESSION_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -153,6 +162,11 @@ pub struct Settings {
     /// Not in the environment: the key prefix of server-side records, so
     /// tests can find their own.
     pub key_prefix: Option<String>,
+    /// `SESSION_REVOCATION`: where a cookie storage counts revocations.
+    pub revocation: Option<Revocation>,
+    /// The state `revocation` names, made by [`Settings::connect_revocations`]
+    /// and shared by every layer the settings build.
+    pub revocations: Option<typed_sessions::Revocations>,
 }
 
 impl Settings {
@@ -180,6 +194,8 @@ impl Settings {
             absolute_timeout: None,
             refresh: None,
             key_prefix: None,
+            revocation: None,
+            revocations: None,
         }
     }
 
@@ -252,6 +268,17 @@ impl Settings {
             .map(|value| value.parse::<SameSite>())
             .transpose()
             .map_err(|error| format!("SESSION_COOKIE_SAMESITE: {error}"))?;
+        if let Some(revocation) = var("SESSION_REVOCATION") {
+            settings.revocation = Some(match revocation.as_str() {
+                "memory" => Revocation::Memory,
+                "redis" => Revocation::Redis,
+                _ => {
+                    return Err(format!(
+                        "SESSION_REVOCATION must be memory or redis, got {revocation:?}"
+                    ));
+                }
+            });
+        }
         if let Some(transport) = var("SESSION_TRANSPORT") {
             settings.transport = match transport.as_str() {
                 "cookie" => Transport::Cookie,
@@ -265,6 +292,39 @@ impl Settings {
             };
         }
         Ok(settings)
+    }
+
+    /// Makes the revocation state `SESSION_REVOCATION` names (for Redis:
+    /// connects to `REDIS_URL`), for every layer these settings build.
+    pub async fn connect_revocations(mut self) -> Result<Self, String> {
+        self.revocations = match self.revocation {
+            None => None,
+            Some(Revocation::Memory) => Some(typed_sessions::Revocations::in_memory()),
+            Some(Revocation::Redis) => Some(self.redis_revocations().await?),
+        };
+        Ok(self)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis_revocations(&self) -> Result<typed_sessions::Revocations, String> {
+        let mut storage = RedisStorage::connect(self.redis_url.as_str())
+            .await
+            .map_err(|error| {
+                format!(
+                    "REDIS_URL {}: {}",
+                    self.redis_url,
+                    typed_sessions_error_chain(&error)
+                )
+            })?;
+        if let Some(prefix) = &self.key_prefix {
+            storage = storage.with_key_prefix(prefix.clone());
+        }
+        Ok(typed_sessions::Revocations::redis(&storage))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn redis_revocations(&self) -> Result<typed_sessions::Revocations, String> {
+        Err("SESSION_REVOCATION=redis needs the examples built with the `redis` feature".to_owned())
     }
 
     /// The storage these settings name, connected; an unreachable server
@@ -534,6 +594,9 @@ impl Settings {
         }
         if let Some(same_site) = self.same_site {
             builder = builder.with_same_site(same_site);
+        }
+        if let Some(revocations) = &self.revocations {
+            builder = builder.with_revocations(revocations.clone());
         }
         builder
     }

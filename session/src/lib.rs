@@ -202,6 +202,7 @@ mod migrating;
 ))]
 mod readme;
 mod record;
+mod revocation;
 mod session;
 pub mod storage;
 mod throttle;
@@ -215,6 +216,7 @@ pub use flash::Flash;
 pub use kind::{Main, SessionKind};
 pub use layer::{SameSite, SessionLayer, SessionLayerBuilder};
 pub use lifetime::Refresh;
+pub use revocation::Revocations;
 pub use session::Session;
 #[doc(inline)]
 pub use storage::ActiveSession;

@@ -77,6 +77,14 @@ pub struct SessionRecord {
     /// server-side store lists and revokes sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Under a [`Revocations`](crate::Revocations) state (cookie storages
+    /// and Memcached): how many times the user's sessions had been revoked
+    /// when this session was bound to them, `None` until a save sets it. A
+    /// session whose count is below the user's current one was revoked,
+    /// and never opens again. Renewals carry it; binding another user
+    /// clears it.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<u64>,
     /// The session's data: string keys to JSON values.
     #[serde(rename = "session", default)]
     pub data: Map<String, Value>,
@@ -92,6 +100,7 @@ impl SessionRecord {
             expires_at: None,
             kind: None,
             user: None,
+            binding: None,
             data: Map::new(),
         }
     }
@@ -221,6 +230,7 @@ impl std::fmt::Debug for SessionRecord {
             .field("expires_at", &self.expires_at)
             .field("kind", &self.kind)
             .field("user", &self.user.as_ref().map(|_| "<bound>"))
+            .field("binding", &self.binding)
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .finish()
     }

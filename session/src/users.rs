@@ -4,8 +4,10 @@
 //! A handler binds the session to a user at login
 //! ([`Session::bind_user`]); the [`UserSessions`] extractor then lists that
 //! user's live sessions and revokes them, on the server-side storages that
-//! can index records by user (memory, Redis and Redis Cluster). Memcached
-//! cannot list its items, and a cookie storage keeps nothing: both answer
+//! index records by user (memory, Redis and Redis Cluster, PostgreSQL,
+//! SQLite). Memcached cannot list its items, but revokes by a count per
+//! user; a cookie storage keeps nothing, and revokes only under a
+//! [`Revocations`](crate::Revocations) state; listing on either answers
 //! [`StorageError::Unsupported`].
 
 use std::marker::PhantomData;
@@ -46,7 +48,14 @@ impl<K: SessionKind> Session<K> {
             self.refuse_save(crate::SaveError::InvalidUser(problem));
             return;
         }
-        self.lock().record.user = Some(user);
+        let mut state = self.lock();
+        if state.record.user.as_deref() != Some(user.as_str()) {
+            // A new binding; binding the same user again is a renewal and
+            // keeps the binding's revocation count (see `Revocations`).
+            state.record.binding = None;
+            state.record.user = Some(user);
+        }
+        drop(state);
         self.renew();
     }
 
@@ -60,10 +69,25 @@ impl<K: SessionKind> Session<K> {
     /// privilege too, so it renews the session; one left with no data is
     /// then not stored. Nothing happens to a session bound to no one.
     pub fn unbind_user(&self) {
-        let was_bound = self.lock().record.user.take().is_some();
+        let was_bound = {
+            let mut state = self.lock();
+            state.record.binding = None;
+            state.record.user.take().is_some()
+        };
         if was_bound {
             self.renew();
         }
+    }
+}
+
+/// What a store indexes the sessions of `user` of the session kind `kind`
+/// under: the user id for the main kind, and the kind's name, a NUL and
+/// the user id for another (a user id never holds a NUL, see
+/// [`user_problem`], so no two pairs share one).
+pub(crate) fn user_scope(kind: Option<&str>, user: &str) -> String {
+    match kind {
+        None => user.to_owned(),
+        Some(kind) => format!("{kind}\0{user}"),
     }
 }
 
@@ -125,7 +149,8 @@ fn is_handle(handle: &str) -> bool {
 ///         return "not signed in".into();
 ///     };
 ///     match sessions.revoke(&user).await {
-///         Ok(n) => format!("{n} sessions ended"),
+///         Ok(Some(n)) => format!("{n} sessions ended"),
+///         Ok(None) => "every session ended".into(),
 ///         Err(error) => format!("could not end them: {error}"),
 ///     }
 /// }
@@ -175,19 +200,32 @@ impl<K: SessionKind> UserSessions<K> {
         storage.revoke_session(user, handle, &cx).await
     }
 
-    /// Ends every session bound to `user`, at once on a server-side store
-    /// (the next request of each is a new empty session); how many there
-    /// were. The current request's own session, if it is one of them, is
-    /// not written back after the handler.
-    pub async fn revoke(&self, user: &str) -> Result<usize, StorageError> {
+    /// Ends every session bound to `user`, at once (the next request of
+    /// each is a new empty session); how many there were, when the store
+    /// knows: `None` where sessions are ended by a count every load checks
+    /// (cookie sessions under [`Revocations`](crate::Revocations), and
+    /// Memcached). The current request's own session, if it is one of them,
+    /// is not written back after the handler.
+    ///
+    /// A layer over a cookie storage without
+    /// [`with_revocations`](crate::SessionLayerBuilder::with_revocations)
+    /// answers [`StorageError::Unsupported`]: it keeps nothing to revoke.
+    pub async fn revoke(&self, user: &str) -> Result<Option<usize>, StorageError> {
         let user = checked_user(user)?;
         let now = self.shared.clock.now();
         let config = &self.shared.config;
         let cx = StorageContext::new(&config.cookie_name, now).with_kind(config.kind);
-        let StorageRef::Server(storage) = self.shared.storage.kind() else {
-            return Err(StorageError::Unsupported("revoking a user's sessions"));
-        };
-        storage.revoke_user(user, &cx).await
+        match (self.shared.storage.kind(), &config.revocations) {
+            (StorageRef::Server(storage), _) => storage.revoke_user(user, &cx).await,
+            (StorageRef::Cookie(_), Some(revocations)) => {
+                revocations.revoke(&user_scope(config.kind, user)).await?;
+                Ok(None)
+            }
+            (StorageRef::Cookie(_), None) => Err(StorageError::Unsupported(
+                "revoking a user's cookie sessions without a revocation state \
+                 (SessionLayerBuilder::with_revocations)",
+            )),
+        }
     }
 }
 

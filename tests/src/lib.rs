@@ -93,6 +93,13 @@ impl TestApp {
         extend: impl FnOnce(Router) -> Router,
     ) -> Self {
         let clock = ManualClock::new(START);
+        let settings = match settings.revocations {
+            Some(_) => settings,
+            None => settings
+                .connect_revocations()
+                .await
+                .expect("the revocation state connects"),
+        };
         let layer = settings
             .layer_with(storage.clone(), clock.clone())
             .expect("valid test configuration");

@@ -285,6 +285,20 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
         self
     }
 
+    /// Lets a layer over a cookie storage end a user's sessions:
+    /// [`UserSessions::revoke`](crate::UserSessions::revoke) counts a
+    /// revocation of the user in `revocations`, and a cookie bound to the
+    /// user before it never opens again (see [`Revocations`](crate::Revocations)).
+    /// Without it a cookie layer's `revoke` answers
+    /// [`StorageError::Unsupported`](crate::StorageError::Unsupported).
+    /// Server-side storages end sessions by their own index instead (or,
+    /// on Memcached, by their own counts): building a layer over one with
+    /// this refuses.
+    pub fn with_revocations(mut self, revocations: crate::Revocations) -> Self {
+        self.config.revocations = Some(revocations);
+        self
+    }
+
     /// The clock that expiry reads. Default: [`SystemClock`]; tests use a
     /// [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
@@ -345,6 +359,14 @@ impl<K: SessionKind> SessionLayerBuilder<K> {
         };
         if self.config.transport != Transport::Cookie && !self.storage.is_server_side() {
             return Err(ConfigError::TokensNeedServerStorage);
+        }
+        if self.config.revocations.is_some() && self.storage.is_server_side() {
+            return Err(ConfigError::StorageSetting {
+                setting: "revocations",
+                problem: "a server-side storage ends a user's sessions by its own index (or, on \
+                          Memcached, its own counts); `with_revocations` is for cookie storages"
+                    .to_owned(),
+            });
         }
         self.config.validate()?;
         self.storage.validate()?;

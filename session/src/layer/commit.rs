@@ -64,6 +64,17 @@ pub(crate) async fn save(
             limit: MAX_VALUE_DEPTH,
         });
     }
+    if let (Some(revocations), Some(user), None) = (
+        &config.revocations,
+        &state.record.user,
+        state.record.binding,
+    ) {
+        // Bound in this request (only cookie layers count revocations):
+        // the count now, read before the cookie exists, so a revocation
+        // that lands after this read ends it.
+        let scope = crate::users::user_scope(config.kind, user);
+        state.record.binding = Some(revocations.count(&scope).await?);
+    }
     let header = |value: &str| deliver(config, &state, value, max_age, now);
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {

@@ -136,6 +136,8 @@ pub(crate) struct Config {
     pub(crate) token_response_header: HeaderName,
     pub(crate) save_on_server_error: bool,
     pub(crate) private_responses: bool,
+    /// Where a cookie layer counts its users' revocations, if anywhere.
+    pub(crate) revocations: Option<crate::Revocations>,
 }
 
 impl Default for Config {
@@ -154,6 +156,7 @@ impl Default for Config {
             token_response_header: HeaderName::from_static(DEFAULT_TOKEN_RESPONSE_HEADER),
             save_on_server_error: false,
             private_responses: true,
+            revocations: None,
         }
     }
 }

@@ -143,6 +143,10 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         }
         !ended
     });
+    let found = match (found, &config.revocations) {
+        (Some(found), Some(revocations)) => not_revoked(found, revocations, config).await?,
+        (found, _) => found,
+    };
     Ok(match found {
         Some(found) => {
             tracing::debug!(keys = found.record.data.len(), "session loaded");
@@ -150,6 +154,29 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
         }
         None => Session::new_empty(facts),
     })
+}
+
+/// The session, unless it is bound to a user whose sessions were revoked
+/// after it was bound (see [`Revocations`](crate::Revocations)). A session
+/// bound before the layer counted revocations counts as bound at none, and
+/// keeps that count from now on, so a save after a revocation cannot give
+/// it the new one.
+async fn not_revoked(
+    mut found: Found,
+    revocations: &crate::Revocations,
+    config: &Config,
+) -> Result<Option<Found>, LoadError> {
+    let Some(user) = &found.record.user else {
+        return Ok(Some(found));
+    };
+    let revoked = revocations
+        .count(&crate::users::user_scope(config.kind, user))
+        .await?;
+    if *found.record.binding.get_or_insert(0) < revoked {
+        tracing::debug!("session revoked with its user's; starting a new session");
+        return Ok(None);
+    }
+    Ok(Some(found))
 }
 
 /// The request's session id (or sealed session) and how it came: a token

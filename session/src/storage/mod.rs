@@ -305,8 +305,9 @@ pub trait ServerStorage: Send + Sync + 'static {
         )))
     }
 
-    /// Deletes every record bound to `user`; how many there were. Default:
-    /// [`StorageError::Unsupported`].
+    /// Ends every session bound to `user`; how many there were, when the
+    /// store knows (`None` for one that ends them by a count every load
+    /// checks, as Memcached does). Default: [`StorageError::Unsupported`].
     ///
     /// A revocation must be total and final whatever runs meanwhile: it
     /// takes effect at one instant between its call and its answer, ending
@@ -319,7 +320,7 @@ pub trait ServerStorage: Send + Sync + 'static {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
+    ) -> impl Future<Output = Result<Option<usize>, StorageError>> + Send {
         let _ = (user, cx);
         std::future::ready(Err(StorageError::Unsupported("revoking a user's sessions")))
     }
@@ -426,7 +427,7 @@ pub(crate) trait DynServerStorage: Send + Sync + 'static {
         &'a self,
         user: &'a str,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<usize, StorageError>>;
+    ) -> BoxFuture<'a, Result<Option<usize>, StorageError>>;
 
     fn revoke_session<'a>(
         &'a self,
@@ -491,7 +492,7 @@ impl<S: ServerStorage> DynServerStorage for S {
         &'a self,
         user: &'a str,
         cx: &'a StorageContext<'a>,
-    ) -> BoxFuture<'a, Result<usize, StorageError>> {
+    ) -> BoxFuture<'a, Result<Option<usize>, StorageError>> {
         Box::pin(ServerStorage::revoke_user(self, user, cx))
     }
 

@@ -231,20 +231,9 @@ pub(crate) fn prune_due(size: usize) -> bool {
     size.is_multiple_of(USER_INDEX_PRUNE_AT)
 }
 
-/// What a store indexes the sessions of `user` of the session kind `kind`
-/// under: the user id for the main kind, and the kind's name, a NUL and
-/// the user id for another (a user id never holds a NUL, see
-/// `users::user_problem`, so no two pairs share one).
-pub(crate) fn user_scope(kind: Option<&str>, user: &str) -> String {
-    match kind {
-        None => user.to_owned(),
-        Some(kind) => format!("{kind}\0{user}"),
-    }
-}
-
 /// The key of the set of the record keys of `user`'s sessions of `kind`:
 /// `prefix`, `u:` and the url-safe base64 of SHA-256 of its
-/// [`user_scope`] (so any user id makes a short, safe key, and a dump of
+/// [`user_scope`](crate::users::user_scope) (so any user id makes a short, safe key, and a dump of
 /// the store names no user).
 #[cfg(feature = "redis")]
 pub(crate) fn user_key(prefix: &str, kind: Option<&str>, user: &str) -> String {
@@ -252,7 +241,7 @@ pub(crate) fn user_key(prefix: &str, kind: Option<&str>, user: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
 
-    let digest = Sha256::digest(user_scope(kind, user).as_bytes());
+    let digest = Sha256::digest(crate::users::user_scope(kind, user).as_bytes());
     let mut key = String::with_capacity(prefix.len() + 45);
     key.push_str(prefix);
     key.push_str("u:");

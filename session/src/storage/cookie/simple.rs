@@ -130,6 +130,7 @@ mod tests {
                     expires_at,
                     kind: None,
                     user: None,
+                    binding: None,
                     data: data.into_iter().collect(),
                 },
             )

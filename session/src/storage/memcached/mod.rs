@@ -34,7 +34,7 @@ use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, StoreTimes,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, ID_TRIES, StoreTimes,
     create_with_fresh_id, store_key, timed,
 };
 use crate::storage::{Loaded, ServerStorage, StorageContext};
@@ -164,11 +164,74 @@ impl MemcachedStorage {
         Ok(bytes)
     }
 
+    /// The key of the revocation count of `scope` (see
+    /// [`MemcachedStorage::revoke_user`] here): `prefix`, `r:` and the
+    /// url-safe base64 of SHA-256 of the user and kind.
+    fn count_key(&self, scope: &str) -> String {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use sha2::{Digest, Sha256};
+
+        let mut key = format!("{}r:", self.prefix);
+        URL_SAFE_NO_PAD.encode_string(Sha256::digest(scope.as_bytes()), &mut key);
+        key
+    }
+
+    /// The revocation count of `scope` and its CAS, if Memcached holds it.
+    async fn count(&self, key: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        let item = timed(self.times.command_timeout, self.client.get(key)).await?;
+        Ok(item.and_then(|(value, cas)| {
+            let count = std::str::from_utf8(&value).ok()?.parse().ok()?;
+            Some((count, cas))
+        }))
+    }
+
+    /// Writes the count `count` where there is none; whether it did.
+    async fn add_count(&self, key: &str, count: u64) -> Result<bool, StorageError> {
+        timed(
+            self.times.command_timeout,
+            self.client.add(
+                key,
+                count.to_string().as_bytes(),
+                crate::record::MAX_STORE_TTL,
+            ),
+        )
+        .await
+    }
+
+    /// The count a session bound now carries: the stored one, or a first
+    /// one (the time in microseconds) written now.
+    async fn binding_count(&self, scope: &str) -> Result<u64, StorageError> {
+        let key = self.count_key(scope);
+        for _ in 0..ID_TRIES {
+            if let Some((count, _)) = self.count(&key).await? {
+                return Ok(count);
+            }
+            let first = micros_now();
+            if self.add_count(&key, first).await? {
+                return Ok(first);
+            }
+        }
+        Err(StorageError::unavailable(
+            "a Memcached revocation count kept changing while a session was bound",
+        ))
+    }
+
     /// The stored record and its CAS, or `None` when there is none.
     async fn fetch(&self, key: &str) -> Result<Option<(Option<SessionRecord>, u64)>, StorageError> {
         let item = timed(self.times.command_timeout, self.client.get(key)).await?;
         Ok(item.map(|(value, cas)| (decode(&value), cas)))
     }
+}
+
+/// Now, in microseconds since the Unix epoch: the first revocation count
+/// of a user, and the least a revocation raises it to.
+fn micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The record in a stored value; `None` for a value that is not one.
@@ -197,10 +260,28 @@ impl ServerStorage for MemcachedStorage {
         let Some((record, cas)) = self.fetch(&key).await? else {
             return Ok(None);
         };
-        if record.is_none() {
+        let Some(record) = record else {
             tracing::warn!("malformed session record in Memcached; starting a new session");
+            return Ok(None);
+        };
+        if let Some(user) = &record.user {
+            let scope = crate::users::user_scope(record.kind.as_deref(), user);
+            let count = self.count(&self.count_key(&scope)).await?;
+            let revoked = match (count, record.binding) {
+                (Some((count, _)), binding) => binding.unwrap_or(0) < count,
+                // The count was evicted: whatever it was, it may have
+                // revoked this session, so it counts as revoked (the user
+                // signs in again). A session bound before counts existed
+                // carries none and has none to lose.
+                (None, Some(_)) => true,
+                (None, None) => false,
+            };
+            if revoked {
+                tracing::debug!("session revoked with its user's; starting a new session");
+                return Ok(None);
+            }
         }
-        Ok(record.map(|record| Loaded::new(record).with_version(Some(cas))))
+        Ok(Some(Loaded::new(record).with_version(Some(cas))))
     }
 
     async fn create(
@@ -208,7 +289,17 @@ impl ServerStorage for MemcachedStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
-        let bytes = self.encode(record)?;
+        let bytes = match (&record.user, record.binding) {
+            (Some(user), None) => {
+                // Bound in this request: the count now, read before the
+                // record exists, so a revocation after this read ends it.
+                let scope = crate::users::user_scope(record.kind.as_deref(), user);
+                let mut bound = record.clone();
+                bound.binding = Some(self.binding_count(&scope).await?);
+                self.encode(&bound)?
+            }
+            _ => self.encode(record)?,
+        };
         let ttl = self.ttl(cx);
         create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
@@ -245,6 +336,52 @@ impl ServerStorage for MemcachedStorage {
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
         let key = store_key(&self.prefix, id);
         timed(self.times.command_timeout, self.client.delete(&key)).await
+    }
+
+    /// Counts a revocation of the user (and kind): raises the user's count
+    /// to one more than it was, and at least to now in microseconds (so a
+    /// count Memcached evicted and this one writes again is above every
+    /// count a session could carry). A load of a session bound to the user
+    /// reads the count (one more round trip than a session bound to no
+    /// one) and refuses one that carries less; a session whose count was
+    /// evicted counts as revoked. The count is read in the save that binds
+    /// a session, so a revocation racing a login is either before it (the
+    /// login lives) or after it (the new session is over); a renewal, and a
+    /// save of a session loaded before the revocation, carry the count it
+    /// was bound with. Memcached cannot list a user's sessions, so it
+    /// cannot count them either: `Ok(None)`.
+    async fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<usize>, StorageError> {
+        let key = self.count_key(&crate::users::user_scope(cx.kind, user));
+        for _ in 0..ID_TRIES {
+            let now = micros_now();
+            let raised = match self.count(&key).await? {
+                None => self.add_count(&key, now).await?,
+                Some((count, cas)) => {
+                    let raised = count.saturating_add(1).max(now);
+                    timed(
+                        self.times.command_timeout,
+                        self.client.compare_and_set(
+                            &key,
+                            raised.to_string().as_bytes(),
+                            crate::record::MAX_STORE_TTL,
+                            cas,
+                        ),
+                    )
+                    .await?
+                        == Some(true)
+                }
+            };
+            if raised {
+                return Ok(None);
+            }
+        }
+        Err(StorageError::unavailable(
+            "a Memcached revocation count kept changing while it was raised",
+        ))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use self::packed::Packed;
 use self::part::{Class, Key, Records};
-use super::server::{DEFAULT_TTL, ID_TRIES, check_positive, handle, prune_due, user_scope};
+use super::server::{DEFAULT_TTL, ID_TRIES, check_positive, handle, prune_due};
 use super::{ActiveSession, Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 use crate::throttle::throttled_warn;
+use crate::users::user_scope;
 
 /// Independent parts of the store, each behind its own lock, so requests of
 /// different sessions rarely wait for each other and no single map grows
@@ -515,8 +516,8 @@ impl ServerStorage for MemoryStorage {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
-        ready(Ok(self.revoke_user_now(&user_scope(cx.kind, user))))
+    ) -> impl Future<Output = Result<Option<usize>, StorageError>> + Send {
+        ready(Ok(Some(self.revoke_user_now(&user_scope(cx.kind, user)))))
     }
 
     fn revoke_session(

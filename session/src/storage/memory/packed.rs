@@ -121,6 +121,7 @@ impl Packed {
             expires_at: header.expires_at,
             kind: header.kind,
             user: header.user,
+            binding: None,
             data,
         })
     }
@@ -581,6 +582,7 @@ mod tests {
             expires_at: None,
             kind: None,
             user: None,
+            binding: None,
             data: data.as_object().cloned().unwrap(),
         }
     }
@@ -679,7 +681,7 @@ mod tests {
             let id = SessionId::generate();
             let record = SessionRecord {
                 created, updated, max_age: own(max_age), expires_at,
-                kind: kind.then(|| "admin".to_owned()), user, data: data.into_iter().collect(),
+                kind: kind.then(|| "admin".to_owned()), user, binding: None, data: data.into_iter().collect(),
             };
             let packed = Packed::new(&id, &record);
             prop_assert_eq!(packed.unpack(&id), Some(record));

@@ -842,6 +842,73 @@ fn hash_tag(key: &str) -> Option<&str> {
     (close > 0).then(|| &key[open + 1..open + 1 + close])
 }
 
+/// The revocation counts of [`Revocations::redis`](crate::Revocations::redis):
+/// one integer per revoked user (and kind) under `prefix` + `revoked:` +
+/// base64url of SHA-256 of its [`user_scope`](crate::users::user_scope).
+pub(crate) struct RedisCounts {
+    connection: RedisConnection,
+    prefix: String,
+    timeout: Duration,
+    cache: Option<Arc<CacheGate>>,
+}
+
+impl RedisCounts {
+    fn key(&self, scope: &str) -> String {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use sha2::{Digest, Sha256};
+
+        let mut key = format!("{}revoked:", self.prefix);
+        URL_SAFE_NO_PAD.encode_string(Sha256::digest(scope.as_bytes()), &mut key);
+        key
+    }
+
+    /// The count of `scope`: one `GET`, or none when the local cache holds
+    /// it.
+    pub(crate) async fn get(&self, scope: &str) -> Result<u64, StorageError> {
+        let key = self.key(scope);
+        let mut command = redis::cmd("GET");
+        command.arg(&key);
+        if self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
+            command.set_cache_config(CommandCacheConfig::new().set_enable_cache(true));
+        }
+        let mut connection = self.connection.clone();
+        let count: Option<u64> = timed(self.timeout, command.query_async(&mut connection)).await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    /// Counts one more revocation of `scope`. The key never expires: a
+    /// count lost would let every session it ended open again.
+    pub(crate) async fn increment(&self, scope: &str) -> Result<(), StorageError> {
+        let key = self.key(scope);
+        let mut connection = self.connection.clone();
+        let incremented = timed(
+            self.timeout,
+            redis::cmd("INCR")
+                .arg(&key)
+                .query_async::<u64>(&mut connection),
+        )
+        .await;
+        if let Some(gate) = &self.cache {
+            gate.wrote(&key);
+        }
+        incremented.map(drop)
+    }
+}
+
+impl RedisStorage {
+    /// Revocation counts over this storage's connection, prefix, timeout
+    /// and cache.
+    pub(crate) fn counts(&self) -> RedisCounts {
+        RedisCounts {
+            connection: self.connection.clone(),
+            prefix: self.prefix.clone(),
+            timeout: self.times.command_timeout,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
 /// The hash fields of a record, for `HSET`, with the data keys in `keys`
 /// (all of them when `keys` is `None`).
 pub(crate) fn encode<'a>(
@@ -1110,7 +1177,7 @@ impl ServerStorage for RedisStorage {
     /// Why no session bound before step 1 survives, whatever runs
     /// meanwhile: a record is indexed before its cookie is ever sent (see
     /// `create`), and its key stays in one of the user's sets (see
-    /// [`UserSets`]) until its record is deleted, so every record of the
+    /// `UserSets`) until its record is deleted, so every record of the
     /// user a client holds is taken at step 1 and deleted at step 2. An
     /// update never brings a deleted record back (the update script needs
     /// it to exist). What could escape is a renewal, which copies the
@@ -1128,7 +1195,7 @@ impl ServerStorage for RedisStorage {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> Result<usize, StorageError> {
+    ) -> Result<Option<usize>, StorageError> {
         let sets = UserSets::new(&self.prefix, cx.kind, user);
         let mut connection = self.connection.clone();
         let keys: Vec<String> = timed(
@@ -1177,7 +1244,7 @@ impl ServerStorage for RedisStorage {
         self.unindex(&sets.revoking, done).await?;
         match failure {
             Some(error) => Err(StorageError::unavailable(error)),
-            None => Ok(revoked),
+            None => Ok(Some(revoked)),
         }
     }
 
@@ -1225,7 +1292,7 @@ impl ServerStorage for RedisStorage {
 
     /// Deletes the record. A record bound to a user is first moved from
     /// its user's index to the user's deletions under way (see
-    /// [`UserSets`]) and let go of once deleted; the answer is then whether
+    /// `UserSets`) and let go of once deleted; the answer is then whether
     /// that move found it in the index: a record a revocation took (see
     /// [`ServerStorage::revoke_user`] here) counts as ended already, so a
     /// renewal that raced the revocation does not carry it to a new id.

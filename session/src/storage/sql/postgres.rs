@@ -478,7 +478,7 @@ impl ServerStorage for PostgresStorage {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> Result<usize, StorageError> {
+    ) -> Result<Option<usize>, StorageError> {
         let kind = cx.kind;
         let revoke = async {
             let mut transaction = self.pool.begin().await?;
@@ -495,7 +495,7 @@ impl ServerStorage for PostgresStorage {
             Ok::<_, sqlx::Error>(deleted.rows_affected())
         };
         let deleted = timed(self.times.command_timeout, revoke).await?;
-        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        Ok(Some(usize::try_from(deleted).unwrap_or(usize::MAX)))
     }
 }
 

@@ -476,7 +476,7 @@ impl ServerStorage for SqliteStorage {
         &self,
         user: &str,
         cx: &StorageContext<'_>,
-    ) -> Result<usize, StorageError> {
+    ) -> Result<Option<usize>, StorageError> {
         let kind = cx.kind;
         let deleted = self
             .write({
@@ -491,7 +491,9 @@ impl ServerStorage for SqliteStorage {
                 }
             })
             .await?;
-        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+        Ok(Some(
+            usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX),
+        ))
     }
 }
 

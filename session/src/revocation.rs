@@ -1,0 +1,109 @@
+//! "Log out everywhere" for sessions no store indexes: a cookie storage
+//! keeps nothing on the server, so a revocation cannot delete its sessions.
+//! Instead it counts: [`Revocations`] keeps, for each user (and session
+//! kind) that was ever revoked, how many times; a session bound to the user
+//! carries the count of when it was bound ([`SessionRecord::binding`]), and
+//! a session whose count is below the user's is over.
+//!
+//! [`SessionRecord::binding`]: crate::storage::SessionRecord::binding
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::StorageError;
+
+/// Where a layer over a cookie storage keeps its users' revocations, so
+/// that [`UserSessions::revoke`](crate::UserSessions::revoke) ends every
+/// cookie session of a user: a revoked cookie never opens again, on any
+/// instance that shares the state, however long its own lifetime.
+///
+/// Give it to the layer with
+/// [`SessionLayerBuilder::with_revocations`](crate::SessionLayerBuilder::with_revocations).
+/// A load of a session bound to a user reads the user's count (a session
+/// bound to no one costs nothing), and so does the save that binds one:
+///
+/// - [`Revocations::in_memory`]: this process only (one instance); no
+///   round trip. It keeps one entry per user ever revoked.
+/// - [`Revocations::redis`] (feature `redis`): shared by every instance on
+///   the same Redis; one `GET` per load of a bound session, none when the
+///   storage's local cache holds the count (then another instance's
+///   revocation reaches this one within the cache's documented lag). One
+///   key per user ever revoked, `prefix` + `revoked:` + base64url of
+///   SHA-256 of the user (and kind).
+///
+/// The count is read in the save that binds a session, so a revocation
+/// racing a login is either before it (the login lives) or after it (the
+/// new session is over); a renewal, or a save of a session loaded before a
+/// revocation, carries the count it was bound with, so it is over too.
+#[derive(Clone)]
+pub struct Revocations {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    Memory(Mutex<HashMap<String, u64>>),
+    #[cfg(feature = "redis")]
+    Redis(crate::storage::redis::RedisCounts),
+}
+
+impl Revocations {
+    /// Revocations kept in this process's memory.
+    pub fn in_memory() -> Self {
+        Self {
+            inner: Arc::new(Inner::Memory(Mutex::default())),
+        }
+    }
+
+    /// Revocations kept in the Redis (or Redis Cluster) of `storage`, over
+    /// its connection, under its key prefix and command timeout, and
+    /// through its local cache if it has one. The storage need not be the
+    /// layer's: a cookie layer builds one only for this.
+    #[cfg(feature = "redis")]
+    pub fn redis(storage: &crate::RedisStorage) -> Self {
+        Self {
+            inner: Arc::new(Inner::Redis(storage.counts())),
+        }
+    }
+
+    /// How many times the sessions of `scope` (a user and kind, see
+    /// `storage::server::user_scope`) were revoked.
+    pub(crate) async fn count(&self, scope: &str) -> Result<u64, StorageError> {
+        match &*self.inner {
+            Inner::Memory(counts) => Ok(lock(counts).get(scope).copied().unwrap_or(0)),
+            #[cfg(feature = "redis")]
+            Inner::Redis(counts) => counts.get(scope).await,
+        }
+    }
+
+    /// Revokes every session of `scope` bound before now.
+    pub(crate) async fn revoke(&self, scope: &str) -> Result<(), StorageError> {
+        match &*self.inner {
+            Inner::Memory(counts) => {
+                *lock(counts).entry(scope.to_owned()).or_default() += 1;
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Inner::Redis(counts) => counts.increment(scope).await,
+        }
+    }
+}
+
+fn lock(counts: &Mutex<HashMap<String, u64>>) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    counts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.inner {
+            Inner::Memory(_) => "memory",
+            #[cfg(feature = "redis")]
+            Inner::Redis(_) => "redis",
+        };
+        f.debug_struct("Revocations")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
