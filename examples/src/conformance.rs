@@ -111,8 +111,9 @@ impl Store {
 }
 
 /// The app's configuration, read from the environment by
-/// [`Settings::from_env`] or built directly by tests.
-#[derive(Debug, Clone)]
+/// [`Settings::from_env`] or built directly by tests. Its `Debug` shows the
+/// store URLs with their passwords redacted, and no secret key.
+#[derive(Clone)]
 pub struct Settings {
     /// `CONFORMANCE_ADDR`.
     pub addr: String,
@@ -167,6 +168,23 @@ pub struct Settings {
     /// The state `revocation` names, made by [`Settings::connect_revocations`]
     /// and shared by every layer the settings build.
     pub revocations: Option<typed_sessions::Revocations>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use typed_sessions::storage::redact_url;
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("store", &self.store)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("old_secrets", &self.old_secrets.len())
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("memcached_servers", &self.memcached_servers)
+            .field("transport", &self.transport)
+            .field("revocation", &self.revocation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -312,7 +330,7 @@ impl Settings {
             .map_err(|error| {
                 format!(
                     "REDIS_URL {}: {}",
-                    self.redis_url,
+                    typed_sessions::storage::redact_url(&self.redis_url),
                     typed_sessions_error_chain(&error)
                 )
             })?;
@@ -382,7 +400,7 @@ impl Settings {
             .map_err(|error| {
                 format!(
                     "REDIS_URL {}: {}",
-                    self.redis_url,
+                    typed_sessions::storage::redact_url(&self.redis_url),
                     typed_sessions_error_chain(&error)
                 )
             })?;
@@ -440,7 +458,7 @@ impl Settings {
         let mut storage = storage.map_err(|error| {
             format!(
                 "REDIS_URL {}: {}",
-                self.redis_url,
+                typed_sessions::storage::redact_url(&self.redis_url),
                 typed_sessions_error_chain(&error)
             )
         })?;

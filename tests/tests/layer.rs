@@ -287,3 +287,147 @@ fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// A store's password never shows: not when Redis refuses it (the app exits
+/// with one line that names `REDIS_URL` and shows the URL with `***`), not
+/// when the database is unreachable, and not in anything the app prints
+/// while it serves with every log on.
+#[tokio::test]
+async fn the_conformance_binary_never_prints_a_password() {
+    let redis = session_tests::servers::RedisServer::start();
+    let password = "s3cret-Pw-4711";
+    let set =
+        session_tests::servers::ask_all(redis.port, &format!("CONFIG SET requirepass {password}"));
+    assert!(set.starts_with("+OK"), "{set}");
+    let unused = session_tests::servers::free_port(0);
+    for (store, variable, value, secret) in [
+        (
+            "redis",
+            "REDIS_URL",
+            format!("redis://default:wrong-Pw-0815@127.0.0.1:{}/0", redis.port),
+            "wrong-Pw-0815",
+        ),
+        (
+            "postgres",
+            "DATABASE_URL",
+            format!("postgres://app:pg-Pw-0816@127.0.0.1:{unused}/app"),
+            "pg-Pw-0816",
+        ),
+        (
+            "postgres",
+            "DATABASE_URL",
+            format!("postgres://app@127.0.0.1:{unused}/app?password=pg-Pw-0817"),
+            "pg-Pw-0817",
+        ),
+    ] {
+        let output = Command::new(conformance_binary())
+            .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+            .env("SESSION_STORE", store)
+            .env(variable, &value)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "the password shows: {stderr}{stdout}"
+        );
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(variable), "{stderr}");
+        if store == "redis" {
+            assert!(last.contains("default:***@"), "{last}");
+        }
+    }
+
+    // The right password: the app serves, and nothing it prints shows it.
+    let mut child = Command::new(conformance_binary())
+        .env("SESSION_STORE", "redis")
+        .env(
+            "REDIS_URL",
+            format!("redis://default:{password}@127.0.0.1:{}/0", redis.port),
+        )
+        .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the conformance app");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let client = reqwest::Client::new();
+    let reply = client
+        .patch(format!("{base}/session"))
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    child.kill().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child.wait().unwrap();
+    assert!(!stderr.is_empty(), "the logs were on");
+    assert!(
+        !format!("{line}{rest}{stderr}").contains(password),
+        "the password shows"
+    );
+}
+
+/// A Redis password can come from its own setting rather than the URL, and
+/// a refused one shows in no error or `Debug`.
+#[tokio::test]
+async fn a_redis_password_from_its_own_setting_authenticates_and_never_shows() {
+    use typed_sessions::storage::RedisOptions;
+
+    let redis = session_tests::servers::RedisServer::start();
+    let password = "own-Setting-Pw-99";
+    let set =
+        session_tests::servers::ask_all(redis.port, &format!("CONFIG SET requirepass {password}"));
+    assert!(set.starts_with("+OK"), "{set}");
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+
+    let options = RedisOptions::standalone(&url).with_password("not-It-42");
+    assert!(!format!("{options:?}").contains("not-It-42"), "{options:?}");
+    let refused = typed_sessions::RedisStorage::connect(options)
+        .await
+        .expect_err("a wrong password is refused");
+    let shown = format!(
+        "{refused} {refused:?} {}",
+        typed_sessions_error_chain(&refused)
+    );
+    assert!(!shown.contains("not-It-42"), "{shown}");
+    assert!(shown.contains("auth") || shown.contains("Auth"), "{shown}");
+
+    let storage = typed_sessions::RedisStorage::connect(
+        RedisOptions::standalone(&url).with_password(password),
+    )
+    .await
+    .expect("the password from its own setting authenticates");
+    assert!(!format!("{storage:?}").contains(password));
+    let app = TestApp::conformance_on(
+        Settings::new(Store::Redis),
+        typed_sessions::storage::AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"a": 1})
+    );
+}
+
+fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {
+    session_examples::conformance::typed_sessions_error_chain(error)
+}

@@ -54,6 +54,62 @@ pub use cookie::SimpleCookieStorage;
 #[cfg(feature = "redis")]
 pub use redis::{RedisCache, RedisCacheStatistics, RedisConnection, RedisOptions};
 
+/// `url` with its password replaced by `***`, for messages and logs: the
+/// URLs of stores often carry one (`redis://app:***@cache:6379/0`). The
+/// password of the userinfo and any `password` query parameter are
+/// redacted; a comma-separated list of URLs is redacted URL by URL.
+///
+/// ```
+/// use typed_sessions::storage::redact_url;
+///
+/// assert_eq!(redact_url("redis://app:s3cret@cache:6379/0"), "redis://app:***@cache:6379/0");
+/// assert_eq!(
+///     redact_url("postgres://db/app?user=app&password=s3cret&sslmode=require"),
+///     "postgres://db/app?user=app&password=***&sslmode=require"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(redact_one_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
+                None => authority.to_owned(),
+            }
+        }
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}{authority}{path}")
+}
+
 /// What a storage is told about the request it serves.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -617,5 +673,35 @@ impl sealed::Sealed<kind::Any> for AnyStorage {}
 impl SessionStorage<kind::Any> for AnyStorage {
     fn into_any(self) -> AnyStorage {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_wherever_a_url_carries_one() {
+        for (url, redacted) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("redis://app@cache/0", "redis://app@cache/0"),
+            ("redis://:pw@cache", "redis://:***@cache"),
+            (
+                "rediss://app:p@ss:word@cache:6380",
+                "rediss://app:***@cache:6380",
+            ),
+            (
+                "redis://a:x@n1:7000,redis://b:y@n2:7000",
+                "redis://a:***@n1:7000,redis://b:***@n2:7000",
+            ),
+            ("postgres://u:pw@db/app#x", "postgres://u:***@db/app#x"),
+            (
+                "postgres://db/app?PASSWORD=pw",
+                "postgres://db/app?PASSWORD=***",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
     }
 }

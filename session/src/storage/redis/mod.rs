@@ -303,11 +303,25 @@ pub struct RedisStorage {
 /// .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisOptions {
     target: Target,
     pub(crate) cache: Option<RedisCache>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl fmt::Debug for RedisOptions {
+    // URLs and passwords are secrets: neither is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("target", &self.target)
+            .field("cache", &self.cache)
+            .field("username", &self.username.as_ref().map(|_| "<set>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -332,6 +346,8 @@ impl RedisOptions {
         Self {
             target: Target::Standalone(url.into()),
             cache: None,
+            username: None,
+            password: None,
         }
     }
 
@@ -341,7 +357,24 @@ impl RedisOptions {
         Self {
             target: Target::Cluster(nodes.into_iter().map(Into::into).collect()),
             cache: None,
+            username: None,
+            password: None,
         }
+    }
+
+    /// The password to authenticate with (`AUTH`), over any in the URL:
+    /// a secret read from its own setting need not live in a URL. Never
+    /// shown in `Debug` or in an error.
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The ACL user to authenticate as, over any in the URL (Redis 6 or
+    /// later; without one, `default`).
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
     }
 
     /// Talks RESP3 and keeps a local cache of loaded records that Redis
@@ -377,20 +410,26 @@ impl RedisStorage {
     /// or [`RedisOptions`] for a cluster or the local cache), within two
     /// seconds, with a one-second command timeout.
     pub async fn connect(options: impl Into<RedisOptions>) -> Result<Self, StorageError> {
-        let RedisOptions { target, cache } = options.into();
-        match target {
-            Target::Standalone(url) => Self::connect_standalone(&url, cache).await,
-            Target::Cluster(nodes) => Self::connect_to_cluster(nodes, cache).await,
+        let options = options.into();
+        match &options.target {
+            Target::Standalone(url) => Self::connect_standalone(url, &options).await,
+            Target::Cluster(nodes) => Self::connect_to_cluster(nodes.clone(), &options).await,
         }
     }
 
-    async fn connect_standalone(
-        url: &str,
-        cache: Option<RedisCache>,
-    ) -> Result<Self, StorageError> {
+    async fn connect_standalone(url: &str, options: &RedisOptions) -> Result<Self, StorageError> {
+        let cache = options.cache;
         let mut info = url
             .into_connection_info()
             .map_err(StorageError::unavailable)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &options.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &options.password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
         if cache.is_some() {
             let settings = info
                 .redis_settings()
@@ -423,12 +462,19 @@ impl RedisStorage {
 
     async fn connect_to_cluster(
         nodes: Vec<String>,
-        cache: Option<RedisCache>,
+        options: &RedisOptions,
     ) -> Result<Self, StorageError> {
+        let cache = options.cache;
         let mut builder = redis::cluster::ClusterClient::builder(nodes)
             .connection_timeout(DEFAULT_CONNECT_TIMEOUT)
             .response_timeout(DEFAULT_COMMAND_TIMEOUT)
             .retries(1);
+        if let Some(username) = &options.username {
+            builder = builder.username(username);
+        }
+        if let Some(password) = &options.password {
+            builder = builder.password(password);
+        }
         if let Some(cache) = &cache {
             builder = builder
                 .use_protocol(ProtocolVersion::RESP3)
