@@ -151,9 +151,27 @@ impl PostgresStorage {
     /// statements the server stops after one second (`statement_timeout`),
     /// the default command timeout.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(StorageError::unavailable)?
-            .options([(
+        Self::connect_with(PgConnectOptions::from_str(url).map_err(StorageError::unavailable)?)
+            .await
+    }
+
+    /// Connects as [`PostgresStorage::connect`] does, with `options` built
+    /// in code: credentials from their own settings rather than a URL
+    /// (`url.parse::<PgConnectOptions>()?.password(&secret)`), TLS, a
+    /// socket.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use typed_sessions::PostgresStorage;
+    /// use typed_sessions::sqlx::postgres::PgConnectOptions;
+    ///
+    /// let secret = std::env::var("DATABASE_PASSWORD")?;
+    /// let options = "postgres://app@db/app".parse::<PgConnectOptions>()?.password(&secret);
+    /// let storage = PostgresStorage::connect_with(options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StorageError> {
+        let options = options.options([(
                 "statement_timeout",
                 DEFAULT_COMMAND_TIMEOUT.as_millis().to_string(),
             )]);
