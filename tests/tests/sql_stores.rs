@@ -162,6 +162,28 @@ async fn names_that_are_not_plain_identifiers_are_refused_before_any_statement()
         sqlite.migrate().await,
         Err(StorageError::Config(_))
     ));
+
+    // Used directly, without a layer that checks them at build: every
+    // call refuses before a statement runs.
+    let cx = StorageContext::new("session", 1_700_000_000);
+    let record = SessionRecord::new(1_700_000_000, MaxAge::Layer);
+    let id = typed_sessions::storage::SessionId::generate();
+    let postgres = postgres(bad).await;
+    for refused in [
+        postgres.load(&id, &cx).await.map(drop),
+        postgres.create(&record, &cx).await.map(drop),
+        postgres.update(&id, &record, &Changes::default(), &cx).await.map(drop),
+        postgres.delete(&id, &cx).await.map(drop),
+        postgres.revoke_user("ann", &cx).await.map(drop),
+        postgres.delete_expired().await.map(drop),
+        sqlite.load(&id, &cx).await.map(drop),
+        sqlite.create(&record, &cx).await.map(drop),
+        sqlite.delete(&id, &cx).await.map(drop),
+        sqlite.revoke_user("ann", &cx).await.map(drop),
+        sqlite.delete_expired().await.map(drop),
+    ] {
+        assert!(matches!(refused, Err(StorageError::Config(_))), "{refused:?}");
+    }
 }
 
 #[tokio::test]
@@ -280,4 +302,32 @@ async fn sqlite_never_reads_nor_revives_an_expired_row() {
         },
     )
     .await;
+}
+
+/// The server stops a statement after the storage's command timeout, the
+/// one the app set (it stayed at one second whatever the app chose), on
+/// the connections made before the change too.
+#[tokio::test]
+async fn postgres_statements_stop_after_the_command_timeout_the_app_set() {
+    let storage = PostgresStorage::connect(&shared_postgres().url())
+        .await
+        .expect("PostgreSQL connects");
+    let shown = |storage: PostgresStorage| async move {
+        let mut connections = Vec::new();
+        let mut timeouts = Vec::new();
+        // Every connection the pool hands out, the one `connect` opened too.
+        for _ in 0..3 {
+            let mut connection = storage.pool().acquire().await.expect("a connection");
+            let (timeout,): (String,) = typed_sessions::sqlx::query_as("SHOW statement_timeout")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("SHOW answers");
+            timeouts.push(timeout);
+            connections.push(connection);
+        }
+        timeouts
+    };
+    assert_eq!(shown(storage.clone()).await, ["1s", "1s", "1s"]);
+    let storage = storage.with_command_timeout(Duration::from_millis(2500));
+    assert_eq!(shown(storage).await, ["2500ms", "2500ms", "2500ms"]);
 }

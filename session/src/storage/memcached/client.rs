@@ -44,6 +44,15 @@ const MAX_LINE_BYTES: usize = 8 * 1024;
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// The most bytes of queued requests sent in one write.
 const MAX_WRITE_BYTES: usize = 256 * 1024;
+/// The longest value a reply may carry: Memcached's default item size
+/// (`-I 1m`), above anything this client writes (every store keeps
+/// records under [`MAX_RECORD_BYTES`](crate::record::MAX_RECORD_BYTES)). A
+/// longer one is a server (or something posing as one) out of step, and
+/// reserving room for it would let a `VA 1073741824` header take a
+/// gigabyte of memory per connection before a byte of it arrives.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// How much room the reply buffer takes at a time as a long value arrives.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What a failed exchange says; it becomes the 503's cause.
 pub(crate) type ClientError = Box<dyn std::error::Error + Send + Sync>;
@@ -117,7 +126,7 @@ impl MemcachedClient {
 
     /// The item's value and CAS (`mg <key> v c`), `None` on a miss.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, ClientError> {
-        let request = command("mg", key, None, format_args!(" v c"));
+        let request = command("mg", checked_key(key)?, None, format_args!(" v c"));
         let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::En => Ok(None),
@@ -140,7 +149,12 @@ impl MemcachedClient {
         ttl_secs: u64,
     ) -> Result<bool, ClientError> {
         let ttl = wire_ttl(ttl_secs);
-        let request = command("ms", key, Some(value), format_args!(" T{ttl} ME"));
+        let request = command(
+            "ms",
+            checked_key(key)?,
+            Some(value),
+            format_args!(" T{ttl} ME"),
+        );
         let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::Hd => Ok(true),
@@ -160,7 +174,12 @@ impl MemcachedClient {
         cas: u64,
     ) -> Result<Option<bool>, ClientError> {
         let ttl = wire_ttl(ttl_secs);
-        let request = command("ms", key, Some(value), format_args!(" T{ttl} C{cas}"));
+        let request = command(
+            "ms",
+            checked_key(key)?,
+            Some(value),
+            format_args!(" T{ttl} C{cas}"),
+        );
         let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::Hd => Ok(Some(true)),
@@ -172,7 +191,7 @@ impl MemcachedClient {
 
     /// Deletes the item (`md`); whether there was one.
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, ClientError> {
-        let request = command("md", key, None, format_args!(""));
+        let request = command("md", checked_key(key)?, None, format_args!(""));
         let reply = self.server(key).execute(request).await?;
         match reply.code {
             ReturnCode::Hd => Ok(true),
@@ -195,9 +214,31 @@ impl MemcachedClient {
     }
 }
 
+/// What makes `key` no Memcached key, if anything: it must be 1 to 250
+/// bytes of printable ASCII without spaces, or it would end the command
+/// line early or smuggle a second command into it.
+fn key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() || key.len() > 250 {
+        return Some("a Memcached key must be 1 to 250 bytes long");
+    }
+    if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Some("a Memcached key must be printable ASCII without spaces");
+    }
+    None
+}
+
+/// `key`, if it is a Memcached key; refused before anything is sent.
+fn checked_key(key: &str) -> Result<&str, ClientError> {
+    match key_problem(key) {
+        Some(problem) => Err(problem.into()),
+        None => Ok(key),
+    }
+}
+
 /// A request: `<verb> <key>`, the value's length for a write, `flags`
 /// (each with its leading space), then the value.
 fn command(verb: &str, key: &str, value: Option<&[u8]>, flags: fmt::Arguments<'_>) -> Vec<u8> {
+    debug_assert!(key_problem(key).is_none(), "checked by `checked_key`");
     let value_len = value.map_or(0, <[u8]>::len);
     let mut bytes = Vec::with_capacity(verb.len() + key.len() + value_len + 48);
     // Writes into a Vec cannot fail.
@@ -392,7 +433,13 @@ async fn read_replies(
                 }
             }
         };
-        buffer.reserve(wanted.saturating_sub(buffer.len()).max(8 * 1024));
+        // Room for what is still to come, a chunk at a time: memory
+        // follows the bytes that arrive, not what a header announces.
+        buffer.reserve(
+            wanted
+                .saturating_sub(buffer.len())
+                .clamp(8 * 1024, READ_CHUNK_BYTES),
+        );
         tokio::select! {
             read = socket.read_buf(&mut buffer) => {
                 if read? == 0 {
@@ -471,6 +518,13 @@ fn parse(buffer: &mut BytesMut) -> Result<Parsed, ClientError> {
         .nth(1)
         .and_then(|token| std::str::from_utf8(token).ok()?.parse().ok())
         .ok_or("memcached sent a value without its length")?;
+    if length > MAX_VALUE_BYTES {
+        return Err(format!(
+            "memcached announced a value of {length} bytes, more than any item this client \
+             writes ({MAX_VALUE_BYTES})"
+        )
+        .into());
+    }
     let whole = end + 1 + length + 2;
     if buffer.len() < whole {
         return Ok(Parsed::Incomplete { wanted: whole });
@@ -551,6 +605,70 @@ mod tests {
         ] {
             assert!(parse(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_value_longer_than_any_item_written_is_refused_from_its_header() {
+        let mut buffer = BytesMut::from(&b"VA 1073741824 c1\r\n"[..]);
+        let error = parse(&mut buffer).err().expect("refused");
+        assert!(error.to_string().contains("1073741824"), "{error}");
+        let mut buffer = BytesMut::from(&b"VA 1048576 c1\r\n"[..]);
+        assert!(matches!(
+            parse(&mut buffer).unwrap(),
+            Parsed::Incomplete { .. }
+        ));
+    }
+
+    /// A server that answers every request with `reply`, and the bytes it
+    /// was sent.
+    async fn fake_server(reply: &'static [u8]) -> (String, Arc<Mutex<Vec<u8>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let seen = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut bytes = [0u8; 4096];
+                    while let Ok(read) = socket.read(&mut bytes).await {
+                        if read == 0 {
+                            return;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&bytes[..read]);
+                        if socket.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, received)
+    }
+
+    #[tokio::test]
+    async fn a_server_announcing_a_gigabyte_gets_an_error_not_the_memory() {
+        let (address, _) = fake_server(b"VA 1073741824 c1\r\n").await;
+        let second = Duration::from_secs(1);
+        let client = MemcachedClient::new(&[address], second, second);
+        let error = client.get("session:a").await.expect_err("refused");
+        assert!(error.to_string().contains("more than any item"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn keys_that_are_not_memcached_keys_never_reach_the_server() {
+        let (address, received) = fake_server(b"EN\r\n").await;
+        let second = Duration::from_secs(1);
+        let client = MemcachedClient::new(&[address], second, second);
+        let long = "k".repeat(251);
+        for key in ["", "two words", "line\r\nmd other", long.as_str(), "é"] {
+            assert!(client.get(key).await.is_err(), "{key:?}");
+            assert!(client.delete(key).await.is_err(), "{key:?}");
+            assert!(client.add(key, b"v", 60).await.is_err(), "{key:?}");
+        }
+        assert!(client.get("session:fine").await.unwrap().is_none());
+        assert_eq!(&received.lock().unwrap()[..], b"mg session:fine v c\r\n");
     }
 
     #[test]

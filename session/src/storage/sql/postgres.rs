@@ -143,6 +143,58 @@ pub struct PostgresStorage {
     table: String,
     statements: Arc<PgStatements>,
     times: StoreTimes,
+    /// The `statement_timeout` of the pool [`PostgresStorage::connect`]
+    /// made, which follows the command timeout; `None` for a pool the app
+    /// made.
+    statement_timeout: Option<Arc<StatementTimeout>>,
+    /// Whether the table's (and schema's) names passed the check when they
+    /// were set; statements are never run on names that did not.
+    names_ok: bool,
+}
+
+/// The `statement_timeout` a pool gives its connections: set on each new
+/// one, and when it changes, the connections made before are closed as
+/// they are next taken, so every statement soon runs under the new one.
+struct StatementTimeout {
+    millis: std::sync::atomic::AtomicU64,
+    changed: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl StatementTimeout {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            millis: std::sync::atomic::AtomicU64::new(millis(timeout)),
+            changed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn set(&self, timeout: Duration) {
+        let mut changed = self
+            .changed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.millis
+            .store(millis(timeout), std::sync::atomic::Ordering::Relaxed);
+        *changed = Some(std::time::Instant::now());
+    }
+
+    fn statement(&self) -> String {
+        let millis = self.millis.load(std::sync::atomic::Ordering::Relaxed);
+        format!("SET statement_timeout = {millis}")
+    }
+
+    /// Whether a connection `age` old was made under the current timeout.
+    fn is_current(&self, age: Duration) -> bool {
+        let changed = self
+            .changed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        changed.is_none_or(|changed| age < changed.elapsed())
+    }
+}
+
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl PostgresStorage {
@@ -171,11 +223,20 @@ impl PostgresStorage {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StorageError> {
-        let options = options.options([(
-                "statement_timeout",
-                DEFAULT_COMMAND_TIMEOUT.as_millis().to_string(),
-            )]);
+        let timeout = Arc::new(StatementTimeout::new(DEFAULT_COMMAND_TIMEOUT));
+        let (on_connect, on_acquire) = (timeout.clone(), timeout.clone());
         let pool = PgPoolOptions::new()
+            .after_connect(move |connection, _| {
+                let statement = on_connect.statement();
+                Box::pin(async move {
+                    sqlx::query(&statement).execute(connection).await?;
+                    Ok(())
+                })
+            })
+            .before_acquire(move |_, connection| {
+                let current = on_acquire.is_current(connection.age);
+                Box::pin(async move { Ok(current) })
+            })
             .max_connections(DEFAULT_MAX_CONNECTIONS)
             .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
             // sqlx already checks every connection when it is given back;
@@ -187,7 +248,9 @@ impl PostgresStorage {
             .await
             .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
             .map_err(StorageError::unavailable)?;
-        Ok(Self::from_pool(pool))
+        let mut storage = Self::from_pool(pool);
+        storage.statement_timeout = Some(timeout);
+        Ok(storage)
     }
 
     /// A storage over a pool the app already has. Its statements are bound
@@ -201,6 +264,8 @@ impl PostgresStorage {
             table: DEFAULT_TABLE.to_owned(),
             statements: Arc::new(PgStatements::new(None, DEFAULT_TABLE)),
             times: StoreTimes::default(),
+            statement_timeout: None,
+            names_ok: true,
         }
     }
 
@@ -211,6 +276,7 @@ impl PostgresStorage {
     pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self.statements = Arc::new(PgStatements::new(self.schema.as_deref(), &self.table));
+        self.names_ok = self.check_names().is_ok();
         self
     }
 
@@ -221,6 +287,7 @@ impl PostgresStorage {
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
         self.statements = Arc::new(PgStatements::new(self.schema.as_deref(), &self.table));
+        self.names_ok = self.check_names().is_ok();
         self
     }
 
@@ -235,16 +302,42 @@ impl PostgresStorage {
 
     /// How long one statement (with the wait for a pooled connection) may
     /// take before the request gets a 503. Default: one second. Zero is
-    /// refused when the layer is built.
+    /// refused when the layer is built. On the pool
+    /// [`PostgresStorage::connect`] makes, the server stops a statement
+    /// after it too (`statement_timeout`), so one the app gave up on does
+    /// not keep a connection busy.
     #[must_use]
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.times.command_timeout = timeout;
+        if let Some(statement_timeout) = &self.statement_timeout {
+            statement_timeout.set(timeout);
+        }
         self
     }
 
     /// The pool the storage runs its statements on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Refuses names that are not plain identifiers (see
+    /// `sql::check_identifier`).
+    fn check_names(&self) -> Result<(), ConfigError> {
+        check_identifier("the PostgreSQL session table", &self.table)?;
+        if let Some(schema) = &self.schema {
+            check_identifier("the PostgreSQL session schema", schema)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to run a statement on names that did not pass the check
+    /// when they were set, whether or not a layer was built over the
+    /// storage.
+    fn names_checked(&self) -> Result<(), StorageError> {
+        if self.names_ok {
+            return Ok(());
+        }
+        self.check_names().map_err(StorageError::Config)
     }
 
     /// Creates the table and its indexes if they do not exist (and the
@@ -285,6 +378,7 @@ impl PostgresStorage {
     /// it deleted. Call it from a scheduler of your own, or let
     /// [`PostgresStorage::spawn_expired_deletion`] do it.
     pub async fn delete_expired(&self) -> Result<u64, StorageError> {
+        self.names_checked()?;
         delete_in_batches(|| async {
             let deleted = sqlx::query(&self.statements.delete_expired)
                 .bind(DELETE_BATCH)
@@ -357,6 +451,7 @@ impl ServerStorage for PostgresStorage {
         id: &SessionId,
         _cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
+        self.names_checked()?;
         let row: Option<(String,)> = timed(
             self.times.command_timeout,
             sqlx::query_as(&self.statements.load)
@@ -372,6 +467,7 @@ impl ServerStorage for PostgresStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
+        self.names_checked()?;
         let json = encode(record)?;
         let ttl = self.ttl(cx);
         create_with_fresh_id(POSTGRES.name, |id| {
@@ -396,6 +492,7 @@ impl ServerStorage for PostgresStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let ttl = self.ttl(cx);
         let query = if changes.is_full_rewrite() {
             sqlx::query(&self.statements.write).bind(handle(id))
@@ -421,6 +518,7 @@ impl ServerStorage for PostgresStorage {
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let deleted = timed(
             self.times.command_timeout,
             sqlx::query(&self.statements.delete)
@@ -436,11 +534,7 @@ impl ServerStorage for PostgresStorage {
             "the PostgreSQL store's default TTL",
             "the PostgreSQL command timeout",
         )?;
-        check_identifier("the PostgreSQL session table", &self.table)?;
-        if let Some(schema) = &self.schema {
-            check_identifier("the PostgreSQL session schema", schema)?;
-        }
-        Ok(())
+        self.check_names()
     }
 
     async fn sessions_of(
@@ -448,6 +542,7 @@ impl ServerStorage for PostgresStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let rows: Vec<(String, String)> = timed(
             self.times.command_timeout,
@@ -466,6 +561,7 @@ impl ServerStorage for PostgresStorage {
         handle: &str,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let deleted = timed(
             self.times.command_timeout,
@@ -497,6 +593,7 @@ impl ServerStorage for PostgresStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Option<usize>, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let revoke = async {
             let mut transaction = self.pool.begin().await?;

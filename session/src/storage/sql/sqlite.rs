@@ -94,6 +94,9 @@ pub struct SqliteStorage {
     /// This process's writers to the database, in line: see
     /// [`SqliteStorage::write`].
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the table's name passed the check when it was set;
+    /// statements are never run on a name that did not.
+    names_ok: bool,
 }
 
 /// The line of this process's writers to the database `options` open: one
@@ -147,6 +150,7 @@ impl SqliteStorage {
             statements: Arc::new(Statements::new(&SQLITE, quoted(DEFAULT_TABLE))),
             times: StoreTimes::default(),
             writers: writers_of(&pool.connect_options()),
+            names_ok: true,
             pool,
         }
     }
@@ -207,6 +211,7 @@ impl SqliteStorage {
     pub fn with_table_name(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self.statements = Arc::new(Statements::new(&SQLITE, quoted(&self.table)));
+        self.names_ok = self.check_names().is_ok();
         self
     }
 
@@ -231,6 +236,22 @@ impl SqliteStorage {
     /// The pool the storage runs its statements on.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Refuses a name that is not a plain identifier (see
+    /// `sql::check_identifier`).
+    fn check_names(&self) -> Result<(), ConfigError> {
+        check_identifier("the SQLite session table", &self.table)
+    }
+
+    /// Refuses to run a statement on names that did not pass the check
+    /// when they were set, whether or not a layer was built over the
+    /// storage.
+    fn names_checked(&self) -> Result<(), StorageError> {
+        if self.names_ok {
+            return Ok(());
+        }
+        self.check_names().map_err(StorageError::Config)
     }
 
     /// Creates the table and its indexes if they do not exist; does
@@ -260,6 +281,7 @@ impl SqliteStorage {
     /// it deleted. Call it from a scheduler of your own, or let
     /// [`SqliteStorage::spawn_expired_deletion`] do it.
     pub async fn delete_expired(&self) -> Result<u64, StorageError> {
+        self.names_checked()?;
         delete_in_batches(|| async {
             // In line with the requests' writes, a batch at a time.
             let _turn = self.writers.lock().await;
@@ -326,6 +348,7 @@ impl ServerStorage for SqliteStorage {
         id: &SessionId,
         _cx: &StorageContext<'_>,
     ) -> Result<Option<Loaded>, StorageError> {
+        self.names_checked()?;
         let row: Option<(String,)> = timed(
             self.times.command_timeout,
             sqlx::query_as(&self.statements.load)
@@ -341,6 +364,7 @@ impl ServerStorage for SqliteStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
+        self.names_checked()?;
         let json = encode(record)?;
         let ttl = self.ttl(cx);
         create_with_fresh_id(SQLITE.name, |id| {
@@ -366,6 +390,7 @@ impl ServerStorage for SqliteStorage {
         changes: &Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let ttl = self.ttl(cx);
         let key = handle(id);
         let user = record.user.clone();
@@ -410,6 +435,7 @@ impl ServerStorage for SqliteStorage {
     }
 
     async fn delete(&self, id: &SessionId, _cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let key = handle(id);
         let deleted = self
             .write(move |pool, statements| async move {
@@ -427,8 +453,7 @@ impl ServerStorage for SqliteStorage {
             "the SQLite store's default TTL",
             "the SQLite command timeout",
         )?;
-        check_identifier("the SQLite session table", &self.table)?;
-        Ok(())
+        self.check_names()
     }
 
     async fn sessions_of(
@@ -436,6 +461,7 @@ impl ServerStorage for SqliteStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Vec<ActiveSession>, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let rows: Vec<(String, String)> = timed(
             self.times.command_timeout,
@@ -454,6 +480,7 @@ impl ServerStorage for SqliteStorage {
         handle: &str,
         cx: &StorageContext<'_>,
     ) -> Result<bool, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let deleted = self
             .write({
@@ -477,6 +504,7 @@ impl ServerStorage for SqliteStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Option<usize>, StorageError> {
+        self.names_checked()?;
         let kind = cx.kind;
         let deleted = self
             .write({
