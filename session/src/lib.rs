@@ -191,6 +191,7 @@ mod id;
 mod kind;
 mod layer;
 mod lifetime;
+mod metrics;
 #[cfg(all(doctest, feature = "aiohttp-compat", feature = "redis"))]
 mod migrating;
 #[cfg(all(

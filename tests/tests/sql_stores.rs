@@ -172,7 +172,10 @@ async fn names_that_are_not_plain_identifiers_are_refused_before_any_statement()
     for refused in [
         postgres.load(&id, &cx).await.map(drop),
         postgres.create(&record, &cx).await.map(drop),
-        postgres.update(&id, &record, &Changes::default(), &cx).await.map(drop),
+        postgres
+            .update(&id, &record, &Changes::default(), &cx)
+            .await
+            .map(drop),
         postgres.delete(&id, &cx).await.map(drop),
         postgres.revoke_user("ann", &cx).await.map(drop),
         postgres.delete_expired().await.map(drop),
@@ -182,7 +185,10 @@ async fn names_that_are_not_plain_identifiers_are_refused_before_any_statement()
         sqlite.revoke_user("ann", &cx).await.map(drop),
         sqlite.delete_expired().await.map(drop),
     ] {
-        assert!(matches!(refused, Err(StorageError::Config(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(StorageError::Config(_))),
+            "{refused:?}"
+        );
     }
 }
 

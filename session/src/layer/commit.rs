@@ -38,6 +38,17 @@ pub(crate) async fn save(
     shared: Arc<Shared>,
     session: Session,
 ) -> Result<Option<Delivery>, SaveError> {
+    let labels = shared.labels();
+    let saved = write(shared, session).await;
+    if saved.is_err() {
+        crate::metrics::saved(labels, "error");
+    }
+    saved
+}
+
+/// What [`save`] does, but for counting its failures.
+async fn write(shared: Arc<Shared>, session: Session) -> Result<Option<Delivery>, SaveError> {
+    let labels = shared.labels();
     let config = &shared.config;
     let now = shared.clock.now();
     let mut state = session.take_for_save();
@@ -79,13 +90,18 @@ pub(crate) async fn save(
     match shared.storage.kind() {
         StorageRef::Cookie(storage) => {
             if state.record.holds_nothing() {
+                crate::metrics::saved(labels, "removed");
                 return Ok(removal(config, &state));
             }
             let header = header(&storage.seal(&state.record, &cx)?)?;
             tracing::debug!(keys = state.record.data.len(), "session saved");
+            crate::metrics::saved(labels, "written");
             Ok(Some(header))
         }
-        StorageRef::Server(storage) => save_on_server(storage, config, &state, &cx, header).await,
+        StorageRef::Server(storage) => {
+            let store = Timed { storage, labels };
+            save_on_server(store, config, &state, &cx, header).await
+        }
     }
 }
 
@@ -93,7 +109,7 @@ pub(crate) async fn save(
 /// the deletion of a discarded one, so a failure part-way leaves the
 /// client's cookie naming a whole record.
 async fn save_on_server(
-    storage: &dyn DynServerStorage,
+    storage: Timed<'_>,
     config: &Config,
     state: &State,
     cx: &StorageContext<'_>,
@@ -103,6 +119,7 @@ async fn save_on_server(
         for id in state.identity.iter().chain(&state.discard) {
             storage.delete(id, cx).await?;
         }
+        crate::metrics::saved(storage.labels, "removed");
         return Ok(removal(config, state));
     }
     // Only a save that sets values can grow the session.
@@ -129,6 +146,7 @@ async fn save_on_server(
                 tracing::debug!(
                     "session record gone (invalidated or expired elsewhere); not recreated"
                 );
+                crate::metrics::saved(storage.labels, "gone");
                 return Ok(None);
             }
             id.clone()
@@ -151,11 +169,57 @@ async fn save_on_server(
             // ran: its data must not live on under the new id.
             storage.delete(&id, cx).await?;
             tracing::info!("renewed session was ended meanwhile; not carried to a new id");
+            crate::metrics::saved(storage.labels, "gone");
             return Ok(None);
         }
     }
     tracing::debug!(keys = state.record.data.len(), "session saved");
+    crate::metrics::saved(storage.labels, "written");
     Ok(Some(header))
+}
+
+/// A server storage whose calls are timed and counted.
+#[derive(Clone, Copy)]
+struct Timed<'a> {
+    storage: &'a dyn DynServerStorage,
+    labels: crate::metrics::Labels,
+}
+
+impl Timed<'_> {
+    async fn create(
+        &self,
+        record: &crate::record::SessionRecord,
+        cx: &StorageContext<'_>,
+    ) -> Result<crate::id::SessionId, crate::error::StorageError> {
+        let started = std::time::Instant::now();
+        let created = self.storage.create(record, cx).await;
+        crate::metrics::store_call(self.labels, "create", started, &created);
+        created
+    }
+
+    async fn update(
+        &self,
+        id: &crate::id::SessionId,
+        record: &crate::record::SessionRecord,
+        changes: &crate::record::Changes,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, crate::error::StorageError> {
+        let started = std::time::Instant::now();
+        let updated = self.storage.update(id, record, changes, cx).await;
+        crate::metrics::store_call(self.labels, "update", started, &updated);
+        updated
+    }
+
+    async fn delete(
+        &self,
+        id: &crate::id::SessionId,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, crate::error::StorageError> {
+        let started = std::time::Instant::now();
+        let deleted = self.storage.delete(id, cx).await;
+        crate::metrics::store_call(self.labels, "delete", started, &deleted);
+        deleted
+    }
 }
 
 /// The removal of the cookie an empty session came with, or the empty

@@ -94,6 +94,19 @@ pub(crate) struct Shared {
     pub(crate) error_responder: ErrorResponder,
 }
 
+impl Shared {
+    /// The labels of this layer's metrics.
+    pub(crate) fn labels(&self) -> crate::metrics::Labels {
+        crate::metrics::Labels {
+            storage: self.storage.name(),
+            kind: self
+                .config
+                .kind
+                .unwrap_or(<crate::kind::Main as crate::kind::SessionKind>::NAME),
+        }
+    }
+}
+
 /// The cookie's name unless one is given, with the defaults' attributes
 /// (`Secure`, `Path=/`, no `Domain`): the `__Host-` prefix makes browsers
 /// refuse a cookie of this name that lacks them, so no other site of the

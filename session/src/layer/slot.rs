@@ -74,9 +74,19 @@ impl SessionSlot {
                 new = tracing::field::Empty
             )
         });
-        let session = load(&self.0.shared, headers)
-            .instrument(span.clone())
-            .await?;
+        let session = load(&self.0.shared, headers).instrument(span.clone()).await;
+        let labels = self.0.shared.labels();
+        let session = match session {
+            Ok(session) => {
+                let outcome = if session.is_new() { "new" } else { "found" };
+                crate::metrics::loaded(labels, outcome);
+                session
+            }
+            Err(error) => {
+                crate::metrics::loaded(labels, "error");
+                return Err(error);
+            }
+        };
         if !span.is_disabled() {
             if let Some(id) = session.identity() {
                 span.record("id", id.fingerprint());
@@ -212,7 +222,10 @@ async fn find(
                 tracing::debug!("session cookie is not an id; starting a new session");
                 return Ok(None);
             };
-            storage.load(&id, cx).await?.map(|loaded| Found {
+            let started = std::time::Instant::now();
+            let loaded = storage.load(&id, cx).await;
+            crate::metrics::store_call(shared.labels(), "load", started, &loaded);
+            loaded?.map(|loaded| Found {
                 record: loaded.record,
                 identity: Some(id),
                 version: loaded.version,

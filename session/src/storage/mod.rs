@@ -575,7 +575,7 @@ impl<S: ServerStorage> DynServerStorage for S {
 /// };
 /// ```
 #[derive(Clone)]
-pub struct AnyStorage(Erased);
+pub struct AnyStorage(Erased, &'static str);
 
 #[derive(Clone)]
 enum Erased {
@@ -601,6 +601,12 @@ impl AnyStorage {
     /// than in the cookie.
     pub fn is_server_side(&self) -> bool {
         matches!(self.0, Erased::Server(_))
+    }
+
+    /// The storage's type name without its path (`RedisStorage`), for
+    /// metrics and logs.
+    pub(crate) fn name(&self) -> &'static str {
+        self.1
     }
 
     pub(crate) fn kind(&self) -> StorageRef<'_> {
@@ -658,15 +664,23 @@ pub trait SessionStorage<Kind>: sealed::Sealed<Kind> + Sized {
 impl<S: CookieStorage> sealed::Sealed<kind::Cookie> for S {}
 impl<S: CookieStorage> SessionStorage<kind::Cookie> for S {
     fn into_any(self) -> AnyStorage {
-        AnyStorage(Erased::Cookie(Arc::new(self)))
+        AnyStorage(Erased::Cookie(Arc::new(self)), short_type_name::<S>())
     }
 }
 
 impl<S: ServerStorage> sealed::Sealed<kind::Server> for S {}
 impl<S: ServerStorage> SessionStorage<kind::Server> for S {
     fn into_any(self) -> AnyStorage {
-        AnyStorage(Erased::Server(Arc::new(self)))
+        AnyStorage(Erased::Server(Arc::new(self)), short_type_name::<S>())
     }
+}
+
+/// `S`'s type name without its path or type parameters: `Upgrade` for
+/// `typed_sessions::aiohttp::Upgrade<…>`.
+fn short_type_name<S>() -> &'static str {
+    let full = std::any::type_name::<S>();
+    let bare = full.split('<').next().unwrap_or(full);
+    bare.rsplit("::").next().unwrap_or(bare)
 }
 
 impl sealed::Sealed<kind::Any> for AnyStorage {}

@@ -48,6 +48,7 @@ impl CasSave<'_> {
                 return Ok(saved);
             }
             tracing::debug!("session changed in Memcached since it was loaded; merging");
+            crate::metrics::retried("MemcachedStorage", "conflict");
         }
         for attempt in 0..CAS_TRIES {
             if attempt > 0 {
@@ -65,6 +66,7 @@ impl CasSave<'_> {
                 return Ok(saved);
             }
             tracing::debug!("concurrent write to a session in Memcached; merging again");
+            crate::metrics::retried("MemcachedStorage", "conflict");
         }
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"

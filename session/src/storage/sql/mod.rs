@@ -119,7 +119,9 @@ pub(crate) struct Statements {
     pub(crate) qualified: String,
     /// The record of the live row with handle `1`.
     pub(crate) load: String,
-    /// A new row (handle, user, TTL, record), unless the handle exists.
+    /// A new row (handle, user, TTL, record), unless the handle exists
+    /// (PostgreSQL inserts with its own, which takes the user's lock).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) insert: String,
     /// The whole record of a live row (handle, user, TTL, record): a full
     /// rewrite, or the end of a merge.
