@@ -1,9 +1,15 @@
 //! "Log out everywhere" for sessions no store indexes: a cookie storage
 //! keeps nothing on the server, so a revocation cannot delete its sessions.
-//! Instead it counts: [`Revocations`] keeps, for each user (and session
-//! kind) that was ever revoked, how many times; a session bound to the user
-//! carries the count of when it was bound ([`SessionRecord::binding`]), and
-//! a session whose count is below the user's is over.
+//! Instead it marks: [`Revocations`] keeps, for each user (and session
+//! kind) that was ever revoked, a mark that every revocation raises (to one
+//! more than it was, and at least to the time in microseconds); a session
+//! bound to the user carries the mark of when it was bound
+//! ([`SessionRecord::binding`], 0 before any revocation), and a session
+//! whose mark is not the user's current one is over. A mark that was lost
+//! (a restart of the in-memory state, an evicted or flushed Redis key)
+//! reads as 0: the sessions bound after a revocation then count as
+//! revoked (their users sign in again), and only sessions bound before the
+//! user's first revocation would open again.
 //!
 //! [`SessionRecord::binding`]: crate::storage::SessionRecord::binding
 
@@ -66,27 +72,53 @@ impl Revocations {
         }
     }
 
-    /// How many times the sessions of `scope` (a user and kind, see
-    /// `storage::server::user_scope`) were revoked.
+    /// The revocation mark of `scope` (a user and kind, see
+    /// `users::user_scope`), 0 if it has none, for a load: from Redis'
+    /// local cache when it holds it.
     pub(crate) async fn count(&self, scope: &str) -> Result<u64, StorageError> {
         match &*self.inner {
             Inner::Memory(counts) => Ok(lock(counts).get(scope).copied().unwrap_or(0)),
             #[cfg(feature = "redis")]
-            Inner::Redis(counts) => counts.get(scope).await,
+            Inner::Redis(counts) => counts.get(scope, true).await,
         }
     }
 
-    /// Revokes every session of `scope` bound before now.
+    /// The mark a session bound now carries: read from the state itself,
+    /// never a cache, so a login just after a revocation on another
+    /// instance carries the new mark.
+    pub(crate) async fn current(&self, scope: &str) -> Result<u64, StorageError> {
+        match &*self.inner {
+            Inner::Memory(_) => self.count(scope).await,
+            #[cfg(feature = "redis")]
+            Inner::Redis(counts) => counts.get(scope, false).await,
+        }
+    }
+
+    /// Revokes every session of `scope` bound before now: raises its mark
+    /// to one more than it was and at least to now in microseconds, so a
+    /// mark that was lost and is written again is above every mark a
+    /// session could carry.
     pub(crate) async fn revoke(&self, scope: &str) -> Result<(), StorageError> {
         match &*self.inner {
             Inner::Memory(counts) => {
-                *lock(counts).entry(scope.to_owned()).or_default() += 1;
+                let mut counts = lock(counts);
+                let count = counts.entry(scope.to_owned()).or_default();
+                *count = count.saturating_add(1).max(micros_now());
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            Inner::Redis(counts) => counts.increment(scope).await,
+            Inner::Redis(counts) => counts.raise(scope, micros_now()).await,
         }
     }
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 fn lock(counts: &Mutex<HashMap<String, u64>>) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {

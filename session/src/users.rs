@@ -204,8 +204,10 @@ impl<K: SessionKind> UserSessions<K> {
     /// each is a new empty session); how many there were, when the store
     /// knows: `None` where sessions are ended by a count every load checks
     /// (cookie sessions under [`Revocations`](crate::Revocations), and
-    /// Memcached). The current request's own session, if it is one of them,
-    /// is not written back after the handler.
+    /// Memcached). The current request's own session, if it is one of
+    /// them, is not brought back by the save after the handler: a store
+    /// that deletes does not recreate it, and under marks it is written but
+    /// never opens again.
     ///
     /// A layer over a cookie storage without
     /// [`with_revocations`](crate::SessionLayerBuilder::with_revocations)

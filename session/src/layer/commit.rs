@@ -84,7 +84,7 @@ async fn write(shared: Arc<Shared>, session: Session) -> Result<Option<Delivery>
         // the count now, read before the cookie exists, so a revocation
         // that lands after this read ends it.
         let scope = crate::users::user_scope(config.kind, user);
-        state.record.binding = Some(revocations.count(&scope).await?);
+        state.record.binding = Some(revocations.current(&scope).await?);
     }
     let header = |value: &str| deliver(config, &state, value, max_age, now);
     match shared.storage.kind() {

@@ -167,10 +167,10 @@ async fn load(shared: &Shared, headers: &HeaderMap) -> Result<Session, LoadError
 }
 
 /// The session, unless it is bound to a user whose sessions were revoked
-/// after it was bound (see [`Revocations`](crate::Revocations)). A session
-/// bound before the layer counted revocations counts as bound at none, and
-/// keeps that count from now on, so a save after a revocation cannot give
-/// it the new one.
+/// after it was bound (see [`Revocations`](crate::Revocations)): its mark
+/// is not the user's. A session bound before the layer kept marks counts
+/// as bound at 0, and keeps that from now on, so a save after a revocation
+/// cannot give it the new mark.
 async fn not_revoked(
     mut found: Found,
     revocations: &crate::Revocations,
@@ -182,7 +182,9 @@ async fn not_revoked(
     let revoked = revocations
         .count(&crate::users::user_scope(config.kind, user))
         .await?;
-    if *found.record.binding.get_or_insert(0) < revoked {
+    // A mark above the user's can only come from a mark that was lost and
+    // written again lower: revoked too.
+    if *found.record.binding.get_or_insert(0) != revoked {
         tracing::debug!("session revoked with its user's; starting a new session");
         return Ok(None);
     }

@@ -55,9 +55,12 @@ pub use cookie::SimpleCookieStorage;
 pub use redis::{RedisCache, RedisCacheStatistics, RedisConnection, RedisOptions};
 
 /// `url` with its password replaced by `***`, for messages and logs: the
-/// URLs of stores often carry one (`redis://app:***@cache:6379/0`). The
-/// password of the userinfo and any `password` query parameter are
-/// redacted; a comma-separated list of URLs is redacted URL by URL.
+/// URLs of stores often carry one (`redis://app:***@cache:6379/0`). It
+/// redacts everything between the userinfo's first `:` and its last `@`
+/// (a password may hold `/`, `?`, `#`, `@` or `,`), and the value of every
+/// query parameter whose name, percent-decoded, holds `pass`, `secret` or
+/// `token`; a comma-separated list of URLs is redacted URL by URL. It errs
+/// on hiding too much: an `@` in a query hides what comes before it.
 ///
 /// ```
 /// use typed_sessions::storage::redact_url;
@@ -69,10 +72,33 @@ pub use redis::{RedisCache, RedisCacheStatistics, RedisConnection, RedisOptions}
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(redact_one_url)
+    // A new URL starts at a `,` followed by a scheme, so a comma in a
+    // password does not split its URL.
+    let mut urls: Vec<String> = Vec::new();
+    for piece in url.split(',') {
+        match urls.last_mut() {
+            Some(last) if !starts_with_scheme(piece) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_owned()),
+        }
+    }
+    urls.iter()
+        .map(|url| redact_one_url(url))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn starts_with_scheme(text: &str) -> bool {
+    text.trim_start()
+        .split_once("://")
+        .is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"+-.".contains(&byte))
+        })
 }
 
 fn redact_one_url(url: &str) -> String {
@@ -80,34 +106,37 @@ fn redact_one_url(url: &str) -> String {
         Some(at) => url.split_at(at + 3),
         None => ("", url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
-                None => authority.to_owned(),
-            }
-        }
-        None => authority.to_owned(),
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
     };
-    let path = match path.split_once('?') {
+    let userinfo = userinfo.map(|userinfo| match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None => userinfo.to_owned(),
+    });
+    let after = match after.split_once('?') {
         Some((before, query)) => {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
+                    Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
                     _ => pair.to_owned(),
                 })
                 .collect();
             format!("{before}?{}", query.join("&"))
         }
-        None => path.to_owned(),
+        None => after.to_owned(),
     };
-    format!("{scheme}{authority}{path}")
+    format!("{scheme}{}{after}", userinfo.unwrap_or_default())
+}
+
+fn is_secret_parameter(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    ["pass", "secret", "token"]
+        .iter()
+        .any(|secret| name.contains(secret))
 }
 
 /// What a storage is told about the request it serves.
@@ -714,6 +743,24 @@ mod tests {
                 "postgres://db/app?PASSWORD=***",
             ),
             ("not a url", "not a url"),
+            ("redis://app:p/ss@h:6379/0", "redis://app:***@h:6379/0"),
+            ("redis://app:p?s#s@h", "redis://app:***@h"),
+            (
+                "redis://a:p,w@h,redis://b:x@i",
+                "redis://a:***@h,redis://b:***@i",
+            ),
+            (
+                "redis+unix:///run/redis.sock?db=0&pass=pw",
+                "redis+unix:///run/redis.sock?db=0&pass=***",
+            ),
+            (
+                "postgres://db/app?pass%77ord=pw&sslpassword=k",
+                "postgres://db/app?pass%77ord=***&sslpassword=***",
+            ),
+            (
+                "10.0.0.1:11211,10.0.0.2:11211",
+                "10.0.0.1:11211,10.0.0.2:11211",
+            ),
         ] {
             assert_eq!(redact_url(url), redacted, "{url}");
         }

@@ -92,6 +92,10 @@ struct Ours {
     kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<String>,
+    /// [`SessionRecord::binding`]: without it a cookie under
+    /// `with_revocations` would read as bound before every revocation.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    binding: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +124,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StorageError> {
             expires_at: record.expires_at,
             kind: record.kind.clone(),
             user: record.user.clone(),
+            binding: record.binding,
         },
     })
     .map_err(StorageError::Serialize)
@@ -138,6 +143,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<SessionRecord> {
         record.expires_at = ours.expires_at;
         record.kind = ours.kind;
         record.user = ours.user;
+        record.binding = ours.binding;
     }
     Some(record)
 }

@@ -177,12 +177,17 @@ impl MemcachedStorage {
         key
     }
 
-    /// The revocation count of `scope` and its CAS, if Memcached holds it.
+    /// The revocation mark under `key` and its CAS, if Memcached holds
+    /// one; a value that is not a number reads as 0 (the next revocation
+    /// writes over it).
     async fn count(&self, key: &str) -> Result<Option<(u64, u64)>, StorageError> {
         let item = timed(self.times.command_timeout, self.client.get(key)).await?;
-        Ok(item.and_then(|(value, cas)| {
-            let count = std::str::from_utf8(&value).ok()?.parse().ok()?;
-            Some((count, cas))
+        Ok(item.map(|(value, cas)| {
+            let count = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0);
+            (count, cas)
         }))
     }
 
@@ -199,22 +204,11 @@ impl MemcachedStorage {
         .await
     }
 
-    /// The count a session bound now carries: the stored one, or a first
-    /// one (the time in microseconds) written now.
+    /// The mark a session bound now carries: the user's, or 0 before any
+    /// revocation of the user.
     async fn binding_count(&self, scope: &str) -> Result<u64, StorageError> {
         let key = self.count_key(scope);
-        for _ in 0..ID_TRIES {
-            if let Some((count, _)) = self.count(&key).await? {
-                return Ok(count);
-            }
-            let first = micros_now();
-            if self.add_count(&key, first).await? {
-                return Ok(first);
-            }
-        }
-        Err(StorageError::unavailable(
-            "a Memcached revocation count kept changing while a session was bound",
-        ))
+        Ok(self.count(&key).await?.map_or(0, |(count, _)| count))
     }
 
     /// The stored record and its CAS, or `None` when there is none.
@@ -222,16 +216,6 @@ impl MemcachedStorage {
         let item = timed(self.times.command_timeout, self.client.get(key)).await?;
         Ok(item.map(|(value, cas)| (decode(&value), cas)))
     }
-}
-
-/// Now, in microseconds since the Unix epoch: the first revocation count
-/// of a user, and the least a revocation raises it to.
-fn micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
-        })
 }
 
 /// The record in a stored value; `None` for a value that is not one.
@@ -260,23 +244,22 @@ impl ServerStorage for MemcachedStorage {
         let Some((record, cas)) = self.fetch(&key).await? else {
             return Ok(None);
         };
-        let Some(record) = record else {
+        let Some(mut record) = record else {
             tracing::warn!("malformed session record in Memcached; starting a new session");
             return Ok(None);
         };
         if let Some(user) = &record.user {
             let scope = crate::users::user_scope(record.kind.as_deref(), user);
-            let count = self.count(&self.count_key(&scope)).await?;
-            let revoked = match (count, record.binding) {
-                (Some((count, _)), binding) => binding.unwrap_or(0) < count,
-                // The count was evicted: whatever it was, it may have
-                // revoked this session, so it counts as revoked (the user
-                // signs in again). A session bound before counts existed
-                // carries none and has none to lose.
-                (None, Some(_)) => true,
-                (None, None) => false,
-            };
-            if revoked {
+            let mark = self
+                .count(&self.count_key(&scope))
+                .await?
+                .map_or(0, |(count, _)| count);
+            // A session bound before marks existed counts as bound at 0,
+            // and keeps that, so a save after a revocation cannot give it
+            // the new mark. A mark above the user's can only come from a
+            // mark that was evicted and written again lower: revoked too.
+            let binding = *record.binding.get_or_insert(0);
+            if binding != mark {
                 tracing::debug!("session revoked with its user's; starting a new session");
                 return Ok(None);
             }
@@ -338,18 +321,21 @@ impl ServerStorage for MemcachedStorage {
         timed(self.times.command_timeout, self.client.delete(&key)).await
     }
 
-    /// Counts a revocation of the user (and kind): raises the user's count
+    /// Marks a revocation of the user (and kind): raises the user's mark
     /// to one more than it was, and at least to now in microseconds (so a
-    /// count Memcached evicted and this one writes again is above every
-    /// count a session could carry). A load of a session bound to the user
-    /// reads the count (one more round trip than a session bound to no
-    /// one) and refuses one that carries less; a session whose count was
-    /// evicted counts as revoked. The count is read in the save that binds
-    /// a session, so a revocation racing a login is either before it (the
-    /// login lives) or after it (the new session is over); a renewal, and a
-    /// save of a session loaded before the revocation, carry the count it
-    /// was bound with. Memcached cannot list a user's sessions, so it
-    /// cannot count them either: `Ok(None)`.
+    /// mark Memcached evicted and this one writes again is above every
+    /// mark a session could carry). A session carries the mark of when it
+    /// was bound (0 before any revocation), and a load of a session bound
+    /// to the user reads the mark (one more round trip than a session bound
+    /// to no one) and refuses one that carries another: a revoked one, or,
+    /// after an eviction, one bound after a revocation (its user signs in
+    /// again). Only sessions bound before the user's first revocation would
+    /// open again if the mark were evicted. The mark is read in the save
+    /// that binds a session, so a revocation racing a login is either
+    /// before it (the login lives) or after it (the new session is over); a
+    /// renewal, and a save of a session loaded before the revocation, carry
+    /// the mark it was bound with. Memcached cannot list a user's sessions,
+    /// so it cannot count them either: `Ok(None)`.
     async fn revoke_user(
         &self,
         user: &str,
@@ -357,7 +343,7 @@ impl ServerStorage for MemcachedStorage {
     ) -> Result<Option<usize>, StorageError> {
         let key = self.count_key(&crate::users::user_scope(cx.kind, user));
         for _ in 0..ID_TRIES {
-            let now = micros_now();
+            let now = crate::revocation::micros_now();
             let raised = match self.count(&key).await? {
                 None => self.add_count(&key, now).await?,
                 Some((count, cas)) => {

@@ -888,6 +888,16 @@ fn hash_tag(key: &str) -> Option<&str> {
     (close > 0).then(|| &key[open + 1..open + 1 + close])
 }
 
+/// `KEYS[1]` a revocation mark, `ARGV[1]` now in microseconds: raises the
+/// mark to one more than it was and at least to now (integers up to 2^53
+/// are exact in Lua's numbers; microseconds reach that in 2255).
+const RAISE_MARK: &str = r"
+local mark = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local raised = math.max(mark + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%d', raised))
+return raised
+";
+
 /// The revocation counts of [`Revocations::redis`](crate::Revocations::redis):
 /// one integer per revoked user (and kind) under `prefix` + `revoked:` +
 /// base64url of SHA-256 of its [`user_scope`](crate::users::user_scope).
@@ -909,13 +919,13 @@ impl RedisCounts {
         key
     }
 
-    /// The count of `scope`: one `GET`, or none when the local cache holds
-    /// it.
-    pub(crate) async fn get(&self, scope: &str) -> Result<u64, StorageError> {
+    /// The mark of `scope`, 0 if it has none: one `GET`, or none when
+    /// `cached` and the local cache holds it.
+    pub(crate) async fn get(&self, scope: &str, cached: bool) -> Result<u64, StorageError> {
         let key = self.key(scope);
         let mut command = redis::cmd("GET");
         command.arg(&key);
-        if self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
+        if cached && self.cache.as_ref().is_some_and(|gate| gate.may_cache(&key)) {
             command.set_cache_config(CommandCacheConfig::new().set_enable_cache(true));
         }
         let mut connection = self.connection.clone();
@@ -923,16 +933,17 @@ impl RedisCounts {
         Ok(count.unwrap_or(0))
     }
 
-    /// Counts one more revocation of `scope`. The key never expires: a
-    /// count lost would let every session it ended open again.
-    pub(crate) async fn increment(&self, scope: &str) -> Result<(), StorageError> {
+    /// Raises the mark of `scope` to one more than it was and at least to
+    /// `now` (microseconds), atomically. The key never expires.
+    pub(crate) async fn raise(&self, scope: &str, now: u64) -> Result<(), StorageError> {
         let key = self.key(scope);
         let mut connection = self.connection.clone();
         let incremented = timed(
             self.timeout,
-            redis::cmd("INCR")
-                .arg(&key)
-                .query_async::<u64>(&mut connection),
+            redis::Script::new(RAISE_MARK)
+                .key(&key)
+                .arg(now)
+                .invoke_async::<u64>(&mut connection),
         )
         .await;
         if let Some(gate) = &self.cache {

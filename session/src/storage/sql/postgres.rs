@@ -193,8 +193,13 @@ impl StatementTimeout {
     }
 }
 
+/// `timeout` in milliseconds, at most PostgreSQL's largest
+/// `statement_timeout` (about 24.8 days), which a longer one would make
+/// every new connection fail.
 fn millis(timeout: Duration) -> u64 {
-    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(i32::MAX.unsigned_abs().into())
 }
 
 impl PostgresStorage {
@@ -611,6 +616,24 @@ impl ServerStorage for PostgresStorage {
         };
         let deleted = timed(self.times.command_timeout, revoke).await?;
         Ok(Some(usize::try_from(deleted).unwrap_or(usize::MAX)))
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_timeout_stays_within_what_postgresql_takes() {
+        assert_eq!(millis(Duration::from_millis(2500)), 2500);
+        assert_eq!(
+            millis(Duration::from_secs(30 * 86_400)),
+            u64::try_from(i32::MAX).unwrap()
+        );
+        assert_eq!(
+            StatementTimeout::new(Duration::MAX).statement(),
+            "SET statement_timeout = 2147483647"
+        );
     }
 }
 
