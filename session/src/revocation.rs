@@ -38,6 +38,10 @@ use crate::error::StorageError;
 ///   key per user ever revoked, `prefix` + `revoked:` + base64url of
 ///   SHA-256 of the user (and kind).
 ///
+/// Under `SimpleCookieStorage` (plain JSON, for tests) a client can edit
+/// its own mark, as it can edit everything else in that cookie: use the
+/// encrypted cookie.
+///
 /// The count is read in the save that binds a session, so a revocation
 /// racing a login is either before it (the login lives) or after it (the
 /// new session is over); a renewal, or a save of a session loaded before a
