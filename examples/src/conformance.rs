@@ -165,6 +165,9 @@ pub struct Settings {
     pub key_prefix: Option<String>,
     /// `SESSION_REVOCATION`: where a cookie storage counts revocations.
     pub revocation: Option<Revocation>,
+    /// `SESSION_TLS_CA_FILE`: CA certificates trusted beside the system's
+    /// for `rediss://`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// The state `revocation` names, made by [`Settings::connect_revocations`]
     /// and shared by every layer the settings build.
     pub revocations: Option<typed_sessions::Revocations>,
@@ -214,6 +217,7 @@ impl Settings {
             key_prefix: None,
             revocation: None,
             revocations: None,
+            tls_ca_file: None,
         }
     }
 
@@ -286,6 +290,7 @@ impl Settings {
             .map(|value| value.parse::<SameSite>())
             .transpose()
             .map_err(|error| format!("SESSION_COOKIE_SAMESITE: {error}"))?;
+        settings.tls_ca_file = var("SESSION_TLS_CA_FILE").map(Into::into);
         if let Some(revocation) = var("SESSION_REVOCATION") {
             settings.revocation = Some(match revocation.as_str() {
                 "memory" => Revocation::Memory,
@@ -454,6 +459,7 @@ impl Settings {
         if self.redis_cache {
             options = options.with_cache(RedisCache::new());
         }
+        options = self.with_tls_ca_file(options)?;
         let storage = RedisStorage::connect(options).await;
         let mut storage = storage.map_err(|error| {
             format!(
@@ -466,6 +472,30 @@ impl Settings {
             storage = storage.with_key_prefix(prefix.clone());
         }
         Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(all(feature = "redis", feature = "tls"))]
+    fn with_tls_ca_file(
+        &self,
+        options: typed_sessions::storage::RedisOptions,
+    ) -> Result<typed_sessions::storage::RedisOptions, String> {
+        Ok(match &self.tls_ca_file {
+            Some(path) => options.with_ca_file(path),
+            None => options,
+        })
+    }
+
+    #[cfg(all(feature = "redis", not(feature = "tls")))]
+    fn with_tls_ca_file(
+        &self,
+        options: typed_sessions::storage::RedisOptions,
+    ) -> Result<typed_sessions::storage::RedisOptions, String> {
+        match &self.tls_ca_file {
+            Some(_) => Err(
+                "SESSION_TLS_CA_FILE needs the examples built with the `tls` feature".to_owned(),
+            ),
+            None => Ok(options),
+        }
     }
 
     #[cfg(not(feature = "redis"))]

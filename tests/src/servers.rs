@@ -682,6 +682,16 @@ fn postgres_owner() -> Option<(u32, u32)> {
 impl Postgres {
     /// Makes a cluster and starts a server on a free port.
     pub fn start() -> Self {
+        Self::start_with_tls(None)
+    }
+
+    /// Makes a cluster whose server speaks TLS (`ssl = on`) with the
+    /// server certificate of `certificates`, and starts it.
+    pub fn start_tls(certificates: &TestCertificates) -> Self {
+        Self::start_with_tls(Some(certificates))
+    }
+
+    fn start_with_tls(certificates: Option<&TestCertificates>) -> Self {
         let owner = postgres_owner();
         let dir = scratch_dir("postgres");
         if let Some((uid, gid)) = owner {
@@ -716,6 +726,29 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if let Some(certificates) = certificates {
+            use std::os::unix::fs::PermissionsExt as _;
+            for (from, to) in [
+                (&certificates.server.0, "server.pem"),
+                (&certificates.server.1, "server.key"),
+            ] {
+                let target = dir.join(to);
+                std::fs::copy(from, &target).expect("copy the server certificate");
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                    .expect("the key readable by its owner only");
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&target, Some(uid), Some(gid)).expect("chown");
+                }
+            }
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("postgresql.conf"))
+                .expect("open postgresql.conf");
+            conf.write_all(
+                b"ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n",
+            )
+            .expect("turn TLS on");
+        }
         for _ in 0..PORT_TRIES {
             let port = free_port(0);
             if let Some(process) = Self::launch(&dir, port) {
@@ -860,6 +893,167 @@ pub fn shared_redis_cluster() -> &'static RedisCluster {
 pub fn shared_memcached() -> &'static [Memcached; 2] {
     static SERVERS: OnceLock<[Memcached; 2]> = OnceLock::new();
     SERVERS.get_or_init(|| [Memcached::start(), Memcached::start()])
+}
+
+/// A certificate authority the test makes with `openssl`, and a server
+/// and a client certificate it signed: the server's for `127.0.0.1` and
+/// `localhost`, the client's for client authentication. PEM files.
+pub struct TestCertificates {
+    /// The CA's certificate.
+    pub ca: PathBuf,
+    /// The server's certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// The client's certificate and key.
+    pub client: (PathBuf, PathBuf),
+}
+
+impl TestCertificates {
+    /// Makes a CA and its two certificates in a scratch directory.
+    pub fn make() -> Self {
+        let dir = scratch_dir("certificates");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl runs (apt-get install openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=typed-sessions test CA",
+                ],
+            ]
+            .concat(),
+        );
+        for (name, extensions) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write extensions");
+            openssl(
+                &[
+                    &["req"][..],
+                    &key,
+                    &[
+                        "-keyout",
+                        &format!("{name}.key"),
+                        "-out",
+                        &format!("{name}.csr"),
+                        "-subj",
+                        &format!("/CN={name}"),
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        Self {
+            ca: dir.join("ca.pem"),
+            server: (dir.join("server.pem"), dir.join("server.key")),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+        }
+    }
+}
+
+/// A `redis-server` that speaks TLS on `tls_port` with a certificate of a
+/// CA the test made (and plaintext on `port`, which only the harness uses
+/// to see it ready).
+pub struct TlsRedis {
+    /// The plaintext port.
+    pub port: u16,
+    /// The TLS port.
+    pub tls_port: u16,
+    /// The CA and certificates it uses.
+    pub certificates: TestCertificates,
+    _process: Process,
+}
+
+/// How far above its plaintext port a [`TlsRedis`] listens for TLS.
+const TLS_PORT_OFFSET: u16 = 1000;
+
+impl TlsRedis {
+    /// Starts one; with `client_certificates`, it refuses clients that do
+    /// not present a certificate of its CA (`tls-auth-clients yes`).
+    pub fn start(client_certificates: bool) -> Self {
+        let certificates = TestCertificates::make();
+        let dir = scratch_dir("redis-tls");
+        let (port, process) = launch_redis_on_a_free_port(TLS_PORT_OFFSET, |port| {
+            let mut args = redis_args(&dir);
+            for (flag, value) in [
+                ("--tls-port", (port + TLS_PORT_OFFSET).to_string()),
+                (
+                    "--tls-cert-file",
+                    certificates.server.0.display().to_string(),
+                ),
+                (
+                    "--tls-key-file",
+                    certificates.server.1.display().to_string(),
+                ),
+                ("--tls-ca-cert-file", certificates.ca.display().to_string()),
+                (
+                    "--tls-auth-clients",
+                    if client_certificates { "yes" } else { "no" }.to_owned(),
+                ),
+            ] {
+                args.push(flag.to_owned());
+                args.push(value);
+            }
+            args
+        });
+        Self {
+            port,
+            tls_port: port + TLS_PORT_OFFSET,
+            certificates,
+            _process: process,
+        }
+    }
+
+    /// Its TLS URL.
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port)
+    }
 }
 
 #[cfg(test)]

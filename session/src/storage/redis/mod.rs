@@ -310,6 +310,10 @@ pub struct RedisOptions {
     pub(crate) cache: Option<RedisCache>,
     username: Option<String>,
     password: Option<String>,
+    /// A PEM file of CA certificates trusted beside the system's.
+    ca_file: Option<std::path::PathBuf>,
+    /// PEM files of the client's certificate chain and private key.
+    client_certificate: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -320,6 +324,8 @@ impl fmt::Debug for RedisOptions {
             .field("cache", &self.cache)
             .field("username", &self.username.as_ref().map(|_| "<set>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_certificate", &self.client_certificate.is_some())
             .finish()
     }
 }
@@ -348,6 +354,8 @@ impl RedisOptions {
             cache: None,
             username: None,
             password: None,
+            ca_file: None,
+            client_certificate: None,
         }
     }
 
@@ -359,6 +367,8 @@ impl RedisOptions {
             cache: None,
             username: None,
             password: None,
+            ca_file: None,
+            client_certificate: None,
         }
     }
 
@@ -377,6 +387,111 @@ impl RedisOptions {
         self
     }
 
+    /// A PEM file of CA certificates that `rediss://` connections trust
+    /// beside the system's roots (a private CA, a managed service's own),
+    /// read at connect. Needs `rediss://` URLs and the `tls` feature.
+    #[cfg(feature = "tls")]
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The client certificate (a PEM chain) and its private key (PEM)
+    /// that `rediss://` connections present, for servers that require one
+    /// (`tls-auth-clients yes`, mutual TLS); read at connect. Needs the
+    /// `tls` feature.
+    #[cfg(feature = "tls")]
+    pub fn with_client_certificate(
+        mut self,
+        certificate: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.client_certificate = Some((certificate.into(), key.into()));
+        self
+    }
+
+    /// Whether any URL asks for TLS.
+    fn wants_tls(&self) -> bool {
+        match &self.target {
+            Target::Standalone(url) => url.starts_with("rediss://"),
+            Target::Cluster(nodes) => nodes.iter().any(|node| node.starts_with("rediss://")),
+        }
+    }
+
+    /// Refuses what cannot be honoured: TLS settings without a `rediss://`
+    /// URL, or a `rediss://` URL in a build without TLS.
+    fn check_tls(&self) -> Result<(), StorageError> {
+        let settings = self.ca_file.is_some() || self.client_certificate.is_some();
+        if settings && !self.wants_tls() {
+            return Err(StorageError::Config(ConfigError::StorageSetting {
+                setting: "Redis TLS",
+                problem: "a CA file or client certificate needs `rediss://` URLs".to_owned(),
+            }));
+        }
+        if cfg!(not(feature = "tls")) && self.wants_tls() {
+            return Err(StorageError::Config(ConfigError::StorageSetting {
+                setting: "Redis URL",
+                problem: "`rediss://` (TLS) needs typed-sessions' `tls` feature".to_owned(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The certificates `rediss://` connections use: the system's roots
+    /// plus the CA file, and the client certificate, read now.
+    #[cfg(feature = "tls")]
+    fn certificates(&self) -> Result<redis::TlsCertificates, StorageError> {
+        // One provider for the process, if the app has not chosen one
+        // (rustls panics when it finds several and none chosen). `ring`
+        // lacks post-quantum key exchange, which rustls flags; it builds
+        // without a C toolchain beyond a compiler.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|error| {
+                StorageError::unavailable(format!("{what} {}: {error}", path.display()))
+            })
+        };
+        let root_cert = match &self.ca_file {
+            None => None,
+            Some(path) => {
+                let mut bundle = read(path, "Redis CA file")?;
+                bundle.push(b'\n');
+                for certificate in rustls_native_certs::load_native_certs().certs {
+                    bundle.extend_from_slice(pem_certificate(&certificate).as_bytes());
+                }
+                Some(bundle)
+            }
+        };
+        let client_tls = match &self.client_certificate {
+            None => None,
+            Some((certificate, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(certificate, "Redis client certificate")?,
+                client_key: read(key, "Redis client key")?,
+            }),
+        };
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+/// A certificate in PEM.
+#[cfg(feature = "tls")]
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+impl RedisOptions {
     /// Talks RESP3 and keeps a local cache of loaded records that Redis
     /// (every master of a cluster) keeps correct: a read of a cached
     /// session costs no round trip. See [`RedisCache`]; needs Redis 6 or
@@ -411,6 +526,7 @@ impl RedisStorage {
     /// seconds, with a one-second command timeout.
     pub async fn connect(options: impl Into<RedisOptions>) -> Result<Self, StorageError> {
         let options = options.into();
+        options.check_tls()?;
         match &options.target {
             Target::Standalone(url) => Self::connect_standalone(url, &options).await,
             Target::Cluster(nodes) => Self::connect_to_cluster(nodes.clone(), &options).await,
@@ -429,15 +545,19 @@ impl RedisStorage {
         if let Some(password) = &options.password {
             settings = settings.set_password(password);
         }
-        info = info.set_redis_settings(settings);
         if cache.is_some() {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            info = info.set_redis_settings(settings);
+            settings = settings.set_protocol(ProtocolVersion::RESP3);
         }
-        let client = redis::Client::open(info).map_err(StorageError::unavailable)?;
+        info = info.set_redis_settings(settings);
+        #[cfg(feature = "tls")]
+        let client = if options.wants_tls() {
+            redis::Client::build_with_tls(info, options.certificates()?)
+        } else {
+            redis::Client::open(info)
+        };
+        #[cfg(not(feature = "tls"))]
+        let client = redis::Client::open(info);
+        let client = client.map_err(StorageError::unavailable)?;
         let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
@@ -474,6 +594,10 @@ impl RedisStorage {
         }
         if let Some(password) = &options.password {
             builder = builder.password(password);
+        }
+        #[cfg(feature = "tls")]
+        if options.wants_tls() {
+            builder = builder.certs(options.certificates()?);
         }
         if let Some(cache) = &cache {
             builder = builder

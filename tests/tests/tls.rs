@@ -1,0 +1,163 @@
+//! TLS to Redis, against a real `redis-server` speaking TLS with a
+//! certificate of a CA the test makes: the CA file is trusted beside the
+//! system's roots, a certificate nothing trusts is an error at connect
+//! (never a silent plaintext connection), and a server that requires a
+//! client certificate gets one.
+
+use serde_json::json;
+use session_examples::conformance::{Settings, Store};
+use session_tests::TestApp;
+use session_tests::servers::TlsRedis;
+use typed_sessions::RedisStorage;
+use typed_sessions::storage::{AnyStorage, RedisOptions};
+
+async fn sessions_work_over(storage: RedisStorage) {
+    let app = TestApp::conformance_on(
+        Settings::new(Store::Redis),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"over": "tls"}"#).await;
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"over": "tls"})
+    );
+}
+
+#[tokio::test]
+async fn redis_over_tls_trusts_the_ca_file_and_refuses_what_nothing_trusts() {
+    let redis = TlsRedis::start(false);
+    // A certificate of a CA neither the system nor the app trusts.
+    let refused = RedisStorage::connect(RedisOptions::standalone(redis.url()))
+        .await
+        .expect_err("an untrusted certificate is refused at connect");
+    let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+    assert!(
+        message.contains("certificate") || message.contains("Certificate"),
+        "says why: {message}"
+    );
+
+    let storage = RedisStorage::connect(
+        RedisOptions::standalone(redis.url()).with_ca_file(&redis.certificates.ca),
+    )
+    .await
+    .expect("the CA file is trusted");
+    sessions_work_over(storage).await;
+
+    // The plaintext port never stands in for TLS: a CA file without a
+    // `rediss://` URL is a configuration error.
+    let plain = format!("redis://127.0.0.1:{}/0", redis.port);
+    let refused =
+        RedisStorage::connect(RedisOptions::standalone(plain).with_ca_file(&redis.certificates.ca))
+            .await
+            .expect_err("TLS settings need rediss://");
+    assert!(refused.to_string().contains("rediss://"), "{refused}");
+}
+
+#[tokio::test]
+async fn redis_requiring_client_certificates_gets_one() {
+    let redis = TlsRedis::start(true);
+    let without = RedisStorage::connect(
+        RedisOptions::standalone(redis.url()).with_ca_file(&redis.certificates.ca),
+    )
+    .await;
+    assert!(
+        without.is_err(),
+        "the server refuses a client without a certificate"
+    );
+
+    let (certificate, key) = &redis.certificates.client;
+    let storage = RedisStorage::connect(
+        RedisOptions::standalone(redis.url())
+            .with_ca_file(&redis.certificates.ca)
+            .with_client_certificate(certificate, key),
+    )
+    .await
+    .expect("the client certificate is accepted");
+    sessions_work_over(storage).await;
+}
+
+/// PostgreSQL's own TLS parameters in `DATABASE_URL`: `sslmode=verify-full`
+/// with `sslrootcert` naming the test's CA connects and serves sessions;
+/// without the CA, the server's certificate is an error at connect.
+#[tokio::test]
+async fn postgres_verify_full_trusts_its_sslrootcert_and_refuses_without_it() {
+    use session_tests::servers::{Postgres, TestCertificates};
+    use typed_sessions::PostgresStorage;
+
+    let certificates = TestCertificates::make();
+    let postgres = Postgres::start_tls(&certificates);
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        postgres.url(),
+        certificates.ca.display()
+    );
+    let storage = PostgresStorage::connect(&verified)
+        .await
+        .expect("the server's certificate is verified against the CA");
+    storage.migrate().await.expect("the table is made over TLS");
+    let app = TestApp::conformance_on(
+        Settings::new(Store::Postgres),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"over": "tls"}"#).await;
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"over": "tls"})
+    );
+
+    let unverified = format!("{}?sslmode=verify-full", postgres.url());
+    let refused = PostgresStorage::connect(&unverified)
+        .await
+        .expect_err("a certificate nothing trusts is refused at connect");
+    let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+    assert!(
+        message.to_lowercase().contains("certificate"),
+        "says why: {message}"
+    );
+}
+
+/// The conformance app on `rediss://` with `SESSION_TLS_CA_FILE`, as the
+/// third wave's contract gives it.
+#[tokio::test]
+async fn the_conformance_app_speaks_tls_to_redis_with_its_ca_file() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let redis = TlsRedis::start(false);
+    let mut binary = std::env::current_exe().expect("test binary path");
+    binary.pop();
+    binary.pop();
+    binary.push("examples");
+    binary.push(format!("conformance{}", std::env::consts::EXE_SUFFIX));
+    let mut child = Command::new(&binary)
+        .env("SESSION_STORE", "redis")
+        .env("REDIS_URL", redis.url())
+        .env("SESSION_TLS_CA_FILE", &redis.certificates.ca)
+        .env("CONFORMANCE_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        panic!("the app did not start: {line}{stderr}");
+    };
+    let reply = reqwest::Client::new()
+        .patch(format!("{base}/session"))
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
