@@ -48,3 +48,14 @@ impl SessionKind for Main {
 pub(crate) fn is_main<K: SessionKind>() -> bool {
     std::any::TypeId::of::<K>() == std::any::TypeId::of::<Main>()
 }
+
+/// What a store indexes the sessions of `user` of the session kind `kind`
+/// under: the user id for the main kind, and the kind's name, a NUL and
+/// the user id for another (a user id never holds a NUL, see
+/// `users::user_problem`, so no two pairs share one).
+pub(crate) fn user_scope(kind: Option<&str>, user: &str) -> String {
+    match kind {
+        None => user.to_owned(),
+        Some(kind) => format!("{kind}\0{user}"),
+    }
+}

@@ -77,7 +77,7 @@ impl Revocations {
     }
 
     /// The revocation mark of `scope` (a user and kind, see
-    /// `users::user_scope`), 0 if it has none, for a load: from Redis'
+    /// `kind::user_scope`), 0 if it has none, for a load: from Redis'
     /// local cache when it holds it.
     pub(crate) async fn count(&self, scope: &str) -> Result<u64, StorageError> {
         match &*self.inner {

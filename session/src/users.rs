@@ -18,7 +18,7 @@ use http::request::Parts;
 
 use crate::error::StorageError;
 use crate::extract::SessionRejection;
-use crate::kind::{Main, SessionKind};
+use crate::kind::{Main, SessionKind, user_scope};
 use crate::layer::config::Shared;
 use crate::layer::slot::KindSlot;
 use crate::session::Session;
@@ -77,17 +77,6 @@ impl<K: SessionKind> Session<K> {
         if was_bound {
             self.renew();
         }
-    }
-}
-
-/// What a store indexes the sessions of `user` of the session kind `kind`
-/// under: the user id for the main kind, and the kind's name, a NUL and
-/// the user id for another (a user id never holds a NUL, see
-/// [`user_problem`], so no two pairs share one).
-pub(crate) fn user_scope(kind: Option<&str>, user: &str) -> String {
-    match kind {
-        None => user.to_owned(),
-        Some(kind) => format!("{kind}\0{user}"),
     }
 }
 

@@ -83,7 +83,7 @@ async fn write(shared: Arc<Shared>, session: Session) -> Result<Option<Delivery>
         // Bound in this request (only cookie layers count revocations):
         // the count now, read before the cookie exists, so a revocation
         // that lands after this read ends it.
-        let scope = crate::users::user_scope(config.kind, user);
+        let scope = crate::kind::user_scope(config.kind, user);
         state.record.binding = Some(revocations.current(&scope).await?);
     }
     let header = |value: &str| deliver(config, &state, value, max_age, now);

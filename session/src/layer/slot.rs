@@ -180,7 +180,7 @@ async fn not_revoked(
         return Ok(Some(found));
     };
     let revoked = revocations
-        .count(&crate::users::user_scope(config.kind, user))
+        .count(&crate::kind::user_scope(config.kind, user))
         .await?;
     // A mark above the user's can only come from a mark that was lost and
     // written again lower: revoked too.

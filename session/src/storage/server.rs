@@ -233,7 +233,7 @@ pub(crate) fn prune_due(size: usize) -> bool {
 
 /// The key of the set of the record keys of `user`'s sessions of `kind`:
 /// `prefix`, `u:` and the url-safe base64 of SHA-256 of its
-/// [`user_scope`](crate::users::user_scope) (so any user id makes a short, safe key, and a dump of
+/// [`user_scope`](crate::kind::user_scope) (so any user id makes a short, safe key, and a dump of
 /// the store names no user).
 #[cfg(feature = "redis")]
 pub(crate) fn user_key(prefix: &str, kind: Option<&str>, user: &str) -> String {
@@ -241,7 +241,7 @@ pub(crate) fn user_key(prefix: &str, kind: Option<&str>, user: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sha2::{Digest, Sha256};
 
-    let digest = Sha256::digest(crate::users::user_scope(kind, user).as_bytes());
+    let digest = Sha256::digest(crate::kind::user_scope(kind, user).as_bytes());
     let mut key = String::with_capacity(prefix.len() + 45);
     key.push_str(prefix);
     key.push_str("u:");

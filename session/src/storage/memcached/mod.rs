@@ -249,7 +249,7 @@ impl ServerStorage for MemcachedStorage {
             return Ok(None);
         };
         if let Some(user) = &record.user {
-            let scope = crate::users::user_scope(record.kind.as_deref(), user);
+            let scope = crate::kind::user_scope(record.kind.as_deref(), user);
             let mark = self
                 .count(&self.count_key(&scope))
                 .await?
@@ -276,7 +276,7 @@ impl ServerStorage for MemcachedStorage {
             (Some(user), None) => {
                 // Bound in this request: the count now, read before the
                 // record exists, so a revocation after this read ends it.
-                let scope = crate::users::user_scope(record.kind.as_deref(), user);
+                let scope = crate::kind::user_scope(record.kind.as_deref(), user);
                 let mut bound = record.clone();
                 bound.binding = Some(self.binding_count(&scope).await?);
                 self.encode(&bound)?
@@ -341,7 +341,7 @@ impl ServerStorage for MemcachedStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Option<usize>, StorageError> {
-        let key = self.count_key(&crate::users::user_scope(cx.kind, user));
+        let key = self.count_key(&crate::kind::user_scope(cx.kind, user));
         for _ in 0..ID_TRIES {
             let now = crate::revocation::micros_now();
             let raised = match self.count(&key).await? {

@@ -19,9 +19,9 @@ use super::server::{DEFAULT_TTL, ID_TRIES, check_positive, handle, prune_due};
 use super::{ActiveSession, Loaded, ServerStorage, StorageContext};
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
+use crate::kind::user_scope;
 use crate::record::{Changes, SessionRecord};
 use crate::throttle::throttled_warn;
-use crate::users::user_scope;
 
 /// Independent parts of the store, each behind its own lock, so requests of
 /// different sessions rarely wait for each other and no single map grows

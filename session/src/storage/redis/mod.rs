@@ -1024,7 +1024,7 @@ return raised
 
 /// The revocation counts of [`Revocations::redis`](crate::Revocations::redis):
 /// one integer per revoked user (and kind) under `prefix` + `revoked:` +
-/// base64url of SHA-256 of its [`user_scope`](crate::users::user_scope).
+/// base64url of SHA-256 of its [`user_scope`](crate::kind::user_scope).
 pub(crate) struct RedisCounts {
     connection: RedisConnection,
     prefix: String,
