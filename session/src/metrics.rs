@@ -13,6 +13,7 @@
 //! | `sessions_saves_total` | counter | `outcome`: `written`, `removed` (an emptied session), `gone` (ended elsewhere meanwhile), `error` |
 //! | `sessions_store_calls_total` | counter | `call` (`load`, `create`, `update`, `delete`), `outcome` (`ok`, `unavailable`, `timeout`, `refused`) |
 //! | `sessions_store_call_seconds` | histogram | `call` |
+//! | `sessions_cache_total` | counter | `storage` (`RedisStorage`) and `event` only: `hit`, `miss`, `invalidation` of Redis' local cache, and `bypassed` (a load its gate sent to Redis while the cache could be stale) |
 //! | `sessions_store_retries_total` | counter | `storage` and `reason` only (a store does not know the layer's kind): `conflict`, a compare-and-swap that lost to another writer (Memcached) |
 
 use crate::error::StorageError;
@@ -105,6 +106,27 @@ pub(crate) fn saved(labels: Labels, outcome: &'static str) {
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
 pub(crate) fn saved(_: Labels, _: &'static str) {}
+
+/// Publishes the counts of Redis' local cache (totals since the cache
+/// began; a cluster's new connection after a failover starts them again,
+/// which Prometheus reads as a counter reset).
+#[cfg(all(feature = "metrics", feature = "redis"))]
+pub(crate) fn cache_counts(statistics: &crate::storage::RedisCacheStatistics) {
+    let wide = |count: usize| u64::try_from(count).unwrap_or(u64::MAX);
+    for (event, count) in [
+        ("hit", wide(statistics.hits)),
+        ("miss", wide(statistics.misses)),
+        ("invalidation", wide(statistics.invalidations)),
+        ("bypassed", statistics.bypassed),
+    ] {
+        metrics::counter!(
+            "sessions_cache_total",
+            "storage" => "RedisStorage",
+            "event" => event,
+        )
+        .absolute(count);
+    }
+}
 
 /// Counts a store's retry of a write (its storage's name; a store does not
 /// know the layer's kind).

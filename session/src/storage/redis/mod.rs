@@ -750,6 +750,10 @@ impl RedisStorage {
             )
             .await?
         };
+        #[cfg(feature = "metrics")]
+        if let Some(statistics) = self.cache_statistics() {
+            crate::metrics::cache_counts(&statistics);
+        }
         if fields.is_empty() {
             return Ok(None);
         }
