@@ -109,15 +109,27 @@ async fn postgres_verify_full_trusts_its_sslrootcert_and_refuses_without_it() {
         json!({"over": "tls"})
     );
 
-    let unverified = format!("{}?sslmode=verify-full", postgres.url());
-    let refused = PostgresStorage::connect(&unverified)
-        .await
-        .expect_err("a certificate nothing trusts is refused at connect");
-    let message = session_examples::conformance::typed_sessions_error_chain(&refused);
-    assert!(
-        message.to_lowercase().contains("certificate"),
-        "says why: {message}"
+    // Without the CA, `verify-full` and even `require` (PostgreSQL's own
+    // meaning: no check) refuse the certificate at connect.
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let unverified = format!("{}?sslmode={mode}", postgres.url());
+        let refused = PostgresStorage::connect(&unverified)
+            .await
+            .expect_err("a certificate nothing trusts is refused at connect");
+        let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+        assert!(
+            message.to_lowercase().contains("certificate"),
+            "{mode} says why: {message}"
+        );
+    }
+    let required = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        postgres.url(),
+        certificates.ca.display()
     );
+    PostgresStorage::connect(&required)
+        .await
+        .expect("require with the CA connects");
 }
 
 /// The conformance app on `rediss://` with `SESSION_TLS_CA_FILE`, as the

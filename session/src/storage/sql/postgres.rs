@@ -228,6 +228,16 @@ impl PostgresStorage {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StorageError> {
+        // PostgreSQL's own `require` encrypts without checking the
+        // server's certificate; this storage never talks TLS it has not
+        // verified, so `require` checks the chain as `verify-ca` does (as
+        // libpq's `require` does when given a root certificate).
+        let options = match options.get_ssl_mode() {
+            sqlx::postgres::PgSslMode::Require => {
+                options.ssl_mode(sqlx::postgres::PgSslMode::VerifyCa)
+            }
+            _ => options,
+        };
         let timeout = Arc::new(StatementTimeout::new(DEFAULT_COMMAND_TIMEOUT));
         let (on_connect, on_acquire) = (timeout.clone(), timeout.clone());
         let pool = PgPoolOptions::new()
