@@ -317,6 +317,17 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The one line that says Redis at `REDIS_URL` (its password hidden)
+    /// refused to connect, and why.
+    #[cfg(feature = "redis")]
+    fn redis_error(&self, error: &typed_sessions::StorageError) -> String {
+        format!(
+            "REDIS_URL {}: {}",
+            typed_sessions::storage::redact_url(&self.redis_url),
+            typed_sessions_error_chain(error)
+        )
+    }
+
     /// Makes the revocation state `SESSION_REVOCATION` names (for Redis:
     /// connects to `REDIS_URL`), for every layer these settings build.
     pub async fn connect_revocations(mut self) -> Result<Self, String> {
@@ -332,13 +343,7 @@ impl Settings {
     async fn redis_revocations(&self) -> Result<typed_sessions::Revocations, String> {
         let mut storage = RedisStorage::connect(self.redis_url.as_str())
             .await
-            .map_err(|error| {
-                format!(
-                    "REDIS_URL {}: {}",
-                    typed_sessions::storage::redact_url(&self.redis_url),
-                    typed_sessions_error_chain(&error)
-                )
-            })?;
+            .map_err(|error| self.redis_error(&error))?;
         if let Some(prefix) = &self.key_prefix {
             storage = storage.with_key_prefix(prefix.clone());
         }
@@ -402,13 +407,7 @@ impl Settings {
         };
         let storage = typed_sessions::aiohttp::AiohttpRedisStorage::connect(options)
             .await
-            .map_err(|error| {
-                format!(
-                    "REDIS_URL {}: {}",
-                    typed_sessions::storage::redact_url(&self.redis_url),
-                    typed_sessions_error_chain(&error)
-                )
-            })?;
+            .map_err(|error| self.redis_error(&error))?;
         Ok(AnyStorage::new(storage))
     }
 
@@ -461,13 +460,7 @@ impl Settings {
         }
         options = self.with_tls_ca_file(options)?;
         let storage = RedisStorage::connect(options).await;
-        let mut storage = storage.map_err(|error| {
-            format!(
-                "REDIS_URL {}: {}",
-                typed_sessions::storage::redact_url(&self.redis_url),
-                typed_sessions_error_chain(&error)
-            )
-        })?;
+        let mut storage = storage.map_err(|error| self.redis_error(&error))?;
         if let Some(prefix) = &self.key_prefix {
             storage = storage.with_key_prefix(prefix.clone());
         }

@@ -105,6 +105,20 @@ impl SessionRecord {
         }
     }
 
+    /// Whether a revocation ended this bound session: it does not carry
+    /// its user's current revocation `mark` (see
+    /// [`Revocations`](crate::Revocations)). A record from before marks
+    /// counts as bound at 0, and keeps that from now on, so a save after a
+    /// revocation cannot give it the new mark; a mark above the user's can
+    /// only come from one that was lost and written again lower.
+    pub(crate) fn is_revoked_at(&mut self, mark: u64) -> bool {
+        let revoked = *self.binding.get_or_insert(0) != mark;
+        if revoked {
+            tracing::debug!("session revoked with its user's; starting a new session");
+        }
+        revoked
+    }
+
     /// The first key, among `keys`, whose value nests deeper than
     /// [`MAX_VALUE_DEPTH`].
     pub(crate) fn too_deep<'k>(&self, mut keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {

@@ -416,3 +416,19 @@ pub fn is_server_side(store: Store) -> bool {
         Store::Simple | Store::Encrypted | Store::AiohttpEncrypted | Store::AiohttpNacl
     )
 }
+
+/// The conformance example as built by `cargo test` (which builds every
+/// example of the workspace before running tests).
+pub fn conformance_binary() -> std::path::PathBuf {
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop(); // deps/
+    path.pop();
+    path.push("examples");
+    path.push(format!("conformance{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}

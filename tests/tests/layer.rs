@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
-use session_tests::TestApp;
+use session_tests::{TestApp, conformance_binary};
 use typed_sessions::{
     MemoryStorage, Session, StorageError,
     storage::{
@@ -201,22 +201,6 @@ async fn extracting_a_session_without_the_layer_says_how_to_fix_it() {
     let reply = app.get("/", None).await;
     assert_eq!(reply.status, 500);
     assert!(reply.body.contains("add `SessionLayer`"), "{}", reply.body);
-}
-
-/// The conformance example as built by `cargo test` (which builds every
-/// example of the workspace before running tests).
-fn conformance_binary() -> std::path::PathBuf {
-    let mut path = std::env::current_exe().expect("test binary path");
-    path.pop(); // deps/
-    path.pop();
-    path.push("examples");
-    path.push(format!("conformance{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test]

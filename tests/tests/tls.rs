@@ -140,11 +140,7 @@ async fn the_conformance_app_speaks_tls_to_redis_with_its_ca_file() {
     use std::process::{Command, Stdio};
 
     let redis = TlsRedis::start(false);
-    let mut binary = std::env::current_exe().expect("test binary path");
-    binary.pop();
-    binary.pop();
-    binary.push("examples");
-    binary.push(format!("conformance{}", std::env::consts::EXE_SUFFIX));
+    let binary = session_tests::conformance_binary();
     let mut child = Command::new(&binary)
         .env("SESSION_STORE", "redis")
         .env("REDIS_URL", redis.url())

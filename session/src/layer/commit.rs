@@ -191,7 +191,7 @@ impl Timed<'_> {
         record: &crate::record::SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<crate::id::SessionId, crate::error::StorageError> {
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Started::now();
         let created = self.storage.create(record, cx).await;
         crate::metrics::store_call(self.labels, "create", started, &created);
         created
@@ -204,7 +204,7 @@ impl Timed<'_> {
         changes: &crate::record::Changes,
         cx: &StorageContext<'_>,
     ) -> Result<bool, crate::error::StorageError> {
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Started::now();
         let updated = self.storage.update(id, record, changes, cx).await;
         crate::metrics::store_call(self.labels, "update", started, &updated);
         updated
@@ -215,7 +215,7 @@ impl Timed<'_> {
         id: &crate::id::SessionId,
         cx: &StorageContext<'_>,
     ) -> Result<bool, crate::error::StorageError> {
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Started::now();
         let deleted = self.storage.delete(id, cx).await;
         crate::metrics::store_call(self.labels, "delete", started, &deleted);
         deleted

@@ -179,16 +179,10 @@ async fn not_revoked(
     let Some(user) = &found.record.user else {
         return Ok(Some(found));
     };
-    let revoked = revocations
+    let mark = revocations
         .count(&crate::kind::user_scope(config.kind, user))
         .await?;
-    // A mark above the user's can only come from a mark that was lost and
-    // written again lower: revoked too.
-    if *found.record.binding.get_or_insert(0) != revoked {
-        tracing::debug!("session revoked with its user's; starting a new session");
-        return Ok(None);
-    }
-    Ok(Some(found))
+    Ok((!found.record.is_revoked_at(mark)).then_some(found))
 }
 
 /// The request's session id (or sealed session) and how it came: a token
@@ -224,7 +218,7 @@ async fn find(
                 tracing::debug!("session cookie is not an id; starting a new session");
                 return Ok(None);
             };
-            let started = std::time::Instant::now();
+            let started = crate::metrics::Started::now();
             let loaded = storage.load(&id, cx).await;
             crate::metrics::store_call(shared.labels(), "load", started, &loaded);
             loaded?.map(|loaded| Found {

@@ -254,13 +254,7 @@ impl ServerStorage for MemcachedStorage {
                 .count(&self.count_key(&scope))
                 .await?
                 .map_or(0, |(count, _)| count);
-            // A session bound before marks existed counts as bound at 0,
-            // and keeps that, so a save after a revocation cannot give it
-            // the new mark. A mark above the user's can only come from a
-            // mark that was evicted and written again lower: revoked too.
-            let binding = *record.binding.get_or_insert(0);
-            if binding != mark {
-                tracing::debug!("session revoked with its user's; starting a new session");
+            if record.is_revoked_at(mark) {
                 return Ok(None);
             }
         }
