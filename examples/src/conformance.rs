@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 #[cfg(feature = "memcached")]
 use typed_sessions::MemcachedStorage;
+#[cfg(feature = "mysql")]
+use typed_sessions::MySqlStorage;
 #[cfg(feature = "postgres")]
 use typed_sessions::PostgresStorage;
 #[cfg(feature = "redis")]
@@ -82,6 +84,9 @@ pub enum Store {
     AiohttpMemcached,
     /// PostgreSQL (`DATABASE_URL`); the app creates its table at start.
     Postgres,
+    /// MySQL or MariaDB (`DATABASE_URL`: `mysql://USER@HOST:PORT/DB`); the
+    /// app creates its table at start.
+    MySql,
     /// SQLite (`DATABASE_URL`: `sqlite://PATH`, created if missing).
     Sqlite,
 }
@@ -100,10 +105,12 @@ impl Store {
             "aiohttp-redis" => Ok(Self::AiohttpRedis),
             "aiohttp-memcached" => Ok(Self::AiohttpMemcached),
             "postgres" => Ok(Self::Postgres),
+            "mysql" => Ok(Self::MySql),
             "sqlite" => Ok(Self::Sqlite),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
-                 redis-cluster, memcached, postgres, sqlite, aiohttp-encrypted, aiohttp-nacl, \
+                 redis-cluster, memcached, postgres, mysql, sqlite, aiohttp-encrypted, \
+                 aiohttp-nacl, \
                  aiohttp-redis or aiohttp-memcached"
             )),
         }
@@ -146,7 +153,7 @@ pub struct Settings {
     pub redis_cache: bool,
     /// `MEMCACHED_URL`, split at commas.
     pub memcached_servers: Vec<String>,
-    /// `DATABASE_URL`, for `postgres` and `sqlite`.
+    /// `DATABASE_URL`, for `postgres`, `mysql` and `sqlite`.
     pub database_url: String,
     /// Not in the environment: the table of the SQL stores, so tests can
     /// find their own rows.
@@ -374,6 +381,7 @@ impl Settings {
             | Store::AiohttpRedis
             | Store::AiohttpMemcached => self.aiohttp().await?,
             Store::Postgres => self.postgres().await?,
+            Store::MySql => self.mysql().await?,
             Store::Sqlite => self.sqlite().await?,
         })
     }
@@ -544,6 +552,26 @@ impl Settings {
         )
     }
 
+    #[cfg(feature = "mysql")]
+    async fn mysql(&self) -> Result<AnyStorage, String> {
+        let context = |error: typed_sessions::StorageError| {
+            format!("DATABASE_URL: {}", typed_sessions_error_chain(&error))
+        };
+        let mut storage = MySqlStorage::connect(&self.database_url)
+            .await
+            .map_err(context)?;
+        if let Some(table) = &self.table_name {
+            storage = storage.with_table_name(table.clone());
+        }
+        storage.migrate().await.map_err(context)?;
+        Ok(AnyStorage::new(storage))
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    async fn mysql(&self) -> Result<AnyStorage, String> {
+        Err("SESSION_STORE=mysql needs the examples built with the `mysql` feature".to_owned())
+    }
+
     #[cfg(feature = "sqlite")]
     async fn sqlite(&self) -> Result<AnyStorage, String> {
         let context = |error: typed_sessions::StorageError| {
@@ -649,6 +677,7 @@ impl Settings {
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub fn typed_sessions_error_chain(error: &dyn std::error::Error) -> String {

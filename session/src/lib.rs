@@ -132,6 +132,7 @@
 //! | `RedisStorage` (feature `redis`) | Redis or Redis Cluster, under a hash of a random id | several processes or machines |
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | `PostgresStorage` (feature `postgres`) | a PostgreSQL table, under a hash of a random id | several processes or machines, on the database the app already runs |
+//! | `MySqlStorage` (feature `mysql`) | a MySQL or MariaDB table, under a hash of a random id | several processes or machines, on the database the app already runs |
 //! | `SqliteStorage` (feature `sqlite`) | an SQLite database file, under a hash of a random id | one machine |
 //! | [`SimpleCookieStorage`](storage::SimpleCookieStorage) | in the cookie, plain JSON | tests only: the client can read and forge it |
 //! | `aiohttp::*` (feature `aiohttp-compat`) | aiohttp_session's own formats: Fernet or NaCl cookies, Redis or Memcached records | sharing sessions with an aiohttp service, and moving off it (`MIGRATING.md`) |
@@ -150,7 +151,8 @@
 //! statement, and a save merges only the changed keys into the stored map,
 //! never reviving a row that expired or was deleted. Expired rows are
 //! deleted in batches by `spawn_expired_deletion(interval)` or by calls to
-//! `delete_expired()`. `SqliteStorage` is the same on an SQLite file.
+//! `delete_expired()`. `SqliteStorage` is the same on an SQLite file, and
+//! `MySqlStorage` on MySQL or MariaDB.
 //!
 //! # Security
 //!
@@ -199,6 +201,7 @@ mod migrating;
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 mod readme;
@@ -227,6 +230,8 @@ pub use storage::memcached::MemcachedStorage;
 pub use storage::memory::MemoryStorage;
 #[cfg(feature = "redis")]
 pub use storage::redis::RedisStorage;
+#[cfg(feature = "mysql")]
+pub use storage::sql::MySqlStorage;
 #[cfg(feature = "postgres")]
 pub use storage::sql::PostgresStorage;
 #[cfg(feature = "sqlite")]
@@ -265,10 +270,10 @@ pub mod service {
 #[cfg(feature = "redis")]
 pub use redis;
 /// The `sqlx` crate the SQL storages are built on, at exactly the version
-/// they use: build a pool for `PostgresStorage::from_pool` or
-/// `SqliteStorage::from_pool` as `typed_sessions::sqlx::…` and the types
-/// always match.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+/// they use: build a pool for `PostgresStorage::from_pool`,
+/// `MySqlStorage::from_pool` or `SqliteStorage::from_pool` as
+/// `typed_sessions::sqlx::…` and the types always match.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub use sqlx;
 
 /// What the code of `#[derive(Session)]` names and users do not: public

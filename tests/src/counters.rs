@@ -250,3 +250,75 @@ impl PostgresCalls {
         })
     }
 }
+
+/// Counts the statements a MySQL or MariaDB server ran, by kind (`select`,
+/// `insert`, `update`, `delete`), from its `Com_…` status counters: every
+/// client's statements, so the server must be the test's own. (MariaDB's
+/// `performance_schema` does not count statements prepared through the
+/// binary protocol, as sqlx prepares every statement.) What the counter's
+/// own connection runs is measured when it starts and taken off.
+pub struct MySqlCalls {
+    url: String,
+    last: Calls,
+    /// What one read of the counters adds to them.
+    own: Calls,
+}
+
+impl MySqlCalls {
+    /// Starts counting the statements of the server at `url`.
+    pub fn new(url: &str) -> Self {
+        let mut counter = Self {
+            url: url.to_owned(),
+            last: Calls::new(),
+            own: Calls::new(),
+        };
+        let first = counter.read();
+        counter.last = counter.read();
+        counter.own = counter
+            .last
+            .iter()
+            .map(|(kind, count)| (kind.clone(), count - first.get(kind).copied().unwrap_or(0)))
+            .collect();
+        counter
+    }
+
+    /// How many statements of each kind ran since the last call (or since
+    /// [`MySqlCalls::new`]); kinds that did not run are left out.
+    pub fn since_last(&mut self) -> Calls {
+        let now = self.read();
+        let delta = now
+            .iter()
+            .map(|(kind, count)| {
+                let before = self.last.get(kind).copied().unwrap_or(0);
+                let own = self.own.get(kind).copied().unwrap_or(0);
+                (kind.clone(), count - before - own)
+            })
+            .filter(|(_, delta)| *delta > 0)
+            .collect();
+        self.last = now;
+        delta
+    }
+
+    fn read(&self) -> Calls {
+        let url = self.url.clone();
+        crate::sql::block_on(async move {
+            use sqlx::Connection as _;
+            let mut connection = sqlx::MySqlConnection::connect(&url)
+                .await
+                .expect("the counter connects to MariaDB");
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                 ('Com_select', 'Com_insert', 'Com_update', 'Com_delete')",
+            )
+            .fetch_all(&mut connection)
+            .await
+            .expect("the server shows its status");
+            rows.into_iter()
+                .map(|(name, count)| {
+                    let kind = name.trim_start_matches("Com_").to_lowercase();
+                    (kind, count.parse().expect("a count"))
+                })
+                .collect()
+        })
+    }
+}

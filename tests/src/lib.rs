@@ -50,6 +50,9 @@ macro_rules! for_every_storage {
         mod postgres {
             $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Postgres).await })*
         }
+        mod mysql {
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::MySql).await })*
+        }
         mod sqlite {
             $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Sqlite).await })*
         }
@@ -391,6 +394,7 @@ pub fn settings(store: Store) -> Settings {
         }
         Store::AiohttpEncrypted | Store::AiohttpNacl => {}
         Store::Postgres => settings.database_url = servers::shared_postgres().url(),
+        Store::MySql => settings.database_url = servers::shared_mariadb().url(),
         Store::Sqlite => settings.database_url = servers::shared_sqlite().to_owned(),
         Store::Simple | Store::Encrypted | Store::Memory => {}
     }

@@ -1,5 +1,6 @@
-//! Real `redis-server`, `memcached` and PostgreSQL processes for the
-//! tests, on free loopback ports, and SQLite files in a scratch directory.
+//! Real `redis-server`, `memcached`, PostgreSQL and MariaDB processes for
+//! the tests, on free loopback ports, and SQLite files in a scratch
+//! directory.
 //!
 //! Each server runs under a small `sh` guard that kills it when this test
 //! process ends (its stdin, a pipe from us, closes), so servers shared by a
@@ -840,6 +841,172 @@ impl Postgres {
 pub fn shared_postgres() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
     SERVER.get_or_init(Postgres::start)
+}
+
+/// A MariaDB server of its own, in a data directory of its own, speaking
+/// TCP on a loopback port and on a socket in its directory; its `root`
+/// needs no password, as the tests connect, and its database `sessions`
+/// is made.
+pub struct MariaDb {
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+    /// What `mariadbd` is given beside the data directory and the port.
+    options: Vec<String>,
+    process: Process,
+}
+
+impl MariaDb {
+    /// Makes a data directory and starts a server on a free port.
+    pub fn start() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// Makes a data directory and starts a server that speaks TLS with
+    /// the server certificate of `certificates`.
+    pub fn start_tls(certificates: &TestCertificates) -> Self {
+        Self::start_with(Some(certificates), &[])
+    }
+
+    fn start_with(certificates: Option<&TestCertificates>, extra: &[&str]) -> Self {
+        let dir = scratch_dir("mariadb");
+        let data = dir.join("data");
+        let install = "mariadb-install-db";
+        let output = Command::new(install)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
+            .output()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run `{install}` ({error}): install the Debian package \
+                     `mariadb-server` (`apt-get install -y mariadb-server`), or run the \
+                     tests through `bash .ci/run`, which installs it"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "{install} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut options: Vec<String> = extra.iter().map(|&option| option.to_owned()).collect();
+        if let Some(certificates) = certificates {
+            std::fs::copy(&certificates.server.0, dir.join("server.pem")).expect("copy");
+            std::fs::copy(&certificates.server.1, dir.join("server.key")).expect("copy");
+            std::fs::copy(&certificates.ca, dir.join("ca.pem")).expect("copy");
+            for (option, file) in [
+                ("ssl-cert", "server.pem"),
+                ("ssl-key", "server.key"),
+                ("ssl-ca", "ca.pem"),
+            ] {
+                options.push(format!("--{option}={}", dir.join(file).display()));
+            }
+        }
+        for _ in 0..PORT_TRIES {
+            let port = free_port(0);
+            if let Some(process) = Self::launch(&dir, port, &options) {
+                let server = Self {
+                    port,
+                    dir,
+                    options,
+                    process,
+                };
+                server.sql("CREATE DATABASE sessions");
+                return server;
+            }
+        }
+        panic!("mariadb found every port it tried taken")
+    }
+
+    /// Starts `mariadbd` on `dir` and `port`; `None` when it exits instead
+    /// (another process has the port).
+    fn launch(dir: &Path, port: u16, options: &[String]) -> Option<Process> {
+        let socket = dir.join("socket");
+        let mut args = vec![
+            "--no-defaults".to_owned(),
+            format!("--datadir={}", dir.join("data").display()),
+            format!("--socket={}", socket.display()),
+            format!("--pid-file={}", dir.join("pid").display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--user=root".to_owned(),
+            "--skip-log-bin".to_owned(),
+            "--max-connections=400".to_owned(),
+            // The tests need no durability across a crash of the machine.
+            "--innodb-flush-log-at-trx-commit=0".to_owned(),
+            "--innodb-doublewrite=0".to_owned(),
+            "--innodb-buffer-pool-size=64M".to_owned(),
+        ];
+        args.extend(options.iter().cloned());
+        let mut process = Process::spawn("mariadbd", "mariadb-server", &args, &[]);
+        // The server greets a client first; it listens on its socket (in
+        // our own directory) and its port at once, when it is ready.
+        let started = wait_for("mariadb", || {
+            if process.exited() {
+                return Startup::Exited;
+            }
+            let greeted =
+                std::os::unix::net::UnixStream::connect(&socket).is_ok_and(|mut stream| {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    stream.read(&mut [0; 16]).is_ok_and(|read| read > 0)
+                });
+            if greeted {
+                Startup::Ready
+            } else {
+                Startup::Pending
+            }
+        });
+        started.then_some(process)
+    }
+
+    /// Runs `statements` as `root` with the `mariadb` client, over the
+    /// server's socket; fails the test if they fail.
+    pub fn sql(&self, statements: &str) {
+        let output = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.dir.join("socket").display()))
+            .args(["-uroot", "-e", statements])
+            .output()
+            .expect("the mariadb client runs (apt-get install mariadb-server)");
+        assert!(
+            output.status.success(),
+            "{statements}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/sessions`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/sessions", self.port)
+    }
+
+    /// Kills the server.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the server again on its data and port, after
+    /// [`MariaDb::stop`]; fails the test if it cannot have the port.
+    pub fn restart(&mut self) {
+        for _ in 0..50 {
+            if let Some(process) = Self::launch(&self.dir, self.port, &self.options) {
+                self.process = process;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("mariadb could not start again on port {}", self.port)
+    }
+}
+
+/// The MariaDB server shared by the tests of this binary.
+pub fn shared_mariadb() -> &'static MariaDb {
+    static SERVER: OnceLock<MariaDb> = OnceLock::new();
+    SERVER.get_or_init(MariaDb::start)
 }
 
 /// `sqlite://PATH` of a new database file in a scratch directory (created

@@ -41,6 +41,23 @@ pub fn postgres_i64(url: &str, sql: &str, bind: &str) -> Option<i64> {
     })
 }
 
+/// [`postgres_i64`] on the MySQL or MariaDB database at `url` (`?` =
+/// `bind`).
+pub fn mysql_i64(url: &str, sql: &str, bind: &str) -> Option<i64> {
+    let (url, sql, bind) = (url.to_owned(), sql.to_owned(), bind.to_owned());
+    block_on(async move {
+        let mut connection = sqlx::MySqlConnection::connect(&url)
+            .await
+            .expect("the test connects to MariaDB");
+        let row: Option<(i64,)> = sqlx::query_as(&sql)
+            .bind(bind)
+            .fetch_optional(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        row.map(|(value,)| value)
+    })
+}
+
 /// [`postgres_i64`] on the SQLite database at `url` (`?1` = `bind`).
 pub fn sqlite_i64(url: &str, sql: &str, bind: &str) -> Option<i64> {
     let (url, sql, bind) = (url.to_owned(), sql.to_owned(), bind.to_owned());

@@ -45,6 +45,10 @@ macro_rules! for_every_server_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() { super::$case(super::Store::Postgres).await })*
         }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::Store::MySql).await })*
+        }
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() { super::$case(super::Store::Sqlite).await })*

@@ -246,6 +246,7 @@ fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
     let nowhere_redis = format!("redis://127.0.0.1:{unused}/0");
     let nowhere_memcached = format!("127.0.0.1:{unused}");
     let nowhere_postgres = format!("postgres://postgres@127.0.0.1:{unused}/postgres");
+    let nowhere_mysql = format!("mysql://root@127.0.0.1:{unused}/sessions");
     for (store, variable, value) in [
         ("encrypted", "SESSION_STORE", "cassandra"),
         ("encrypted", "SESSION_SECRET", "too-short"),
@@ -256,6 +257,8 @@ fn the_conformance_binary_refuses_bad_configuration_with_one_line() {
         ("memcached", "MEMCACHED_URL", nowhere_memcached.as_str()),
         ("postgres", "DATABASE_URL", "not a url"),
         ("postgres", "DATABASE_URL", nowhere_postgres.as_str()),
+        ("mysql", "DATABASE_URL", "not a url"),
+        ("mysql", "DATABASE_URL", nowhere_mysql.as_str()),
     ] {
         let output = Command::new(conformance_binary())
             .env("CONFORMANCE_ADDR", "127.0.0.1:0")
@@ -284,6 +287,7 @@ async fn the_conformance_binary_never_prints_a_password() {
         session_tests::servers::ask_all(redis.port, &format!("CONFIG SET requirepass {password}"));
     assert!(set.starts_with("+OK"), "{set}");
     let unused = session_tests::servers::free_port(0);
+    let mariadb = session_tests::servers::shared_mariadb();
     for (store, variable, value, secret) in [
         (
             "redis",
@@ -302,6 +306,13 @@ async fn the_conformance_binary_never_prints_a_password() {
             "DATABASE_URL",
             format!("postgres://app@127.0.0.1:{unused}/app?password=pg-Pw-0817"),
             "pg-Pw-0817",
+        ),
+        (
+            // A real server refusing the credentials.
+            "mysql",
+            "DATABASE_URL",
+            format!("mysql://app:my-Pw-0818@127.0.0.1:{}/sessions", mariadb.port),
+            "my-Pw-0818",
         ),
     ] {
         let output = Command::new(conformance_binary())

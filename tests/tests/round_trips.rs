@@ -11,8 +11,10 @@
 
 use serde_json::json;
 use session_examples::conformance::Store;
-use session_tests::counters::{Calls, MemcachedCalls, PostgresCalls, RedisCalls, calls};
-use session_tests::servers::{Memcached, RedisCluster, RedisServer};
+use session_tests::counters::{
+    Calls, MemcachedCalls, MySqlCalls, PostgresCalls, RedisCalls, calls,
+};
+use session_tests::servers::{MariaDb, Memcached, RedisCluster, RedisServer};
 use session_tests::{TestApp, settings};
 use typed_sessions::RedisStorage;
 use typed_sessions::storage::{AnyStorage, RedisOptions};
@@ -319,6 +321,52 @@ async fn every_postgres_statement_of_each_kind_of_request() {
          the times",
         calls(&[("select", N), ("update", N)]),
     );
+
+    n_times!(_i => app.post("/session/incr?key=count", Some(&cookie), "").await);
+    cost(
+        "a change is the read and one UPDATE that merges it",
+        calls(&[("select", N), ("update", N)]),
+    );
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.data(), json!({"count": N}), "every change was saved");
+    cost("the check is one SELECT", calls(&[("select", 1)]));
+
+    let mut fresh = Vec::new();
+    n_times!(_i => {
+        let reply = app.patch(None, r#"{"a": 1}"#).await;
+        fresh.push(reply.new_cookie());
+        reply
+    });
+    cost("a new session is one INSERT", calls(&[("insert", N)]));
+
+    n_times!(i => app.post("/session/invalidate", Some(&fresh[i as usize]), "").await);
+    cost(
+        "invalidating is the read and one DELETE",
+        calls(&[("select", N), ("delete", N)]),
+    );
+}
+
+#[tokio::test]
+async fn every_mysql_statement_of_each_kind_of_request() {
+    // A server of its own: the counter counts every client's statements.
+    let server = MariaDb::start();
+    let mut settings = settings(Store::MySql);
+    settings.database_url = server.url();
+    let table = format!("round_trips_{}", std::process::id());
+    settings.table_name = Some(table.clone());
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"count": 0}"#).await;
+
+    let mut counter = MySqlCalls::new(&server.url());
+    let mut cost = |what: &str, expected: Calls| {
+        assert_eq!(counter.since_last(), expected, "{what}");
+    };
+
+    n_times!(_i => app.get("/untouched", Some(&cookie)).await);
+    cost("an untouched session costs nothing", calls(&[]));
+
+    n_times!(_i => app.get("/session", Some(&cookie)).await);
+    cost("a read is one SELECT", calls(&[("select", N)]));
 
     n_times!(_i => app.post("/session/incr?key=count", Some(&cookie), "").await);
     cost(

@@ -11,10 +11,11 @@ use serde_json::json;
 use session_examples::conformance::{Settings, typed_sessions_error_chain};
 use session_tests::counters::{RedisCalls, calls};
 use session_tests::servers::{
-    Memcached, Postgres, RedisServer, ask_all, shared_memcached, shared_redis, shared_redis_cluster,
+    MariaDb, Memcached, Postgres, RedisServer, ask_all, shared_memcached, shared_redis,
+    shared_redis_cluster,
 };
 use session_tests::soak::{Network, Proxy};
-use session_tests::sql::{postgres_i64, sqlite_i64};
+use session_tests::sql::{mysql_i64, postgres_i64, sqlite_i64};
 use session_tests::{Store, TestApp, record_key, settings};
 use sqlx::Connection as _;
 use typed_sessions::{RedisStorage, storage::AnyStorage};
@@ -70,6 +71,14 @@ impl Probe {
                 ),
                 &id,
             ),
+            Store::MySql => mysql_i64(
+                &self.database_url,
+                &format!(
+                    "SELECT expires_at - UNIX_TIMESTAMP() FROM `{}` WHERE id = ?",
+                    self.table
+                ),
+                &id,
+            ),
             _ => sqlite_i64(
                 &self.database_url,
                 &format!(
@@ -99,7 +108,7 @@ impl Probe {
     /// Redis the node that owns the key with its TTL, the others with a
     /// redirection; on Memcached each server with a hit or a miss.
     fn stored(&self, cookie: &str) -> Stored {
-        if matches!(self.store, Store::Postgres | Store::Sqlite) {
+        if matches!(self.store, Store::Postgres | Store::MySql | Store::Sqlite) {
             return self.stored_row(cookie);
         }
         let key = record_key(&self.prefix, cookie);
@@ -183,6 +192,9 @@ macro_rules! for_every_server_store {
         }
         mod postgres {
             $(#[tokio::test] async fn $case() { super::$case(super::Store::Postgres).await })*
+        }
+        mod mysql {
+            $(#[tokio::test] async fn $case() { super::$case(super::Store::MySql).await })*
         }
         mod sqlite {
             $(#[tokio::test] async fn $case() { super::$case(super::Store::Sqlite).await })*
@@ -823,6 +835,79 @@ async fn a_postgres_statement_past_the_command_timeout_gives_503s_then_recovers(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cancelled, "the server cancels the blocked statements");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+
+    let reply = app.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.data(),
+        json!({"a": 1}),
+        "recovered, and the timed-out write was not applied"
+    );
+}
+
+#[tokio::test]
+async fn a_mariadb_that_dies_gives_503s_and_the_app_recovers_when_it_returns() {
+    // A server of its own: stopping the shared one would fail other tests.
+    let server = std::cell::RefCell::new(MariaDb::start());
+    let mut settings = settings(Store::MySql);
+    settings.database_url = server.borrow().url();
+    let app = TestApp::conformance(settings).await;
+    recovers_after_restart(
+        &app,
+        || server.borrow_mut().stop(),
+        || server.borrow_mut().restart(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_mariadb_statement_past_the_command_timeout_gives_503s_then_recovers() {
+    let (settings, probe) = Probe::settings(Store::MySql);
+    let url = settings.database_url.clone();
+    let app = TestApp::conformance(settings).await;
+    let cookie = app.session_with(r#"{"a": 1}"#).await;
+
+    // Another client holds the session's row: the save waits for its lock.
+    let mut locker = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    let locked = sqlx::query(&format!(
+        "SELECT id FROM `{}` WHERE id = ? FOR UPDATE",
+        probe.table
+    ))
+    .bind(record_key("", &cookie))
+    .fetch_all(&mut locker)
+    .await
+    .unwrap();
+    assert_eq!(locked.len(), 1, "the session's row is held");
+    let reply = app.patch(Some(&cookie), r#"{"a": 2}"#).await;
+    assert_eq!(
+        reply.status, 503,
+        "a blocked statement fails the request instead of holding it: {}",
+        reply.body
+    );
+    assert!(reply.set_cookies().is_empty());
+    // The server's `max_statement_time` stops what the store gave up on:
+    // once nothing waits on the lock, releasing it cannot let a late write
+    // through.
+    let waiting = format!(
+        "SELECT count(*) FROM information_schema.PROCESSLIST \
+         WHERE INFO LIKE 'UPDATE `{}`%'",
+        probe.table
+    );
+    let mut stopped = false;
+    for _ in 0..100 {
+        let (count,): (i64,) = sqlx::query_as(&waiting)
+            .fetch_one(&mut locker)
+            .await
+            .unwrap();
+        if count == 0 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the server stops the blocked statement");
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
 
     let reply = app.get("/session", Some(&cookie)).await;

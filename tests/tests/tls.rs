@@ -132,6 +132,84 @@ async fn postgres_verify_full_trusts_its_sslrootcert_and_refuses_without_it() {
         .expect("require with the CA connects");
 }
 
+/// MySQL's `ssl-mode` and `ssl-ca` against MariaDB speaking TLS with a CA
+/// the test made, as a user whose password comes from its own setting.
+#[tokio::test]
+async fn mysql_verify_identity_trusts_its_ssl_ca_and_refuses_without_it() {
+    use session_tests::servers::{MariaDb, TestCertificates};
+    use typed_sessions::MySqlStorage;
+    use typed_sessions::sqlx::mysql::MySqlConnectOptions;
+
+    let certificates = TestCertificates::make();
+    let mariadb = MariaDb::start_tls(&certificates);
+    let password = "My-Tls-Pw-0420";
+    mariadb.sql(&format!(
+        "CREATE USER 'app'@'%' IDENTIFIED BY '{password}' REQUIRE SSL; \
+         GRANT ALL ON sessions.* TO 'app'@'%'"
+    ));
+    let base = format!("mysql://app@127.0.0.1:{}/sessions", mariadb.port);
+    let verified = format!(
+        "{base}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
+        certificates.ca.display()
+    );
+    let options = verified
+        .parse::<MySqlConnectOptions>()
+        .unwrap()
+        .password(password);
+    let storage = MySqlStorage::connect_with(options)
+        .await
+        .expect("the server's certificate is verified against the CA");
+    storage.migrate().await.expect("the table is made over TLS");
+    let app = TestApp::conformance_on(
+        Settings::new(Store::MySql),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    let cookie = app.session_with(r#"{"over": "tls"}"#).await;
+    assert_eq!(
+        app.get("/session", Some(&cookie)).await.data(),
+        json!({"over": "tls"})
+    );
+
+    // Without the CA, `VERIFY_IDENTITY`, `VERIFY_CA` and even `REQUIRED`
+    // (MySQL's own meaning: no check) refuse the certificate at connect,
+    // and no message shows the password.
+    for mode in ["VERIFY_IDENTITY", "VERIFY_CA", "REQUIRED"] {
+        let unverified = format!(
+            "mysql://app:{password}@127.0.0.1:{}/sessions?ssl-mode={mode}",
+            mariadb.port
+        );
+        let refused = MySqlStorage::connect(&unverified)
+            .await
+            .expect_err("a certificate nothing trusts is refused at connect");
+        let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+        assert!(
+            message.to_lowercase().contains("certificate"),
+            "{mode} says why: {message}"
+        );
+        assert!(!message.contains(password), "{message}");
+        assert!(!format!("{refused:?}").contains(password));
+    }
+    let required = format!(
+        "mysql://app:{password}@127.0.0.1:{}/sessions?ssl-mode=REQUIRED&ssl-ca={}",
+        mariadb.port,
+        certificates.ca.display()
+    );
+    MySqlStorage::connect(&required)
+        .await
+        .expect("REQUIRED with the CA connects");
+    // A user that must use TLS cannot be reached without it.
+    let plain = format!(
+        "mysql://app:{password}@127.0.0.1:{}/sessions?ssl-mode=DISABLED",
+        mariadb.port
+    );
+    let refused = MySqlStorage::connect(&plain)
+        .await
+        .expect_err("no TLS, no session store");
+    assert!(!format!("{refused:?}").contains(password));
+}
+
 /// The conformance app on `rediss://` with `SESSION_TLS_CA_FILE`, as the
 /// third wave's contract gives it.
 #[tokio::test]

@@ -583,7 +583,12 @@ async fn unbinding_takes_the_session_out_of_the_listing(store: Store) {
 fn indexes(store: Store) -> bool {
     matches!(
         store,
-        Store::Memory | Store::Redis | Store::RedisCluster | Store::Postgres | Store::Sqlite
+        Store::Memory
+            | Store::Redis
+            | Store::RedisCluster
+            | Store::Postgres
+            | Store::MySql
+            | Store::Sqlite
     )
 }
 

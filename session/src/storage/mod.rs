@@ -41,7 +41,7 @@ pub(crate) mod redis;
 ))]
 mod save_queue;
 mod server;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub(crate) mod sql;
 
 pub use crate::error::BoxError;

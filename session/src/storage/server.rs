@@ -8,6 +8,7 @@ use crate::error::ConfigError;
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 use {crate::error::StorageError, crate::id::SessionId, std::future::Future};
@@ -25,6 +26,7 @@ pub(crate) const DEFAULT_PREFIX: &str = "session:";
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,6 +37,7 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -50,6 +53,7 @@ pub(crate) const ID_TRIES: u32 = 3;
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub(crate) async fn create_with_fresh_id<F, Fut>(
@@ -69,6 +73,7 @@ where
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub(crate) async fn create_with_fresh_id_from<F, Fut>(
@@ -99,6 +104,7 @@ where
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +119,7 @@ pub(crate) struct StoreTimes {
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 impl Default for StoreTimes {
@@ -128,6 +135,7 @@ impl Default for StoreTimes {
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 impl StoreTimes {
@@ -158,6 +166,7 @@ pub(crate) fn check_positive(setting: &'static str, value: Duration) -> Result<(
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigError> {
@@ -176,6 +185,7 @@ fn check_timeout(setting: &'static str, timeout: Duration) -> Result<(), ConfigE
     feature = "redis",
     feature = "memcached",
     feature = "postgres",
+    feature = "mysql",
     feature = "sqlite"
 ))]
 pub(crate) async fn timed<T, E: Into<crate::error::BoxError>>(
@@ -276,6 +286,7 @@ mod tests {
         feature = "redis",
         feature = "memcached",
         feature = "postgres",
+        feature = "mysql",
         feature = "sqlite"
     ))]
     #[test]
@@ -294,6 +305,7 @@ mod tests {
         feature = "redis",
         feature = "memcached",
         feature = "postgres",
+        feature = "mysql",
         feature = "sqlite"
     ))]
     fn poll_once<F: Future>(future: F) -> F::Output {

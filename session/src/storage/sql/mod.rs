@@ -1,14 +1,18 @@
-//! What the SQL stores (PostgreSQL, SQLite) share, written once: the
+//! What the SQL stores (PostgreSQL, MySQL, SQLite) share, written once: the
 //! table and its statements (each database's spelling in a [`Dialect`]),
 //! the check of the identifiers spliced into them, the mapping of rows to
 //! records and listings, the part of a record a merge sends, and the
 //! deletion of expired rows in batches.
 
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlStorage;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStorage;
 #[cfg(feature = "sqlite")]
@@ -21,9 +25,12 @@ use crate::error::{ConfigError, StorageError};
 #[cfg(feature = "postgres")]
 use crate::record::Changes;
 use crate::record::SessionRecord;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::storage::{ActiveSession, Loaded};
 
-/// How one database spells what the shared statements need.
+/// How one database spells what the shared statements need (MySQL's
+/// positional parameters do not fit them: it has statements of its own).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) struct Dialect {
     /// The database's name in messages.
     pub(crate) name: &'static str,
@@ -51,6 +58,7 @@ pub(crate) struct Dialect {
     record_type: &'static str,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Dialect {
     #[cfg(feature = "postgres")]
     pub(crate) const POSTGRES: Self = Self {
@@ -114,6 +122,7 @@ impl Dialect {
 
 /// The statements of one table, made once when it is named (identifiers
 /// cannot be parameters; both are checked before they are used).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) struct Statements {
     /// The table's name as the statements spell it, quoted.
     pub(crate) qualified: String,
@@ -137,6 +146,7 @@ pub(crate) struct Statements {
     pub(crate) revoke_user: String,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Statements {
     /// The statements of the table `qualified` (checked and quoted).
     pub(crate) fn new(dialect: &Dialect, qualified: String) -> Self {
@@ -181,32 +191,31 @@ impl Statements {
     }
 }
 
-/// The record a row holds; `None` (logged) for one that does not decode,
-/// which reads as no session.
-pub(crate) fn decode(dialect: &Dialect, json: &str) -> Option<SessionRecord> {
+/// The record a row of the store named `store` holds; `None` (logged)
+/// for one that does not decode, which reads as no session.
+pub(crate) fn decode(store: &'static str, json: &str) -> Option<SessionRecord> {
     let record = serde_json::from_str(json).ok();
     if record.is_none() {
-        tracing::warn!(
-            store = dialect.name,
-            "malformed session record; starting a new session"
-        );
+        tracing::warn!(store, "malformed session record; starting a new session");
     }
     record
 }
 
 /// The session a `load` row holds.
-pub(crate) fn loaded(dialect: &Dialect, row: Option<(String,)>) -> Option<Loaded> {
-    row.and_then(|(json,)| decode(dialect, &json))
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn loaded(store: &'static str, row: Option<(String,)>) -> Option<Loaded> {
+    row.and_then(|(json,)| decode(store, &json))
         .map(Loaded::new)
 }
 
 /// The listing of a user's rows (handle, record).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn active_sessions(
-    dialect: &Dialect,
+    store: &'static str,
     rows: Vec<(String, String)>,
 ) -> Vec<ActiveSession> {
     rows.into_iter()
-        .filter_map(|(handle, json)| Some(ActiveSession::of(handle, &decode(dialect, &json)?)))
+        .filter_map(|(handle, json)| Some(ActiveSession::of(handle, &decode(store, &json)?)))
         .collect()
 }
 
@@ -312,6 +321,61 @@ pub(crate) fn changed_part(record: &SessionRecord, changes: &Changes) -> Session
     part
 }
 
+/// The server-side statement timeout a pool gives its connections
+/// (PostgreSQL's `statement_timeout`, MariaDB's `max_statement_time`): set
+/// on each new one, and when it changes, the connections made before are
+/// closed as they are next taken, so every statement soon runs under the
+/// new one.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) struct StatementTimeout {
+    millis: std::sync::atomic::AtomicU64,
+    changed: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl StatementTimeout {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            millis: std::sync::atomic::AtomicU64::new(millis(timeout)),
+            changed: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set(&self, timeout: Duration) {
+        let mut changed = self
+            .changed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.millis
+            .store(millis(timeout), std::sync::atomic::Ordering::Relaxed);
+        *changed = Some(std::time::Instant::now());
+    }
+
+    /// The timeout in milliseconds.
+    pub(crate) fn millis(&self) -> u64 {
+        self.millis.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a connection `age` old was made under the current timeout.
+    pub(crate) fn is_current(&self, age: Duration) -> bool {
+        let changed = self
+            .changed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        changed.is_none_or(|changed| age < changed.elapsed())
+    }
+}
+
+/// `timeout` in milliseconds, at most PostgreSQL's largest
+/// `statement_timeout` (about 24.8 days), which a longer one would make
+/// every new connection fail (and far below MySQL's and MariaDB's).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(i32::MAX.unsigned_abs().into())
+}
+
 /// Seconds as a SQL `BIGINT`; times and TTLs of records are far below the
 /// limit.
 pub(crate) fn to_i64(seconds: u64) -> i64 {
@@ -321,6 +385,16 @@ pub(crate) fn to_i64(seconds: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[test]
+    fn a_statement_timeout_stays_within_what_postgresql_takes() {
+        assert_eq!(millis(Duration::from_millis(2500)), 2500);
+        assert_eq!(
+            millis(Duration::from_secs(30 * 86_400)),
+            u64::try_from(i32::MAX).unwrap()
+        );
+    }
 
     #[test]
     fn only_plain_identifiers_are_accepted() {

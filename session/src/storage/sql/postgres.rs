@@ -35,9 +35,14 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    DEFAULT_TABLE, DELETE_BATCH, Dialect, Statements, active_sessions, changed_part,
-    check_identifier, delete_in_batches, loaded, spawn_expired_deletion, to_i64,
+    DEFAULT_TABLE, DELETE_BATCH, Dialect, StatementTimeout, Statements, active_sessions,
+    changed_part, check_identifier, delete_in_batches, loaded, spawn_expired_deletion, to_i64,
 };
+
+/// The statement that gives a connection its `statement_timeout`.
+fn statement_timeout(millis: u64) -> String {
+    format!("SET statement_timeout = {millis}")
+}
 
 const POSTGRES: Dialect = Dialect::POSTGRES;
 use crate::error::{ConfigError, StorageError};
@@ -152,56 +157,6 @@ pub struct PostgresStorage {
     names_ok: bool,
 }
 
-/// The `statement_timeout` a pool gives its connections: set on each new
-/// one, and when it changes, the connections made before are closed as
-/// they are next taken, so every statement soon runs under the new one.
-struct StatementTimeout {
-    millis: std::sync::atomic::AtomicU64,
-    changed: std::sync::Mutex<Option<std::time::Instant>>,
-}
-
-impl StatementTimeout {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            millis: std::sync::atomic::AtomicU64::new(millis(timeout)),
-            changed: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn set(&self, timeout: Duration) {
-        let mut changed = self
-            .changed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.millis
-            .store(millis(timeout), std::sync::atomic::Ordering::Relaxed);
-        *changed = Some(std::time::Instant::now());
-    }
-
-    fn statement(&self) -> String {
-        let millis = self.millis.load(std::sync::atomic::Ordering::Relaxed);
-        format!("SET statement_timeout = {millis}")
-    }
-
-    /// Whether a connection `age` old was made under the current timeout.
-    fn is_current(&self, age: Duration) -> bool {
-        let changed = self
-            .changed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        changed.is_none_or(|changed| age < changed.elapsed())
-    }
-}
-
-/// `timeout` in milliseconds, at most PostgreSQL's largest
-/// `statement_timeout` (about 24.8 days), which a longer one would make
-/// every new connection fail.
-fn millis(timeout: Duration) -> u64 {
-    u64::try_from(timeout.as_millis())
-        .unwrap_or(u64::MAX)
-        .min(i32::MAX.unsigned_abs().into())
-}
-
 impl PostgresStorage {
     /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST/DB`)
     /// within two seconds, with a pool of up to 16 connections whose
@@ -242,7 +197,7 @@ impl PostgresStorage {
         let (on_connect, on_acquire) = (timeout.clone(), timeout.clone());
         let pool = PgPoolOptions::new()
             .after_connect(move |connection, _| {
-                let statement = on_connect.statement();
+                let statement = statement_timeout(on_connect.millis());
                 Box::pin(async move {
                     sqlx::query(&statement).execute(connection).await?;
                     Ok(())
@@ -474,7 +429,7 @@ impl ServerStorage for PostgresStorage {
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(loaded(&POSTGRES, row))
+        Ok(loaded(POSTGRES.name, row))
     }
 
     async fn create(
@@ -567,7 +522,7 @@ impl ServerStorage for PostgresStorage {
                 .fetch_all(&self.pool),
         )
         .await?;
-        Ok(active_sessions(&POSTGRES, rows))
+        Ok(active_sessions(POSTGRES.name, rows))
     }
 
     async fn revoke_session(
@@ -634,14 +589,9 @@ mod timeout_tests {
     use super::*;
 
     #[test]
-    fn a_statement_timeout_stays_within_what_postgresql_takes() {
-        assert_eq!(millis(Duration::from_millis(2500)), 2500);
+    fn the_statement_timeout_is_spelled_as_postgresql_takes_it() {
         assert_eq!(
-            millis(Duration::from_secs(30 * 86_400)),
-            u64::try_from(i32::MAX).unwrap()
-        );
-        assert_eq!(
-            StatementTimeout::new(Duration::MAX).statement(),
+            statement_timeout(StatementTimeout::new(Duration::MAX).millis()),
             "SET statement_timeout = 2147483647"
         );
     }

@@ -356,7 +356,7 @@ impl ServerStorage for SqliteStorage {
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(loaded(&SQLITE, row))
+        Ok(loaded(SQLITE.name, row))
     }
 
     async fn create(
@@ -414,7 +414,7 @@ impl ServerStorage for SqliteStorage {
                 .await?;
             // Gone, or a row no load would return: nothing to merge into
             // (dropping the transaction rolls it back).
-            let Some(mut stored) = row.and_then(|(json,)| decode(&SQLITE, &json)) else {
+            let Some(mut stored) = row.and_then(|(json,)| decode(SQLITE.name, &json)) else {
                 return Ok(None);
             };
             stored.merge(&record, &changes);
@@ -471,7 +471,7 @@ impl ServerStorage for SqliteStorage {
                 .fetch_all(&self.pool),
         )
         .await?;
-        Ok(active_sessions(&SQLITE, rows))
+        Ok(active_sessions(SQLITE.name, rows))
     }
 
     async fn revoke_session(
