@@ -72,6 +72,9 @@ pub enum Store {
     Redis,
     /// Redis Cluster (`REDIS_URL`: comma-separated seed nodes).
     RedisCluster,
+    /// Redis found through Sentinel (`REDIS_URL`: the Sentinels,
+    /// comma-separated; `REDIS_SENTINEL_MASTER`: the master's name).
+    RedisSentinel,
     /// Memcached (`MEMCACHED_URL`: comma-separated servers).
     Memcached,
     /// aiohttp_session's Fernet cookie (`SESSION_SECRET`: its 32 bytes).
@@ -99,6 +102,7 @@ impl Store {
             "memory" => Ok(Self::Memory),
             "redis" => Ok(Self::Redis),
             "redis-cluster" => Ok(Self::RedisCluster),
+            "redis-sentinel" => Ok(Self::RedisSentinel),
             "memcached" => Ok(Self::Memcached),
             "aiohttp-encrypted" => Ok(Self::AiohttpEncrypted),
             "aiohttp-nacl" => Ok(Self::AiohttpNacl),
@@ -109,7 +113,7 @@ impl Store {
             "sqlite" => Ok(Self::Sqlite),
             other => Err(format!(
                 "unknown SESSION_STORE {other:?}: use simple, encrypted, memory, redis, \
-                 redis-cluster, memcached, postgres, mysql, sqlite, aiohttp-encrypted, \
+                 redis-cluster, redis-sentinel, memcached, postgres, mysql, sqlite, aiohttp-encrypted, \
                  aiohttp-nacl, \
                  aiohttp-redis or aiohttp-memcached"
             )),
@@ -148,6 +152,8 @@ pub struct Settings {
     pub transport: Transport,
     /// `REDIS_URL`.
     pub redis_url: String,
+    /// `REDIS_SENTINEL_MASTER`: the name of the master the Sentinels watch.
+    pub sentinel_master: String,
     /// `SESSION_REDIS_CACHE` (`on` or `off`): the local cache of loaded
     /// records in front of Redis. Off by default, as in the library.
     pub redis_cache: bool,
@@ -189,6 +195,7 @@ impl std::fmt::Debug for Settings {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("old_secrets", &self.old_secrets.len())
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("sentinel_master", &self.sentinel_master)
             .field("database_url", &redact_url(&self.database_url))
             .field("memcached_servers", &self.memcached_servers)
             .field("transport", &self.transport)
@@ -214,6 +221,7 @@ impl Settings {
             same_site: None,
             transport: Transport::Cookie,
             redis_url: "redis://127.0.0.1:6379/0".to_owned(),
+            sentinel_master: "mymaster".to_owned(),
             redis_cache: false,
             memcached_servers: vec!["127.0.0.1:11211".to_owned()],
             database_url: String::new(),
@@ -254,6 +262,9 @@ impl Settings {
             settings.max_age = Some(max_age.parse().map_err(|_| {
                 format!("SESSION_MAX_AGE must be a whole number of seconds, got {max_age:?}")
             })?);
+        }
+        if let Some(name) = var("REDIS_SENTINEL_MASTER") {
+            settings.sentinel_master = name;
         }
         if let Some(url) = var("REDIS_URL") {
             settings.redis_url = url;
@@ -374,7 +385,7 @@ impl Settings {
                 )
             }
             Store::Memory => AnyStorage::new(MemoryStorage::new()),
-            Store::Redis | Store::RedisCluster => self.redis().await?,
+            Store::Redis | Store::RedisCluster | Store::RedisSentinel => self.redis().await?,
             Store::Memcached => self.memcached().await?,
             Store::AiohttpEncrypted
             | Store::AiohttpNacl
@@ -458,10 +469,11 @@ impl Settings {
     #[cfg(feature = "redis")]
     async fn redis(&self) -> Result<AnyStorage, String> {
         use typed_sessions::storage::{RedisCache, RedisOptions};
-        let mut options = if self.store == Store::RedisCluster {
-            RedisOptions::cluster(self.redis_url.split(',').map(str::trim))
-        } else {
-            RedisOptions::standalone(&self.redis_url)
+        let nodes = || self.redis_url.split(',').map(str::trim);
+        let mut options = match self.store {
+            Store::RedisCluster => RedisOptions::cluster(nodes()),
+            Store::RedisSentinel => RedisOptions::sentinel(nodes(), &self.sentinel_master),
+            _ => RedisOptions::standalone(&self.redis_url),
         };
         if self.redis_cache {
             options = options.with_cache(RedisCache::new());

@@ -129,7 +129,7 @@
 //! |---|---|---|
 //! | [`EncryptedCookieStorage`] | in the cookie, sealed with AES-256-GCM | small sessions (the cookie is limited to 4096 bytes), no server state |
 //! | [`MemoryStorage`] | in this process, the cookie holds a random id; at most 100,000 records by default, one-shot sessions evicted first | one process; lost on restart |
-//! | `RedisStorage` (feature `redis`) | Redis or Redis Cluster, under a hash of a random id | several processes or machines |
+//! | `RedisStorage` (feature `redis`) | Redis, Redis Cluster or Redis behind Sentinel, under a hash of a random id | several processes or machines |
 //! | `MemcachedStorage` (feature `memcached`) | one or several Memcached servers, under a hash of a random id | several processes or machines; sessions may be evicted |
 //! | `PostgresStorage` (feature `postgres`) | a PostgreSQL table, under a hash of a random id | several processes or machines, on the database the app already runs |
 //! | `MySqlStorage` (feature `mysql`) | a MySQL or MariaDB table, under a hash of a random id | several processes or machines, on the database the app already runs |

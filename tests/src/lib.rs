@@ -44,6 +44,9 @@ macro_rules! for_every_storage {
         mod redis_cluster {
             $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::RedisCluster).await })*
         }
+        mod redis_sentinel {
+            $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::RedisSentinel).await })*
+        }
         mod memcached {
             $(#[tokio::test] async fn $case() { $crate::use_redis_cache(false); super::$case($crate::Store::Memcached).await })*
         }
@@ -378,10 +381,14 @@ pub fn use_redis_cache(on: bool) {
 pub fn settings(store: Store) -> Settings {
     let mut settings = Settings::new(store);
     settings.redis_cache = REDIS_CACHE.with(std::cell::Cell::get)
-        && matches!(store, Store::Redis | Store::RedisCluster);
+        && matches!(
+            store,
+            Store::Redis | Store::RedisCluster | Store::RedisSentinel
+        );
     match store {
         Store::Redis => settings.redis_url = servers::shared_redis().url(),
         Store::RedisCluster => settings.redis_url = servers::shared_redis_cluster().url(),
+        Store::RedisSentinel => settings.redis_url = servers::shared_redis_sentinels().urls(),
         Store::Memcached => {
             settings.memcached_servers = servers::shared_memcached()
                 .iter()

@@ -155,6 +155,61 @@ pub fn ask_all(port: u16, command: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Sends one command to a Sentinel and returns its whole answer: a
+/// Sentinel knows no `QUIT`, so the answer ends where its RESP value does
+/// (or after 2 s without a byte).
+pub fn ask_sentinel(port: u16, command: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.write_all(format!("{command}\r\n").as_bytes());
+    let mut answer = Vec::new();
+    let mut chunk = [0; 4096];
+    while resp_end(&answer, 0).is_none() {
+        match stream.read(&mut chunk) {
+            Ok(read) if read > 0 => answer.extend_from_slice(&chunk[..read]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Where the RESP2 value starting at `at` of `buffer` ends, if it is all
+/// there.
+fn resp_end(buffer: &[u8], at: usize) -> Option<usize> {
+    let line_end = at
+        + buffer
+            .get(at..)?
+            .windows(2)
+            .position(|pair| pair == b"\r\n")?;
+    let after = line_end + 2;
+    let number = || {
+        std::str::from_utf8(&buffer[at + 1..line_end])
+            .ok()?
+            .parse::<i64>()
+            .ok()
+    };
+    match buffer.get(at)? {
+        b'+' | b'-' | b':' => Some(after),
+        b'$' => match number()? {
+            length if length < 0 => Some(after),
+            length => {
+                let end = after + usize::try_from(length).ok()? + 2;
+                (buffer.len() >= end).then_some(end)
+            }
+        },
+        b'*' => {
+            let mut end = after;
+            for _ in 0..number()?.max(0) {
+                end = resp_end(buffer, end)?;
+            }
+            Some(end)
+        }
+        _ => None,
+    }
+}
+
 /// How a server's start-up is going.
 enum Startup {
     Ready,
@@ -296,6 +351,43 @@ impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
         let (port, process) = launch_redis_on_a_free_port(0, |_| redis_args(&scratch_dir("redis")));
+        Self { port, process }
+    }
+
+    /// Starts a server on a free port that replicates the one on
+    /// `master`.
+    pub fn start_replica_of(master: u16) -> Self {
+        let (port, process) = launch_redis_on_a_free_port(0, |_| {
+            let mut args = redis_args(&scratch_dir("redis"));
+            args.extend([
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                master.to_string(),
+            ]);
+            args
+        });
+        Self { port, process }
+    }
+
+    /// Starts a server on a free port that also speaks TLS on `port +
+    /// 1000` with `certificates`' server certificate, and replicates over
+    /// TLS (from `master`'s TLS port, if given): what Sentinel over TLS
+    /// watches.
+    pub fn start_tls(certificates: &TestCertificates, master: Option<u16>) -> Self {
+        let dir = scratch_dir("redis-tls");
+        let (port, process) = launch_redis_on_a_free_port(TLS_PORT_OFFSET, |port| {
+            let mut args = redis_args(&dir);
+            args.extend(tls_args(certificates, port + TLS_PORT_OFFSET));
+            args.extend(["--tls-replication".to_owned(), "yes".to_owned()]);
+            if let Some(master) = master {
+                args.extend([
+                    "--replicaof".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    (master + TLS_PORT_OFFSET).to_string(),
+                ]);
+            }
+            args
+        });
         Self { port, process }
     }
 
@@ -1221,6 +1313,252 @@ impl TlsRedis {
     pub fn url(&self) -> String {
         format!("rediss://127.0.0.1:{}/0", self.tls_port)
     }
+}
+
+/// A Sentinel-managed Redis: a master, a replica of it, and three
+/// Sentinels (`redis-server --sentinel`) that watch it as `mymaster` with
+/// a quorum of two, and call it down after one second without an answer.
+pub struct RedisSentinels {
+    /// The master at start, until [`RedisSentinels::kill_master`].
+    pub master: RedisServer,
+    /// The replica at start, the master after a failover.
+    pub replica: RedisServer,
+    /// The Sentinels' ports.
+    pub ports: Vec<u16>,
+    /// With TLS: the certificates every server uses; the Sentinels, the
+    /// master and the replica speak TLS 1000 ports above their own, and
+    /// the Sentinels watch and name the TLS ports.
+    pub certificates: Option<TestCertificates>,
+    sentinels: Vec<Process>,
+}
+
+/// The name the Sentinels know the master by.
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl RedisSentinels {
+    /// Starts the group and waits until the replica is in sync and every
+    /// Sentinel knows the replica and the two other Sentinels (so a
+    /// failover can be agreed on).
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`RedisSentinels::start`], with every server speaking TLS too (see
+    /// [`RedisSentinels::certificates`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(Some(TestCertificates::make()))
+    }
+
+    fn start_with(certificates: Option<TestCertificates>) -> Self {
+        let tls = certificates.is_some();
+        let (master, replica) = match &certificates {
+            None => {
+                let master = RedisServer::start();
+                let replica = RedisServer::start_replica_of(master.port);
+                (master, replica)
+            }
+            Some(certificates) => {
+                let master = RedisServer::start_tls(certificates, None);
+                let replica = RedisServer::start_tls(certificates, Some(master.port));
+                (master, replica)
+            }
+        };
+        wait_until("the replica's sync", || {
+            ask_all(replica.port, "INFO replication").contains("master_link_status:up")
+        });
+        let mut ports = Vec::new();
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let dir = scratch_dir("sentinel");
+            let (port, process) = launch_sentinel(&dir, master.port, certificates.as_ref());
+            ports.push(port);
+            sentinels.push(process);
+        }
+        for &port in &ports {
+            wait_until("the Sentinels' quorum", || {
+                ask_sentinel(port, &format!("SENTINEL CKQUORUM {SENTINEL_MASTER}"))
+                    .contains("3 usable Sentinels")
+                    && ask_sentinel(port, &format!("SENTINEL REPLICAS {SENTINEL_MASTER}"))
+                        .contains(&format!("\r\n{}\r\n", watched(replica.port, tls)))
+            });
+        }
+        Self {
+            master,
+            replica,
+            ports,
+            certificates,
+            sentinels,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` of each Sentinel, comma-separated; with
+    /// TLS, `rediss://` and their TLS ports.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|&port| match self.certificates {
+                None => format!("redis://127.0.0.1:{port}"),
+                Some(_) => format!("rediss://127.0.0.1:{}", port + TLS_PORT_OFFSET),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The port the Sentinels name for the server on `port`: its own, or
+    /// its TLS port.
+    pub fn watched_port(&self, port: u16) -> u16 {
+        watched(port, self.certificates.is_some())
+    }
+
+    /// The port of the master the first Sentinel that answers names (its
+    /// TLS port, with TLS).
+    pub fn master_port(&self) -> Option<u16> {
+        self.ports.iter().find_map(|&port| {
+            let answer = ask_sentinel(
+                port,
+                &format!("SENTINEL GET-MASTER-ADDR-BY-NAME {SENTINEL_MASTER}"),
+            );
+            // `*2 $9 127.0.0.1 $N PORT`: the port is the last line.
+            answer
+                .lines()
+                .filter(|line| !line.starts_with(['*', '$', '+']))
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Waits until the replica has every write the master acknowledged.
+    pub fn wait_for_replication(&self) {
+        let answer = ask_all(self.master.port, "WAIT 1 5000");
+        assert_eq!(
+            answer.lines().next(),
+            Some(":1"),
+            "the replica caught up: {answer}"
+        );
+    }
+
+    /// Kills the master, as a crash would.
+    pub fn kill_master(&mut self) {
+        self.master.stop();
+    }
+
+    /// Waits until the Sentinels name the replica as the master; fails
+    /// the test after 30 s.
+    pub fn wait_for_failover(&self) {
+        let replica = self.watched_port(self.replica.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.master_port() != Some(replica) {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinels named no new master within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Sentinels' pids, to signal them.
+    pub fn sentinel_pids(&self) -> Vec<u32> {
+        self.sentinels.iter().map(|sentinel| sentinel.pid).collect()
+    }
+}
+
+/// The port Sentinels watch of the server on `port`.
+fn watched(port: u16, tls: bool) -> u16 {
+    if tls { port + TLS_PORT_OFFSET } else { port }
+}
+
+/// `redis-server`'s TLS options: `certificates`' server certificate on
+/// `tls_port`, clients not asked for one.
+fn tls_args(certificates: &TestCertificates, tls_port: u16) -> Vec<String> {
+    [
+        ("--tls-port", tls_port.to_string()),
+        (
+            "--tls-cert-file",
+            certificates.server.0.display().to_string(),
+        ),
+        (
+            "--tls-key-file",
+            certificates.server.1.display().to_string(),
+        ),
+        ("--tls-ca-cert-file", certificates.ca.display().to_string()),
+        ("--tls-auth-clients", "no".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect()
+}
+
+/// Starts a Sentinel on a free port in `dir`, watching the master on
+/// `master`: `redis-server sentinel.conf --sentinel`, with a configuration
+/// file it may rewrite (Sentinels record what they learn in it). With
+/// `certificates`, it also speaks TLS 1000 ports up, and talks TLS to the
+/// master's TLS port and its replicas'.
+fn launch_sentinel(
+    dir: &Path,
+    master: u16,
+    certificates: Option<&TestCertificates>,
+) -> (u16, Process) {
+    for _ in 0..PORT_TRIES {
+        let port = free_port(TLS_PORT_OFFSET);
+        let conf = dir.join("sentinel.conf");
+        let tls = match certificates {
+            None => String::new(),
+            Some(certificates) => format!(
+                "tls-port {}\n\
+                 tls-cert-file {}\n\
+                 tls-key-file {}\n\
+                 tls-ca-cert-file {}\n\
+                 tls-auth-clients no\n\
+                 tls-replication yes\n",
+                port + TLS_PORT_OFFSET,
+                certificates.server.0.display(),
+                certificates.server.1.display(),
+                certificates.ca.display()
+            ),
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\n\
+                 bind 127.0.0.1\n\
+                 dir {}\n\
+                 {tls}\
+                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 2\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+                 sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                dir.display(),
+                watched(master, certificates.is_some())
+            ),
+        )
+        .expect("write sentinel.conf");
+        let args = vec![
+            conf.to_str().expect("UTF-8 temp dir").to_owned(),
+            "--sentinel".to_owned(),
+        ];
+        let mut process = Process::spawn("redis-server", "redis-server", &args, &[]);
+        let ours = format!("process_id:{}\r\n", process.pid);
+        let started = wait_for("redis-sentinel", || {
+            if process.exited() {
+                Startup::Exited
+            } else if ask_sentinel(port, "INFO server").contains(&ours) {
+                Startup::Ready
+            } else {
+                Startup::Pending
+            }
+        });
+        if started {
+            return (port, process);
+        }
+    }
+    panic!("redis-sentinel found every port it tried taken")
+}
+
+/// The Sentinel-managed Redis shared by the tests of this binary.
+pub fn shared_redis_sentinels() -> &'static RedisSentinels {
+    static SERVERS: OnceLock<RedisSentinels> = OnceLock::new();
+    SERVERS.get_or_init(RedisSentinels::start)
 }
 
 #[cfg(test)]

@@ -864,6 +864,9 @@ pub enum Fault {
     /// A master of a Redis Cluster with replicas killed; its replica takes
     /// over.
     ClusterFailover,
+    /// The master of a Sentinel-managed Redis killed; the Sentinels make
+    /// its replica the master.
+    SentinelFailover,
     /// One of two Memcached servers killed, then started again (empty).
     MemcachedKill,
     /// The network to Redis made slow, then cut, then healed.
@@ -879,6 +882,7 @@ impl Fault {
             // aiohttp_session's records on the cluster, or the native ones.
             Fault::ClusterFailover if otherwise == Store::AiohttpRedis => otherwise,
             Fault::ClusterFailover => Store::RedisCluster,
+            Fault::SentinelFailover => Store::RedisSentinel,
             Fault::MemcachedKill => Store::Memcached,
         }
     }
@@ -890,6 +894,7 @@ impl Fault {
             Fault::RedisKill => "redis-kill",
             Fault::RedisFreeze => "redis-freeze",
             Fault::ClusterFailover => "redis-cluster-failover",
+            Fault::SentinelFailover => "redis-sentinel-failover",
             Fault::MemcachedKill => "memcached-kill",
             Fault::Network => "redis-network",
         }
@@ -900,7 +905,7 @@ impl Fault {
 pub struct Stage {
     /// The storage.
     pub store: Store,
-    /// For Redis and Redis Cluster: `REDIS_URL`.
+    /// For Redis, Redis Cluster and Sentinel: `REDIS_URL`.
     pub redis_url: String,
     /// For Memcached: the servers.
     pub memcached: Vec<String>,
@@ -956,6 +961,11 @@ pub async fn stage(fault: Fault, store: Store, schedule: Schedule) -> Stage {
                 let cluster = blocking(servers::RedisCluster::start).await;
                 stage.redis_url = cluster.url();
                 keep.lock().unwrap().push(Box::new(cluster));
+            }
+            Store::RedisSentinel => {
+                let group = blocking(servers::RedisSentinels::start).await;
+                stage.redis_url = group.urls();
+                keep.lock().unwrap().push(Box::new(group));
             }
             Store::Memcached => {
                 let pair = blocking(|| [Memcached::start(), Memcached::start()]).await;
@@ -1054,6 +1064,25 @@ pub async fn stage(fault: Fault, store: Store, schedule: Schedule) -> Stage {
                     .await;
                     timeline.heal();
                     keep.lock().unwrap().push(Box::new(cluster));
+                })
+            });
+        }
+        Fault::SentinelFailover => {
+            let group = blocking(servers::RedisSentinels::start).await;
+            stage.redis_url = group.urls();
+            stage.faults = Box::new(move |timeline| {
+                Box::pin(async move {
+                    sleep_until(&timeline, at).await;
+                    timeline.fault("the Sentinels' master killed (SIGKILL); failover");
+                    let group = blocking(move || {
+                        let mut group = group;
+                        group.kill_master();
+                        group.wait_for_failover();
+                        group
+                    })
+                    .await;
+                    timeline.heal();
+                    keep.lock().unwrap().push(Box::new(group));
                 })
             });
         }

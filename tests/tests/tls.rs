@@ -210,6 +210,31 @@ async fn mysql_verify_identity_trusts_its_ssl_ca_and_refuses_without_it() {
     assert!(!format!("{refused:?}").contains(password));
 }
 
+/// Sentinels, master and replica all speaking TLS with a CA the test made:
+/// `rediss://` Sentinel URLs put the master behind TLS too, both verified
+/// against the CA file; without it, nothing connects.
+#[tokio::test]
+async fn redis_through_sentinels_over_tls_verifies_sentinels_and_master() {
+    use session_tests::servers::{RedisSentinels, SENTINEL_MASTER};
+
+    let group = RedisSentinels::start_tls();
+    let ca = &group.certificates.as_ref().unwrap().ca;
+    let sentinels: Vec<String> = group.urls().split(',').map(str::to_owned).collect();
+    let refused = RedisStorage::connect(RedisOptions::sentinel(sentinels.clone(), SENTINEL_MASTER))
+        .await
+        .expect_err("a certificate nothing trusts is refused at connect");
+    let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+    assert!(
+        message.to_lowercase().contains("certificate"),
+        "says why: {message}"
+    );
+    let storage =
+        RedisStorage::connect(RedisOptions::sentinel(sentinels, SENTINEL_MASTER).with_ca_file(ca))
+            .await
+            .expect("the Sentinels and the master are verified against the CA");
+    sessions_work_over(storage).await;
+}
+
 /// The conformance app on `rediss://` with `SESSION_TLS_CA_FILE`, as the
 /// third wave's contract gives it.
 #[tokio::test]

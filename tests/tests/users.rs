@@ -586,6 +586,7 @@ fn indexes(store: Store) -> bool {
         Store::Memory
             | Store::Redis
             | Store::RedisCluster
+            | Store::RedisSentinel
             | Store::Postgres
             | Store::MySql
             | Store::Sqlite

@@ -8,8 +8,9 @@
 //!
 //! Options: `--duration SECONDS` per run (default 60), `--clients N`
 //! (default 64), `--only a,b` (runs by name: simple, encrypted, memory,
-//! redis, redis-cluster, memcached, redis-kill, redis-freeze, redis-network,
-//! redis-cluster-failover, memcached-kill), `--app PATH` (default
+//! redis, redis-cluster, redis-sentinel, memcached, redis-kill,
+//! redis-freeze, redis-network, redis-cluster-failover,
+//! redis-sentinel-failover, memcached-kill), `--app PATH` (default
 //! `target/release/examples/conformance`, or under `CARGO_TARGET_DIR`),
 //! `--output FILE` (the markdown figures, also printed). Exits non-zero when
 //! any run broke a check. With `SOAK_DEBUG` set, it also prints the 503s
@@ -28,6 +29,7 @@ const RUNS: &[(&str, Fault, Store)] = &[
     ("memory", Fault::None, Store::Memory),
     ("redis", Fault::None, Store::Redis),
     ("redis-cluster", Fault::None, Store::RedisCluster),
+    ("redis-sentinel", Fault::None, Store::RedisSentinel),
     ("memcached", Fault::None, Store::Memcached),
     ("redis-kill", Fault::RedisKill, Store::Redis),
     ("redis-freeze", Fault::RedisFreeze, Store::Redis),
@@ -36,6 +38,11 @@ const RUNS: &[(&str, Fault, Store)] = &[
         "redis-cluster-failover",
         Fault::ClusterFailover,
         Store::RedisCluster,
+    ),
+    (
+        "redis-sentinel-failover",
+        Fault::SentinelFailover,
+        Store::RedisSentinel,
     ),
     ("memcached-kill", Fault::MemcachedKill, Store::Memcached),
 ];
@@ -82,6 +89,7 @@ fn store_name(store: Store) -> &'static str {
         Store::Memory => "memory",
         Store::Redis => "redis",
         Store::RedisCluster => "redis-cluster",
+        Store::RedisSentinel => "redis-sentinel",
         Store::Memcached => "memcached",
         _ => unreachable!("not soaked"),
     }

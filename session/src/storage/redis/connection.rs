@@ -1,21 +1,25 @@
-//! The connection to Redis: a standalone server, or a Redis Cluster that
-//! the connection itself follows through a failover, so every storage over
-//! it (the native one, aiohttp_session's) serves again after one.
+//! The connection to Redis: a standalone server, a Redis Cluster, or the
+//! master a set of Sentinels names; the connection itself follows a
+//! cluster or a Sentinel failover, so every storage over it (the native
+//! one, aiohttp_session's) serves again after one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::SentinelClient;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-/// A connection to Redis: a standalone server or a cluster. Both reconnect
-/// by themselves after a failure; a cluster this crate connected to
+/// A connection to Redis: a standalone server, a cluster, or the master of
+/// a Sentinel-managed group. All reconnect by themselves after a failure; a
+/// cluster this crate connected to
 /// ([`RedisStorage::connect`](crate::RedisStorage::connect)) also follows a
-/// failover to the replica that took over.
+/// failover to the replica that took over, and so does a connection
+/// through Sentinel (it asks the Sentinels again).
 ///
 /// Made from a [`ConnectionManager`] or a [`ClusterConnection`] the app
 /// has (build them through [`typed_sessions::redis`](crate::redis), so the
@@ -29,6 +33,7 @@ impl std::fmt::Debug for RedisConnection {
         f.write_str(match self.0 {
             Inner::Standalone(_) => "standalone",
             Inner::Cluster(_) | Inner::Recovering(_) => "cluster",
+            Inner::Sentinel(_) => "sentinel",
         })
     }
 }
@@ -41,7 +46,10 @@ enum Inner {
     Cluster(ClusterConnection),
     /// A cluster connection this crate made from its client, made again
     /// after a failure.
-    Recovering(Arc<ClusterRecovery>),
+    Recovering(Arc<Recovery<ClusterClient>>),
+    /// A connection to the master the Sentinels name, asked again and made
+    /// again after a failure.
+    Sentinel(Arc<Recovery<SentinelMaster>>),
 }
 
 impl From<ConnectionManager> for RedisConnection {
@@ -58,21 +66,34 @@ impl From<ClusterConnection> for RedisConnection {
 
 impl RedisConnection {
     /// A cluster connection made from `client`, made again from it after a
-    /// failed command (see [`ClusterRecovery`]); a reconnection waits at
+    /// failed command (see [`Recovery`]); a reconnection waits at
     /// most `timeout`.
     pub(crate) fn recovering(
         client: ClusterClient,
         connection: ClusterConnection,
         timeout: Duration,
     ) -> Self {
-        Self(Inner::Recovering(Arc::new(ClusterRecovery {
-            client,
-            current: Mutex::new(connection),
-            timeout,
-            failed: AtomicBool::new(false),
-            reconnecting: AtomicBool::new(false),
-            last_try: Mutex::new(None),
-        })))
+        Self(Inner::Recovering(Arc::new(Recovery::new(
+            client, connection, timeout,
+        ))))
+    }
+
+    /// A connection to the master `sentinels` name (found by asking them
+    /// once, with `config`), found and made again after a failed command;
+    /// a reconnection waits at most `timeout`.
+    pub(crate) async fn through_sentinels(
+        sentinels: SentinelClient,
+        config: AsyncConnectionConfig,
+        timeout: Duration,
+    ) -> RedisResult<Self> {
+        let master = SentinelMaster {
+            sentinels: tokio::sync::Mutex::new(sentinels),
+            config,
+        };
+        let connection = master.connect().await?;
+        Ok(Self(Inner::Sentinel(Arc::new(Recovery::new(
+            master, connection, timeout,
+        )))))
     }
 
     /// One `PING` to the server, or to every master of a cluster (each has
@@ -87,6 +108,11 @@ impl RedisConnection {
             // cache may not be used, not that the connection failed; the
             // commands that fail mark it.
             Inner::Recovering(recovery) => ping_masters(&mut recovery.connection().await).await?,
+            Inner::Sentinel(recovery) => {
+                let _: Value = redis::cmd("PING")
+                    .query_async(&mut recovery.connection().await)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -96,11 +122,8 @@ impl RedisConnection {
         match &self.0 {
             Inner::Standalone(connection) => connection.get_cache_statistics(),
             Inner::Cluster(connection) => connection.get_cache_statistics(),
-            Inner::Recovering(recovery) => recovery
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_cache_statistics(),
+            Inner::Recovering(recovery) => recovery.current().get_cache_statistics(),
+            Inner::Sentinel(recovery) => recovery.current().get_cache_statistics(),
         }
     }
 }
@@ -123,16 +146,8 @@ impl ConnectionLike for RedisConnection {
         match &mut self.0 {
             Inner::Standalone(connection) => connection.req_packed_command(cmd),
             Inner::Cluster(connection) => connection.req_packed_command(cmd),
-            Inner::Recovering(recovery) => {
-                let recovery = recovery.clone();
-                Box::pin(async move {
-                    let mut connection = recovery.connection().await;
-                    let watch = Watch(Some(recovery));
-                    let result = connection.req_packed_command(cmd).await;
-                    watch.settle(result.as_ref().err());
-                    result
-                })
-            }
+            Inner::Recovering(recovery) => recovery.clone().watched(cmd),
+            Inner::Sentinel(recovery) => recovery.clone().watched(cmd),
         }
     }
 
@@ -145,16 +160,8 @@ impl ConnectionLike for RedisConnection {
         match &mut self.0 {
             Inner::Standalone(connection) => connection.req_packed_commands(cmd, offset, count),
             Inner::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
-            Inner::Recovering(recovery) => {
-                let recovery = recovery.clone();
-                Box::pin(async move {
-                    let mut connection = recovery.connection().await;
-                    let watch = Watch(Some(recovery));
-                    let result = connection.req_packed_commands(cmd, offset, count).await;
-                    watch.settle(result.as_ref().err());
-                    result
-                })
-            }
+            Inner::Recovering(recovery) => recovery.clone().watched_pipeline(cmd, offset, count),
+            Inner::Sentinel(recovery) => recovery.clone().watched_pipeline(cmd, offset, count),
         }
     }
 
@@ -164,23 +171,69 @@ impl ConnectionLike for RedisConnection {
             Inner::Cluster(connection) => connection.get_db(),
             // A cluster has database 0 only.
             Inner::Recovering(_) => 0,
+            Inner::Sentinel(recovery) => recovery.current().get_db(),
         }
     }
 }
 
-/// A cluster connection that is made again from its client after a
-/// failure.
+/// What a [`Recovery`] makes its connections from.
+pub(crate) trait Reconnect: Send + Sync + 'static {
+    type Connection: ConnectionLike + Clone + Send + 'static;
+
+    /// A new connection to where the commands must go now.
+    fn connect(&self) -> impl std::future::Future<Output = RedisResult<Self::Connection>> + Send;
+}
+
+impl Reconnect for ClusterClient {
+    type Connection = ClusterConnection;
+
+    /// A new cluster connection reads the slots afresh.
+    async fn connect(&self) -> RedisResult<ClusterConnection> {
+        self.get_async_connection().await
+    }
+}
+
+/// The master a set of Sentinels names.
+pub(crate) struct SentinelMaster {
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// The new connection's timeouts and local cache: a new connection
+    /// starts with an empty cache, so nothing read from the old master is
+    /// served after a failover.
+    config: AsyncConnectionConfig,
+}
+
+impl Reconnect for SentinelMaster {
+    type Connection = MultiplexedConnection;
+
+    /// Asks the Sentinels, one after another, for the master's address,
+    /// and connects to it once it says it is a master (`ROLE`).
+    async fn connect(&self) -> RedisResult<MultiplexedConnection> {
+        let client =
+            Box::pin(async { self.sentinels.lock().await.async_get_client().await }).await?;
+        client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+    }
+}
+
+/// A connection that is made again after a failure: a cluster's, or the
+/// Sentinels' master's.
 ///
 /// The cluster client of `redis` learns a new topology only from a `MOVED`
 /// answer: when a master dies, it reconnects to the dead address again and
 /// again and never asks the cluster who took over, so the dead master's
 /// slots stay unavailable after the failover, until the app restarts. A
-/// new connection reads the slots afresh; after a failed or timed-out
-/// command, the next command makes one (at most once a second), and the
-/// commands after it use it.
-struct ClusterRecovery {
-    client: ClusterClient,
-    current: Mutex<ClusterConnection>,
+/// new connection reads the slots afresh. Through Sentinel, the address of
+/// the master is only known by asking the Sentinels: a connection that
+/// reconnected by itself would go back to the dead master, or to the old
+/// master once it returns as a replica (its answer to a write is
+/// `READONLY`). After a failed or timed-out command, the next command makes
+/// a new connection (at most once a second), and the commands after it use
+/// it. While there is no master, no connection is made and the commands
+/// fail (a 503), until the Sentinels name the new one.
+pub(crate) struct Recovery<R: Reconnect> {
+    source: R,
+    current: Mutex<R::Connection>,
     /// How long a reconnection may take.
     timeout: Duration,
     /// A command failed since the last new connection.
@@ -191,10 +244,26 @@ struct ClusterRecovery {
     last_try: Mutex<Option<Instant>>,
 }
 
-/// How often a cluster connection is made again at most.
-const CLUSTER_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a connection is made again at most.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
-impl ClusterRecovery {
+impl<R: Reconnect> Recovery<R> {
+    fn new(source: R, connection: R::Connection, timeout: Duration) -> Self {
+        Self {
+            source,
+            current: Mutex::new(connection),
+            timeout,
+            failed: AtomicBool::new(false),
+            reconnecting: AtomicBool::new(false),
+            last_try: Mutex::new(None),
+        }
+    }
+
+    /// The connection in use, as it is.
+    fn current(&self) -> std::sync::MutexGuard<'_, R::Connection> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The connection to use now, made again first if a command failed
     /// and the last try is a second old.
     ///
@@ -202,12 +271,12 @@ impl ClusterRecovery {
     /// timeout: a command that gives up meanwhile (its timeout, its client
     /// gone) does not cancel it half-way, so a reconnection slower than one
     /// command's budget still lands for the commands after it.
-    async fn connection(self: &Arc<Self>) -> ClusterConnection {
+    async fn connection(self: &Arc<Self>) -> R::Connection {
         let due = self
             .last_try
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_none_or(|last| last.elapsed() >= CLUSTER_RECONNECT_INTERVAL);
+            .is_none_or(|last| last.elapsed() >= RECONNECT_INTERVAL);
         if due
             && self.failed.load(Ordering::Acquire)
             && !self.reconnecting.swap(true, Ordering::AcqRel)
@@ -215,40 +284,61 @@ impl ClusterRecovery {
             *self.last_try.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
             let recovery = self.clone();
             let reconnect = tokio::spawn(async move {
-                let made =
-                    tokio::time::timeout(recovery.timeout, recovery.client.get_async_connection())
-                        .await;
+                let made = tokio::time::timeout(recovery.timeout, recovery.source.connect()).await;
                 if let Ok(Ok(connection)) = made {
                     recovery.failed.store(false, Ordering::Release);
-                    *recovery
-                        .current
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = connection;
+                    *recovery.current() = connection;
                 }
                 recovery.reconnecting.store(false, Ordering::Release);
             });
             let _ = reconnect.await;
         }
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.current().clone()
+    }
+
+    /// `cmd` on the connection to use now, watched.
+    fn watched<'a>(self: Arc<Self>, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut connection = self.connection().await;
+            let watch = Watch(Some(self));
+            let result = connection.req_packed_command(cmd).await;
+            watch.settle(result.as_ref().err());
+            result
+        })
+    }
+
+    /// `cmd`'s commands on the connection to use now, watched.
+    fn watched_pipeline<'a>(
+        self: Arc<Self>,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut connection = self.connection().await;
+            let watch = Watch(Some(self));
+            let result = connection.req_packed_commands(cmd, offset, count).await;
+            watch.settle(result.as_ref().err());
+            result
+        })
     }
 }
 
-/// Marks the cluster connection failed unless the command it watches
-/// succeeds (or fails with an answer of the server's): an error of the
-/// connection, or a command dropped by a timeout.
-struct Watch(Option<Arc<ClusterRecovery>>);
+/// Marks the connection failed unless the command it watches succeeds (or
+/// fails with an answer of the server's): an error of the connection, a
+/// command dropped by a timeout, or a server that is no longer a master
+/// (`READONLY`, also inside a script's error).
+struct Watch<R: Reconnect>(Option<Arc<Recovery<R>>>);
 
-impl Watch {
+impl<R: Reconnect> Watch<R> {
     fn settle(mut self, error: Option<&redis::RedisError>) {
         let healthy = error.is_none_or(|error| {
             !(error.is_io_error()
                 || error.is_connection_refusal()
                 || error.is_connection_dropped()
                 || error.is_timeout()
-                || error.is_cluster_error())
+                || error.is_cluster_error()
+                || error.to_string().contains("READONLY"))
         });
         if healthy {
             self.0 = None;
@@ -256,7 +346,7 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
+impl<R: Reconnect> Drop for Watch<R> {
     fn drop(&mut self) {
         if let Some(recovery) = &self.0 {
             recovery.failed.store(true, Ordering::Release);

@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
     CommandCacheConfig, FromRedisValue, IntoConnectionInfo, ProtocolVersion, Script,
     ScriptInvocation,
@@ -334,6 +335,8 @@ impl fmt::Debug for RedisOptions {
 enum Target {
     Standalone(String),
     Cluster(Vec<String>),
+    /// The Sentinels' URLs and the name of the master they watch.
+    Sentinel(Vec<String>, String),
 }
 
 impl fmt::Debug for Target {
@@ -342,6 +345,13 @@ impl fmt::Debug for Target {
         match self {
             Self::Standalone(_) => f.write_str("Standalone"),
             Self::Cluster(nodes) => write!(f, "Cluster({} seed nodes)", nodes.len()),
+            Self::Sentinel(sentinels, master) => {
+                write!(
+                    f,
+                    "Sentinel({} sentinels, master {master:?})",
+                    sentinels.len()
+                )
+            }
         }
     }
 }
@@ -364,6 +374,35 @@ impl RedisOptions {
     pub fn cluster<N: Into<String>>(nodes: impl IntoIterator<Item = N>) -> Self {
         Self {
             target: Target::Cluster(nodes.into_iter().map(Into::into).collect()),
+            cache: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            client_certificate: None,
+        }
+    }
+
+    /// The master named `master` (as in `sentinel monitor`) of a
+    /// Sentinel-managed group, found through the Sentinels at `sentinels`
+    /// (`redis://HOST:PORT`, usually three or more). The storage asks them
+    /// for the master, checks that it is one (`ROLE`), and asks again after
+    /// a failed command, so it follows a failover by itself; while there
+    /// is no master, requests get a 503.
+    ///
+    /// A password (and user) in a Sentinel's URL is the Sentinels' own;
+    /// the master's comes from [`RedisOptions::with_password`] and
+    /// [`RedisOptions::with_username`]. With `rediss://` URLs (the `tls`
+    /// feature), the Sentinels and the master are reached over TLS, both
+    /// verified against the same roots. The master's database is 0.
+    pub fn sentinel<N: Into<String>>(
+        sentinels: impl IntoIterator<Item = N>,
+        master: impl Into<String>,
+    ) -> Self {
+        Self {
+            target: Target::Sentinel(
+                sentinels.into_iter().map(Into::into).collect(),
+                master.into(),
+            ),
             cache: None,
             username: None,
             password: None,
@@ -414,7 +453,9 @@ impl RedisOptions {
     fn wants_tls(&self) -> bool {
         match &self.target {
             Target::Standalone(url) => url.starts_with("rediss://"),
-            Target::Cluster(nodes) => nodes.iter().any(|node| node.starts_with("rediss://")),
+            Target::Cluster(nodes) | Target::Sentinel(nodes, _) => {
+                nodes.iter().any(|node| node.starts_with("rediss://"))
+            }
         }
     }
 
@@ -530,7 +571,82 @@ impl RedisStorage {
         match &options.target {
             Target::Standalone(url) => Self::connect_standalone(url, &options).await,
             Target::Cluster(nodes) => Self::connect_to_cluster(nodes.clone(), &options).await,
+            // Boxed: the `redis` crate's Sentinel lookup is a deep future,
+            // which would otherwise sit inside every caller's.
+            Target::Sentinel(sentinels, master) => {
+                Box::pin(Self::connect_through_sentinels(sentinels, master, &options)).await
+            }
         }
+    }
+
+    async fn connect_through_sentinels(
+        sentinels: &[String],
+        master: &str,
+        options: &RedisOptions,
+    ) -> Result<Self, StorageError> {
+        let cache = options.cache;
+        let mut addresses = Vec::new();
+        let mut sentinel_settings = None;
+        for url in sentinels {
+            let info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(StorageError::unavailable)?;
+            let settings = info.redis_settings();
+            if sentinel_settings.is_none()
+                && (settings.username().is_some() || settings.password().is_some())
+            {
+                sentinel_settings = Some(settings.clone());
+            }
+            addresses.push(info.addr().clone());
+        }
+        let mut builder = SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)
+            .map_err(StorageError::unavailable)?;
+        if let Some(settings) = &sentinel_settings {
+            if let Some(username) = settings.username() {
+                builder = builder.set_client_to_sentinel_username(username);
+            }
+            if let Some(password) = settings.password() {
+                builder = builder.set_client_to_sentinel_password(password);
+            }
+        }
+        if let Some(username) = &options.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = &options.password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if cache.is_some() {
+            builder = builder.set_client_to_redis_protocol(ProtocolVersion::RESP3);
+        }
+        #[cfg(feature = "tls")]
+        if options.wants_tls() {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_certificates(options.certificates()?)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_certificates(options.certificates()?);
+        }
+        let client = builder.build().map_err(StorageError::unavailable)?;
+        let mut config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT));
+        if let Some(cache) = &cache {
+            config = config.set_cache_config(cache.config());
+        }
+        let connection = tokio::time::timeout(
+            DEFAULT_CONNECT_TIMEOUT,
+            RedisConnection::through_sentinels(client, config, DEFAULT_CONNECT_TIMEOUT),
+        )
+        .await
+        .map_err(|_| StorageError::Timeout(DEFAULT_CONNECT_TIMEOUT))?
+        .map_err(StorageError::unavailable)?;
+        let mut storage = Self::from_connection(connection);
+        storage.read_clock().await?;
+        if let Some(cache) = cache {
+            storage.start_cache(&cache);
+        }
+        Ok(storage)
     }
 
     async fn connect_standalone(url: &str, options: &RedisOptions) -> Result<Self, StorageError> {
