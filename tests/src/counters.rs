@@ -252,7 +252,8 @@ impl PostgresCalls {
 }
 
 /// Counts the statements a MySQL or MariaDB server ran, by kind (`select`,
-/// `insert`, `update`, `delete`), from its `Com_…` status counters: every
+/// `insert`, `update`, `delete`, and `begin`, `commit` and `rollback` of
+/// transactions), from its `Com_…` status counters: every
 /// client's statements, so the server must be the test's own. (MariaDB's
 /// `performance_schema` does not count statements prepared through the
 /// binary protocol, as sqlx prepares every statement.) What the counter's
@@ -277,7 +278,10 @@ impl MySqlCalls {
         counter.own = counter
             .last
             .iter()
-            .map(|(kind, count)| (kind.clone(), count - first.get(kind).copied().unwrap_or(0)))
+            .map(|(kind, count)| {
+                let before = first.get(kind).copied().unwrap_or(0);
+                (kind.clone(), count.saturating_sub(before))
+            })
             .collect();
         counter
     }
@@ -291,7 +295,7 @@ impl MySqlCalls {
             .map(|(kind, count)| {
                 let before = self.last.get(kind).copied().unwrap_or(0);
                 let own = self.own.get(kind).copied().unwrap_or(0);
-                (kind.clone(), count - before - own)
+                (kind.clone(), count.saturating_sub(before + own))
             })
             .filter(|(_, delta)| *delta > 0)
             .collect();
@@ -308,7 +312,8 @@ impl MySqlCalls {
                 .expect("the counter connects to MariaDB");
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SHOW GLOBAL STATUS WHERE Variable_name IN \
-                 ('Com_select', 'Com_insert', 'Com_update', 'Com_delete')",
+                 ('Com_select', 'Com_insert', 'Com_update', 'Com_delete', \
+                  'Com_begin', 'Com_commit', 'Com_rollback')",
             )
             .fetch_all(&mut connection)
             .await

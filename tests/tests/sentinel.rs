@@ -67,6 +67,9 @@ async fn a_failover_is_followed_and_writes_resume_without_a_restart() {
     group.kill_master();
     let (_, reply) = until_served(|| app.patch(Some(&cookie), r#"{"c": 3}"#)).await;
     let cookie = reply.new_cookie();
+    // Every Sentinel knows by now (one that was not the failover's leader
+    // may still name the dead master for a moment).
+    group.wait_for_failover();
     assert_eq!(
         group.master_port(),
         Some(group.watched_port(group.replica.port)),
@@ -87,28 +90,75 @@ async fn a_failover_is_followed_and_writes_resume_without_a_restart() {
 
 /// A failover makes a new connection, whose local cache starts empty: a
 /// record another instance changed on the new master is read afresh, never
-/// served from what was cached of the old one.
+/// served from what was cached of the old one. The cache's lag is 2 s
+/// here, so the copy cached before the failover would still be served
+/// after it by a cache that kept it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_cache_serves_nothing_of_the_old_master_after_a_failover() {
+    use typed_sessions::RedisStorage;
+    use typed_sessions::storage::{AnyStorage, RedisCache, RedisOptions};
+
     let mut group = RedisSentinels::start();
-    let cached = app(&group, true).await;
+    let sentinels: Vec<String> = group.urls().split(',').map(str::to_owned).collect();
+    let storage = RedisStorage::connect(
+        RedisOptions::sentinel(sentinels, session_tests::servers::SENTINEL_MASTER)
+            .with_cache(RedisCache::new().with_max_lag(Duration::from_secs(2))),
+    )
+    .await
+    .expect("the Sentinels name the master");
+    let cached = TestApp::conformance_on(
+        Settings::new(Store::RedisSentinel),
+        AnyStorage::new(storage.clone()),
+        |routes| routes,
+    )
+    .await;
     let cookie = cached.session_with(r#"{"a": 1}"#).await;
-    // Read twice: the second read is served from the cache.
-    for _ in 0..2 {
+    // Past the lag that holds back this instance's own write, reads are
+    // served from the cache.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for _ in 0..3 {
         assert_eq!(
             cached.get("/session", Some(&cookie)).await.data(),
             json!({"a": 1})
         );
     }
+    let before = storage.cache_statistics().expect("the cache is on");
+    assert!(
+        before.hits > 0,
+        "the cache serves through Sentinel: {before:?}"
+    );
     group.wait_for_replication();
     group.kill_master();
     // Another instance, started once the Sentinels name the new master
-    // (an app cannot start without one).
+    // (an app cannot start without one; the Sentinels may refuse to name
+    // it for a moment after the failover, while they agree on it).
     group.wait_for_failover();
-    let other = app(&group, false).await;
+    let mut settings = Settings::new(Store::RedisSentinel);
+    settings.redis_url = group.urls();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let other_storage = loop {
+        match settings.storage().await {
+            Ok(storage) => break storage,
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let other = TestApp::conformance_on(settings, other_storage, |routes| routes).await;
     let (_, reply) = until_served(|| other.patch(Some(&cookie), r#"{"a": 2}"#)).await;
     assert_eq!(reply.status, 200);
-    let (_, reply) = until_served(|| cached.get("/session", Some(&cookie))).await;
+    // The cache in use again on the new connection (its heartbeat
+    // answered): reads of another session are served from it.
+    let (_, probe) = until_served(|| cached.patch(None, r#"{"probe": 1}"#)).await;
+    let probe = probe.new_cookie();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Counted since the new connection was made.
+    while storage.cache_statistics().expect("the cache is on").hits == 0 {
+        assert!(Instant::now() < deadline, "the cache never served again");
+        let _ = cached.get("/session", Some(&probe)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = cached.get("/session", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         reply.data(),
         json!({"a": 2}),

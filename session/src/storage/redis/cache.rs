@@ -145,7 +145,7 @@ impl RedisCache {
 #[non_exhaustive]
 pub struct RedisCacheStatistics {
     /// Loads served from the cache, with no round trip. Counted since the
-    /// storage connected; on a cluster, since its connection was last made
+    /// storage connected; on a cluster or through Sentinel, since its connection was last made
     /// again after a failure.
     pub hits: usize,
     /// Loads that could be cached, sent to Redis and kept (counted over the

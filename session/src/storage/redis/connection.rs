@@ -91,9 +91,9 @@ impl RedisConnection {
             config,
         };
         let connection = master.connect().await?;
-        Ok(Self(Inner::Sentinel(Arc::new(Recovery::new(
-            master, connection, timeout,
-        )))))
+        let recovery = Arc::new(Recovery::new(master, connection, timeout));
+        tokio::spawn(watch_role(Arc::downgrade(&recovery)));
+        Ok(Self(Inner::Sentinel(recovery)))
     }
 
     /// One `PING` to the server, or to every master of a cluster (each has
@@ -216,6 +216,38 @@ impl Reconnect for SentinelMaster {
     }
 }
 
+/// Asks the server the connection is on for its role every
+/// [`RECONNECT_INTERVAL`], and marks the connection failed when it is not
+/// the master (or does not answer): a master cut off from the Sentinels
+/// that kept its connections, then made a replica, would go on serving
+/// reads of what it held, and no read would fail to say so. Ends with the
+/// last clone of the connection.
+async fn watch_role(recovery: std::sync::Weak<Recovery<SentinelMaster>>) {
+    loop {
+        tokio::time::sleep(RECONNECT_INTERVAL).await;
+        let Some(recovery) = recovery.upgrade() else {
+            return;
+        };
+        let mut connection = recovery.current().clone();
+        let role = tokio::time::timeout(
+            recovery.timeout,
+            redis::cmd("ROLE").query_async::<Vec<Value>>(&mut connection),
+        )
+        .await;
+        let master = matches!(
+            role,
+            Ok(Ok(ref answer)) if match answer.first() {
+                Some(Value::BulkString(role)) => role == b"master",
+                Some(Value::SimpleString(role)) => role == "master",
+                _ => false,
+            }
+        );
+        if !master {
+            recovery.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// A connection that is made again after a failure: a cluster's, or the
 /// Sentinels' master's.
 ///
@@ -300,7 +332,7 @@ impl<R: Reconnect> Recovery<R> {
     fn watched<'a>(self: Arc<Self>, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut connection = self.connection().await;
-            let watch = Watch(Some(self));
+            let watch = Watch::new(self);
             let result = connection.req_packed_command(cmd).await;
             watch.settle(result.as_ref().err());
             result
@@ -316,7 +348,7 @@ impl<R: Reconnect> Recovery<R> {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let mut connection = self.connection().await;
-            let watch = Watch(Some(self));
+            let watch = Watch::new(self);
             let result = connection.req_packed_commands(cmd, offset, count).await;
             watch.settle(result.as_ref().err());
             result
@@ -326,29 +358,60 @@ impl<R: Reconnect> Recovery<R> {
 
 /// Marks the connection failed unless the command it watches succeeds (or
 /// fails with an answer of the server's): an error of the connection, a
-/// command dropped by a timeout, or a server that is no longer a master
-/// (`READONLY`, also inside a script's error).
-struct Watch<R: Reconnect>(Option<Arc<Recovery<R>>>);
+/// command dropped by a timeout, or a server that is no longer the master
+/// or not yet one (`READONLY`, also inside a script's error; `MASTERDOWN`;
+/// `LOADING`).
+///
+/// A command dropped before [`SLOW_COMMAND`] (its request's client went
+/// away) says nothing of the connection: counted, clients hanging up on
+/// purpose could make the storage reconnect, and empty its local cache,
+/// every second.
+struct Watch<R: Reconnect> {
+    recovery: Option<Arc<Recovery<R>>>,
+    started: Instant,
+}
+
+/// How long a command must have waited for its drop to mark the
+/// connection failed: far above a healthy server's answer.
+const SLOW_COMMAND: Duration = Duration::from_millis(100);
 
 impl<R: Reconnect> Watch<R> {
+    fn new(recovery: Arc<Recovery<R>>) -> Self {
+        Self {
+            recovery: Some(recovery),
+            started: Instant::now(),
+        }
+    }
+
     fn settle(mut self, error: Option<&redis::RedisError>) {
-        let healthy = error.is_none_or(|error| {
-            !(error.is_io_error()
+        let failed = error.is_some_and(|error| {
+            error.is_io_error()
                 || error.is_connection_refusal()
                 || error.is_connection_dropped()
                 || error.is_timeout()
                 || error.is_cluster_error()
-                || error.to_string().contains("READONLY"))
+                || matches!(
+                    error.kind(),
+                    redis::ErrorKind::Server(
+                        redis::ServerErrorKind::ReadOnly
+                            | redis::ServerErrorKind::MasterDown
+                            | redis::ServerErrorKind::BusyLoading
+                    )
+                )
+                || error.to_string().contains("READONLY")
         });
-        if healthy {
-            self.0 = None;
+        if let (true, Some(recovery)) = (failed, self.recovery.take()) {
+            recovery.failed.store(true, Ordering::Release);
         }
+        self.recovery = None;
     }
 }
 
 impl<R: Reconnect> Drop for Watch<R> {
     fn drop(&mut self) {
-        if let Some(recovery) = &self.0 {
+        if let Some(recovery) = &self.recovery
+            && self.started.elapsed() >= SLOW_COMMAND
+        {
             recovery.failed.store(true, Ordering::Release);
         }
     }

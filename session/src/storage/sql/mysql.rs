@@ -76,8 +76,10 @@ const MAX_PATCH_WORK: usize = 250_000;
 
 /// The condition that a row's record is of the session kind given as the
 /// next parameter (`NULL` for the main kind, which the record leaves out);
-/// compared as bytes, as the ids are.
-const SAME_KIND: &str = "BINARY JSON_UNQUOTE(JSON_EXTRACT(record, '$.kind')) <=> BINARY ?";
+/// compared as bytes, as the ids are. A row whose record is not JSON (MySQL
+/// would fail the statement on it, for good) is of no kind.
+const SAME_KIND: &str = "CAST(CASE WHEN JSON_VALID(record) \
+     THEN JSON_UNQUOTE(JSON_EXTRACT(record, '$.kind')) END AS BINARY) <=> CAST(? AS BINARY)";
 
 /// The statements of one table, made once when it is named (identifiers
 /// cannot be parameters; the name is checked before they run). MySQL's
@@ -95,7 +97,8 @@ struct MySqlStatements {
     write: String,
     /// Patches a request's changes into a live row's map: user, TTL, the
     /// record with an empty map, the patch (set keys as their JSON text,
-    /// removed ones `null`), handle.
+    /// removed ones `null`), handle. A row whose record is not JSON, which
+    /// no load returns, is left alone (the save reads as "ended").
     merge: String,
     /// The record of the live row, locked until the transaction ends:
     /// handle.
@@ -131,7 +134,7 @@ impl MySqlStatements {
                 "UPDATE {t} SET user_id = ?, expires_at = UNIX_TIMESTAMP() + ?, \
                  record = JSON_SET(?, '$.session', JSON_MERGE_PATCH(\
                    COALESCE(JSON_EXTRACT(record, '$.session'), '{{}}'), ?)) \
-                 WHERE id = ? AND {live}"
+                 WHERE id = ? AND {live} AND JSON_VALID(record)"
             ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             delete_expired: format!("DELETE FROM {t} WHERE expires_at <= UNIX_TIMESTAMP() LIMIT ?"),
@@ -203,19 +206,77 @@ pub struct MySqlStorage {
     names_ok: bool,
 }
 
-/// The statements that stop a connection's statements after `millis`:
-/// MariaDB's `max_statement_time` (seconds, every statement), and, where
-/// the server does not know it, MySQL's `max_execution_time`
-/// (milliseconds, `SELECT`s only: MySQL has no limit for writes).
-fn statement_timeouts(millis: u64) -> [String; 2] {
+/// What a new connection is set to, each statement with whether a server
+/// may not know its variable (MySQL error 1193, then the next one stands
+/// in or nothing does); any other error fails the connection:
+///
+/// - MariaDB's `max_statement_time` (seconds, every statement) stops what
+///   the storage gave up on after `millis`; where the server does not know
+///   it, MySQL's `max_execution_time` does, for `SELECT`s only;
+/// - `innodb_lock_wait_timeout` (whole seconds, at least one) bounds a
+///   write waiting for a row lock on MySQL too, which would otherwise
+///   apply the write up to 50 s after the request got its 503.
+///
+/// (`innodb_snapshot_isolation`, on by default since MariaDB 11.6.2, needs
+/// nothing: no statement here reads from a snapshot before it locks, and
+/// the tests run MariaDB with it on.)
+fn connection_settings(millis: u64) -> [(String, Unknown); 3] {
     [
-        format!(
-            "SET SESSION max_statement_time = {}.{:03}",
-            millis / 1000,
-            millis % 1000
+        (
+            format!(
+                "SET SESSION max_statement_time = {}.{:03}",
+                millis / 1000,
+                millis % 1000
+            ),
+            Unknown::TryNext,
         ),
-        format!("SET SESSION max_execution_time = {millis}"),
+        (
+            format!("SET SESSION max_execution_time = {millis}"),
+            Unknown::Fail,
+        ),
+        (
+            format!(
+                "SET SESSION innodb_lock_wait_timeout = {}",
+                millis.div_ceil(1000).max(1)
+            ),
+            Unknown::Fail,
+        ),
     ]
+}
+
+/// What a server that does not know a setting's variable means.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Unknown {
+    /// The next setting stands in for it (and is skipped otherwise).
+    TryNext,
+    /// The connection cannot be used.
+    Fail,
+}
+
+/// Whether `error` is MySQL's "Unknown system variable" (1193).
+fn is_unknown_variable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error
+        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .is_some_and(|error| error.number() == 1193))
+}
+
+/// Runs [`connection_settings`] on a new connection.
+async fn apply_settings(
+    connection: &mut sqlx::MySqlConnection,
+    millis: u64,
+) -> Result<(), sqlx::Error> {
+    let mut skip_next = false;
+    for (statement, unknown) in connection_settings(millis) {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        match sqlx::query(&statement).execute(&mut *connection).await {
+            Ok(_) => skip_next = unknown == Unknown::TryNext,
+            Err(error) if is_unknown_variable(&error) && unknown != Unknown::Fail => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 impl MySqlStorage {
@@ -259,17 +320,8 @@ impl MySqlStorage {
         let (on_connect, on_acquire) = (timeout.clone(), timeout.clone());
         let pool = MySqlPoolOptions::new()
             .after_connect(move |connection, _| {
-                let [mariadb, mysql] = statement_timeouts(on_connect.millis());
-                Box::pin(async move {
-                    if sqlx::query(&mariadb)
-                        .execute(&mut *connection)
-                        .await
-                        .is_err()
-                    {
-                        sqlx::query(&mysql).execute(&mut *connection).await?;
-                    }
-                    Ok(())
-                })
+                let millis = on_connect.millis();
+                Box::pin(async move { apply_settings(connection, millis).await })
             })
             .before_acquire(move |_, connection| {
                 let current = on_acquire.is_current(connection.age);
@@ -546,6 +598,12 @@ fn decode_row(json: &str) -> Option<SessionRecord> {
     Some(record)
 }
 
+/// Whether a transaction was rolled back as the victim of a deadlock
+/// (MySQL error 1213, SQLSTATE 40001).
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some("40001"))
+}
+
 /// Whether a failed statement was an `INSERT` meeting a row with its key.
 fn is_duplicate(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.is_unique_violation())
@@ -724,7 +782,7 @@ impl ServerStorage for MySqlStorage {
         cx: &StorageContext<'_>,
     ) -> Result<Option<usize>, StorageError> {
         self.names_checked()?;
-        let revoke = async {
+        let once = || async {
             let mut connection = self.pool.acquire().await?;
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .execute(&mut *connection)
@@ -737,6 +795,16 @@ impl ServerStorage for MySqlStorage {
                 .await?;
             transaction.commit().await?;
             Ok::<_, sqlx::Error>(deleted.rows_affected())
+        };
+        // InnoDB may pick the revocation as the victim of a deadlock with
+        // a login changing a row's user (its locks on the index taken in
+        // the other order); nothing was deleted then, and once more
+        // finishes it.
+        let revoke = async {
+            match once().await {
+                Err(error) if is_deadlock(&error) => once().await,
+                done => done,
+            }
         };
         let deleted = timed(self.times.command_timeout, revoke).await?;
         Ok(Some(usize::try_from(deleted).unwrap_or(usize::MAX)))
@@ -781,12 +849,18 @@ mod tests {
 
     #[test]
     fn the_statement_timeout_is_spelled_as_each_server_takes_it() {
+        let statements = connection_settings(2500).map(|(statement, _)| statement);
         assert_eq!(
-            statement_timeouts(2500),
+            statements,
             [
                 "SET SESSION max_statement_time = 2.500",
-                "SET SESSION max_execution_time = 2500"
+                "SET SESSION max_execution_time = 2500",
+                "SET SESSION innodb_lock_wait_timeout = 3",
             ]
+        );
+        assert_eq!(
+            connection_settings(10)[2].0,
+            "SET SESSION innodb_lock_wait_timeout = 1"
         );
     }
 }
