@@ -246,15 +246,46 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     });
 }
 
-/// A new, empty directory of this test process.
+/// Removes its directory (`$1`) once its stdin, a pipe from the test
+/// process, reaches end of file: when the test process ends, however it
+/// ends. The pause lets the guards kill the servers writing there first.
+const JANITOR: &str = r#"
+read _
+sleep 1
+rm -rf -- "$1"
+"#;
+
+/// This test process's directory under the system's temporary directory,
+/// removed with everything in it when the process ends: servers shared by a
+/// whole test binary are never dropped, and a MariaDB data directory alone
+/// is over 20 MB, so directories left behind would fill the disk of a long
+/// run.
+fn scratch_root() -> &'static Path {
+    // The janitor is kept, never waited for: it must outlive us.
+    static ROOT: OnceLock<(PathBuf, Child)> = OnceLock::new();
+    let (root, _) = ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("typed-sessions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create this test process's scratch directory");
+        let janitor = Command::new("sh")
+            .arg("-c")
+            .arg(JANITOR)
+            .arg("janitor")
+            .arg(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the scratch directory's janitor (`sh`)");
+        (root, janitor)
+    });
+    root
+}
+
+/// A new, empty directory of this test process, removed when it ends.
 fn scratch_dir(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "typed-sessions-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_root().join(format!("{name}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
 }
@@ -441,16 +472,33 @@ impl RedisServer {
 pub struct RedisCluster {
     /// The nodes' ports.
     pub ports: Vec<u16>,
+    /// With TLS: the certificates every node uses. Clients and the cluster
+    /// bus speak TLS, clients 1000 ports above each node's own, and every
+    /// TLS client (nodes to each other included) must present a
+    /// certificate of the CA (`tls-auth-clients yes`).
+    pub certificates: Option<TestCertificates>,
     _nodes: Vec<Process>,
 }
 
 impl RedisCluster {
     /// Starts three nodes and joins them with `redis-cli --cluster create`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`RedisCluster::start`], with TLS for clients and the cluster bus,
+    /// and client certificates required, as some managed Redis Clusters
+    /// have it.
+    pub fn start_tls() -> Self {
+        Self::start_with(Some(TestCertificates::make()))
+    }
+
+    fn start_with(certificates: Option<TestCertificates>) -> Self {
         let dir = scratch_dir("cluster");
         let (ports, nodes): (Vec<u16>, Vec<Process>) = (0..3)
             .map(|_| {
-                // A node also listens on its port + 10000, the cluster bus.
+                // A node also listens on its port + 10000, the cluster bus
+                // (and on its port + 1000 for TLS clients).
                 launch_redis_on_a_free_port(10_000, |port| {
                     let mut args = vec![
                         "--cluster-enabled".to_owned(),
@@ -459,13 +507,32 @@ impl RedisCluster {
                         format!("nodes-{port}.conf"),
                     ];
                     args.extend(redis_args(&dir));
+                    if let Some(certificates) = &certificates {
+                        args.extend(tls_cluster_args(certificates, port + TLS_PORT_OFFSET));
+                    }
                     args
                 })
             })
             .unzip();
         let mut create = Command::new("redis-cli");
+        if let Some(certificates) = &certificates {
+            let (certificate, key) = &certificates.client;
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(&certificates.ca)
+                .arg("--cert")
+                .arg(certificate)
+                .arg("--key")
+                .arg(key);
+        }
         create.arg("--cluster").arg("create");
         for port in &ports {
+            let port = if certificates.is_some() {
+                port + TLS_PORT_OFFSET
+            } else {
+                *port
+            };
             create.arg(format!("127.0.0.1:{port}"));
         }
         let output = create
@@ -486,18 +553,46 @@ impl RedisCluster {
         }
         Self {
             ports,
+            certificates,
             _nodes: nodes,
         }
     }
 
-    /// The seed nodes, comma-separated, as `REDIS_URL` takes them.
+    /// The seed nodes, comma-separated, as `REDIS_URL` takes them: with
+    /// TLS, `rediss://` URLs of the TLS ports.
     pub fn url(&self) -> String {
         self.ports
             .iter()
-            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .map(|port| match self.certificates {
+                Some(_) => format!("rediss://127.0.0.1:{}", port + TLS_PORT_OFFSET),
+                None => format!("redis://127.0.0.1:{port}"),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// A cluster node's TLS: clients on `tls_port` and the cluster bus both
+/// speak TLS, every client must present a certificate of the CA, and the
+/// node presents the client certificate when it connects to another node
+/// (its server certificate is for servers only).
+fn tls_cluster_args(certificates: &TestCertificates, tls_port: u16) -> Vec<String> {
+    let mut args = tls_args(certificates, tls_port);
+    let auth = args
+        .iter()
+        .position(|arg| arg == "--tls-auth-clients")
+        .expect("tls_args sets --tls-auth-clients");
+    args[auth + 1] = "yes".to_owned();
+    let (certificate, key) = &certificates.client;
+    for (flag, value) in [
+        ("--tls-cluster", "yes".to_owned()),
+        ("--tls-client-cert-file", certificate.display().to_string()),
+        ("--tls-client-key-file", key.display().to_string()),
+    ] {
+        args.push(flag.to_owned());
+        args.push(value);
+    }
+    args
 }
 
 /// A Redis Cluster of three masters with a replica each, whose nodes can
@@ -971,6 +1066,9 @@ impl MariaDb {
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--user=root",
+                // A redo log of 8 MB, not the 96 MB default: a test's data
+                // directory stays small.
+                "--innodb-log-file-size=8M",
             ])
             .output()
             .unwrap_or_else(|error| {
@@ -1032,6 +1130,7 @@ impl MariaDb {
             "--innodb-flush-log-at-trx-commit=0".to_owned(),
             "--innodb-doublewrite=0".to_owned(),
             "--innodb-buffer-pool-size=64M".to_owned(),
+            "--innodb-log-file-size=8M".to_owned(),
             // What MariaDB 11.6.2 and later turn on by default (a locking
             // read of a row changed since the transaction's snapshot
             // fails): the tests run as on those versions.

@@ -2,7 +2,8 @@
 //! certificate of a CA the test makes: the CA file is trusted beside the
 //! system's roots, a certificate nothing trusts is an error at connect
 //! (never a silent plaintext connection), and a server that requires a
-//! client certificate gets one.
+//! client certificate gets one; the same over Redis Cluster and Sentinel,
+//! and on PostgreSQL and MariaDB.
 
 use serde_json::json;
 use session_examples::conformance::{Settings, Store};
@@ -76,6 +77,61 @@ async fn redis_requiring_client_certificates_gets_one() {
     .await
     .expect("the client certificate is accepted");
     sessions_work_over(storage).await;
+}
+
+/// A Redis Cluster whose clients and cluster bus speak TLS and require a
+/// client certificate: the storage verifies every node against the CA file
+/// (the seeds and the nodes it is redirected to), presents its client
+/// certificate to each, and refuses the cluster without them.
+#[tokio::test]
+async fn redis_cluster_over_tls_with_client_certificates() {
+    use session_tests::servers::RedisCluster;
+
+    let cluster = RedisCluster::start_tls();
+    let certificates = cluster.certificates.as_ref().expect("a TLS cluster");
+    let nodes: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
+    let (certificate, key) = &certificates.client;
+
+    let refused = RedisStorage::connect(
+        RedisOptions::cluster(nodes.clone()).with_client_certificate(certificate, key),
+    )
+    .await
+    .expect_err("a certificate nothing trusts is refused at connect");
+    let message = session_examples::conformance::typed_sessions_error_chain(&refused);
+    assert!(
+        message.to_lowercase().contains("certificate"),
+        "says why: {message}"
+    );
+    let without =
+        RedisStorage::connect(RedisOptions::cluster(nodes.clone()).with_ca_file(&certificates.ca))
+            .await;
+    assert!(
+        without.is_err(),
+        "the nodes refuse a client without a certificate"
+    );
+
+    let storage = RedisStorage::connect(
+        RedisOptions::cluster(nodes)
+            .with_ca_file(&certificates.ca)
+            .with_client_certificate(certificate, key),
+    )
+    .await
+    .expect("the nodes are verified and accept the client certificate");
+    // Twelve sessions spread over the three nodes' slots (the client also
+    // connects to every node it learns of at start, over TLS).
+    let app = TestApp::conformance_on(
+        Settings::new(Store::RedisCluster),
+        AnyStorage::new(storage),
+        |routes| routes,
+    )
+    .await;
+    for n in 0..12 {
+        let cookie = app.session_with(&format!(r#"{{"n": {n}}}"#)).await;
+        assert_eq!(
+            app.get("/session", Some(&cookie)).await.data(),
+            json!({ "n": n })
+        );
+    }
 }
 
 /// PostgreSQL's own TLS parameters in `DATABASE_URL`: `sslmode=verify-full`
