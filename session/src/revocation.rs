@@ -18,6 +18,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StorageError;
+#[cfg(any(
+    feature = "memcached",
+    all(feature = "aiohttp-compat", feature = "redis")
+))]
+use crate::record::SessionRecord;
 
 /// Where a layer over a cookie storage keeps its users' revocations, so
 /// that [`UserSessions::revoke`](crate::UserSessions::revoke) ends every
@@ -114,6 +119,65 @@ impl Revocations {
             Inner::Redis(counts) => counts.raise(scope, micros_now()).await,
         }
     }
+}
+
+#[cfg(any(
+    feature = "memcached",
+    all(feature = "aiohttp-compat", feature = "redis")
+))]
+/// Revocation marks kept by a server-side store that does not index its
+/// records by user (Memcached, aiohttp_session's formats in Redis and
+/// Memcached): the same rule as [`Revocations`], inside the storage.
+pub(crate) trait Marks: Sync {
+    /// The mark of `scope` (a user and kind, see `kind::user_scope`) as
+    /// the store holds it now, 0 if it has none.
+    fn current(&self, scope: &str) -> impl Future<Output = Result<u64, StorageError>> + Send;
+
+    /// Revokes every session of `scope` bound before now: raises its mark
+    /// to one more than it was and at least to now in microseconds.
+    fn raise(&self, scope: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+#[cfg(any(
+    feature = "memcached",
+    all(feature = "aiohttp-compat", feature = "redis")
+))]
+/// Whether `record` was revoked with its user's sessions: it is bound and
+/// does not carry its user's current mark. A session bound to no one costs
+/// no round trip.
+pub(crate) async fn is_revoked(
+    marks: &impl Marks,
+    record: &mut SessionRecord,
+) -> Result<bool, StorageError> {
+    let Some(user) = &record.user else {
+        return Ok(false);
+    };
+    let scope = crate::kind::user_scope(record.kind.as_deref(), user);
+    let mark = marks.current(&scope).await?;
+    Ok(record.is_revoked_at(mark))
+}
+
+#[cfg(any(
+    feature = "memcached",
+    all(feature = "aiohttp-compat", feature = "redis")
+))]
+/// `record` as a store creates it: a session bound in this request (it
+/// carries no mark yet) gets its user's mark now, read before the record
+/// exists, so a revocation after this read ends it. Renewals keep the mark
+/// they carry.
+pub(crate) async fn with_binding<'r>(
+    marks: &impl Marks,
+    record: &'r SessionRecord,
+) -> Result<std::borrow::Cow<'r, SessionRecord>, StorageError> {
+    use std::borrow::Cow;
+
+    let (Some(user), None) = (&record.user, record.binding) else {
+        return Ok(Cow::Borrowed(record));
+    };
+    let scope = crate::kind::user_scope(record.kind.as_deref(), user);
+    let mut bound = record.clone();
+    bound.binding = Some(marks.current(&scope).await?);
+    Ok(Cow::Owned(bound))
 }
 
 /// Now, in microseconds since the Unix epoch.

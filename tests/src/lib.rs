@@ -275,6 +275,36 @@ impl TestApp {
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.new_cookie()
     }
+
+    /// Sends `POST slow_path` with `cookie` (a route of the test's that
+    /// loads the session, waits, then writes it) and, 100 ms into it,
+    /// `POST /users/{user}/revoke`: a request that loaded the session
+    /// before a revocation and saves after it. The revocation's reply, then
+    /// the slow request's.
+    pub async fn revoke_during(&self, slow_path: &str, cookie: &str, user: &str) -> (Reply, Reply) {
+        let revoke = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            self.post(&format!("/users/{user}/revoke"), None, "").await
+        };
+        let (slow, revoked) = tokio::join!(self.post(slow_path, Some(cookie), ""), revoke);
+        (revoked, slow)
+    }
+
+    /// Signs `user` in: a session holding `{"cart": [1]}`, then bound to
+    /// the user (`POST /session/bind`); the cookie value of the bound
+    /// session.
+    pub async fn login(&self, user: &str) -> String {
+        let cookie = self.session_with(r#"{"cart": [1]}"#).await;
+        let reply = self
+            .post(
+                "/session/bind",
+                Some(&cookie),
+                &serde_json::json!({ "user": user }).to_string(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.new_cookie()
+    }
 }
 
 impl Drop for TestApp {
@@ -335,14 +365,19 @@ impl Reply {
     /// The value of the session cookie this response sets; fails the test
     /// if it sets none.
     pub fn new_cookie(&self) -> String {
-        let header = self.session_set_cookie().unwrap_or_else(|| {
+        self.cookie_value().unwrap_or_else(|| {
             panic!(
                 "no session cookie set; status {}, body {}",
                 self.status, self.body
             )
-        });
+        })
+    }
+
+    /// The value of the session cookie this response sets, if any.
+    pub fn cookie_value(&self) -> Option<String> {
+        let header = self.session_set_cookie()?;
         let pair = header.split(';').next().expect("a name=value pair");
-        pair.split_once('=').expect("name=value").1.to_owned()
+        Some(pair.split_once('=').expect("name=value").1.to_owned())
     }
 
     /// The attributes of the session cookie this response sets.

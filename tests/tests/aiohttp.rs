@@ -531,6 +531,97 @@ async fn upgrade_moves_a_redis_record_to_a_native_id_on_first_read() {
     assert_eq!(data(&stale), json!({}), "the old id names nothing any more");
 }
 
+/// The conformance app sharing aiohttp_session's records in Redis under
+/// its cookie name, on `storage`.
+async fn rust_app_on(storage: AnyStorage) -> TestApp {
+    let mut settings = settings(Store::AiohttpRedis);
+    settings.cookie_name = Some(COOKIE.to_owned());
+    TestApp::conformance_on(settings, storage, |routes| {
+        routes.route("/slow-write", axum::routing::post(slow_write))
+    })
+    .await
+}
+
+/// Loads the session, waits, then writes to it: a request that loaded the
+/// session before a revocation and saves after it.
+async fn slow_write(session: Session) {
+    let _ = session.user();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    session.insert("late", true).expect("a JSON value");
+}
+
+/// "Log out everywhere" in the middle of a move: sessions bound while the
+/// Rust service wrote aiohttp_session's records end wherever they are when
+/// the user is revoked through `Upgrade`: one already moved to a native id,
+/// one still in the old format, and one whose move was in flight (loaded
+/// from the old store before the revocation, written to the new one after
+/// it). Another user's session lives, and so does a login after the
+/// revocation. Listings show the sessions that moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_revokes_a_user_in_both_stores_even_mid_move() {
+    let native = typed_sessions::RedisStorage::connect(&shared_redis().url())
+        .await
+        .unwrap();
+    let old = aiohttp::AiohttpRedisStorage::from_connection(native.connection().clone());
+    let sharing = rust_app_on(AnyStorage::new(old.clone())).await;
+    let ann = format!(
+        "ann-{}",
+        typed_sessions::storage::SessionId::generate().as_str()
+    );
+    let moved_early = sharing.login(&ann).await;
+    let still_old = sharing.login(&ann).await;
+    let in_flight = sharing.login(&ann).await;
+    let bobs = sharing.login("bob").await;
+
+    let upgrading = rust_app_on(AnyStorage::new(aiohttp::Upgrade::new(native, old))).await;
+    let moved = upgrading.get("/session", Some(&moved_early)).await;
+    assert_eq!(data(&moved), json!({"cart": [1]}));
+    let moved = moved.new_cookie();
+    let listed = upgrading.get(&format!("/users/{ann}/sessions"), None).await;
+    assert_eq!(
+        listed.json()["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "the moved session is listed: {}",
+        listed.body
+    );
+
+    let (revoked, late) = upgrading
+        .revoke_during("/slow-write", &in_flight, &ann)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json(), json!({"revoked": null}));
+    assert_eq!(late.status, 200, "{}", late.body);
+    let late_cookie = late.cookie_value();
+
+    let mut ended = vec![
+        ("moved before", moved),
+        ("old id of the moved one", moved_early),
+        ("still in the old store", still_old),
+        ("loaded before, written after", in_flight),
+    ];
+    ended.extend(late_cookie.map(|cookie| ("the in-flight move's new id", cookie)));
+    for (what, cookie) in ended {
+        let view = upgrading.get("/session", Some(&cookie)).await.json();
+        assert_eq!(view["new"], true, "the session {what} still opens: {view}");
+    }
+    assert_eq!(
+        data(&upgrading.get("/session", Some(&bobs)).await),
+        json!({"cart": [1]})
+    );
+    let after = upgrading.login(&ann).await;
+    assert_eq!(
+        data(&upgrading.get("/session", Some(&after)).await),
+        json!({"cart": [1]})
+    );
+    let listed = upgrading.get(&format!("/users/{ann}/sessions"), None).await;
+    assert_eq!(
+        listed.json()["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
+}
+
 /// aiohttp_session's Memcached rule: a max age over 30 days is sent as an
 /// absolute time, which both sides compute from the real clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

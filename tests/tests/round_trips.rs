@@ -406,15 +406,7 @@ async fn login_and_revocation_costs_for_1_64_and_1000_sessions() {
     let login = |user: String| {
         let app = &app;
         async move {
-            let cookie = app.session_with(r#"{"a": 1}"#).await;
-            let reply = app
-                .post(
-                    "/session/bind",
-                    Some(&cookie),
-                    &json!({ "user": user }).to_string(),
-                )
-                .await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
+            app.login(&user).await;
         }
     };
     // The scripts loaded once.

@@ -34,6 +34,7 @@ use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
 use crate::storage::memcached::client::MemcachedClient;
 use crate::storage::memcached::merge::CasSave;
+use crate::storage::memcached::{MARK_KEY_BYTES, MemcachedMarks};
 use crate::storage::save_queue::SaveQueue;
 use crate::storage::server::{StoreTimes, create_with_fresh_id_from, timed};
 use crate::storage::{Loaded, ServerStorage, StorageContext};
@@ -104,6 +105,17 @@ impl AiohttpMemcachedStorage {
         cx.record_ttl(self.times.default_ttl.as_secs())
     }
 
+    /// The revocation marks of [`ServerStorage::revoke_user`] here, beside
+    /// the records: `<cookie name>_r:…` (the cookie name is checked with the
+    /// record keys, for room for this longer one).
+    fn marks(&self, cx: &StorageContext<'_>) -> MemcachedMarks<'_> {
+        MemcachedMarks {
+            client: &self.client,
+            prefix: format!("{}_", cx.cookie_name),
+            timeout: self.times.command_timeout,
+        }
+    }
+
     /// The stored value and its CAS, or `None` when there is none.
     async fn fetch(&self, key: &str) -> Result<Option<(bytes::Bytes, u64)>, StorageError> {
         timed(self.times.command_timeout, self.client.get(key)).await
@@ -113,11 +125,13 @@ impl AiohttpMemcachedStorage {
 /// aiohttp_session's key, refused when Memcached would refuse it.
 fn key(cx: &StorageContext<'_>, id: &SessionId) -> Result<String, StorageError> {
     let key = super::record_key(cx, id);
-    if key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    // The longest key is a revocation mark's: the cookie name, `_` and 45.
+    let longest = cx.cookie_name.len() + 1 + MARK_KEY_BYTES;
+    if longest > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::StorageSetting {
             setting: "the cookie name",
             problem: format!(
-                "Memcached keys are the cookie name, `_` and 32 characters, at most \
+                "Memcached keys are the cookie name, `_` and up to 45 characters, at most \
                  {MAX_KEY_BYTES} bytes of printable ASCII; {:?} is too long",
                 cx.cookie_name
             ),
@@ -149,11 +163,18 @@ impl ServerStorage for AiohttpMemcachedStorage {
         let Some((value, cas)) = self.fetch(&key(cx, id)?).await? else {
             return Ok(None);
         };
-        let record = decode(&value);
-        if record.is_none() && value[..] != b"{}"[..] {
-            tracing::warn!("malformed aiohttp_session record in Memcached; starting a new session");
+        let Some(mut record) = decode(&value) else {
+            if value[..] != b"{}"[..] {
+                tracing::warn!(
+                    "malformed aiohttp_session record in Memcached; starting a new session"
+                );
+            }
+            return Ok(None);
+        };
+        if crate::revocation::is_revoked(&self.marks(cx), &mut record).await? {
+            return Ok(None);
         }
-        Ok(record.map(|record| Loaded::new(record).with_version(Some(cas))))
+        Ok(Some(Loaded::new(record).with_version(Some(cas))))
     }
 
     async fn create(
@@ -161,7 +182,8 @@ impl ServerStorage for AiohttpMemcachedStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
-        let value = encode(record)?;
+        let bound = crate::revocation::with_binding(&self.marks(cx), record).await?;
+        let value = encode(&bound)?;
         let ttl = self.ttl(cx);
         create_with_fresh_id_from("Memcached", SessionId::generate_uuid4, |id| {
             let key = key(cx, &id);
@@ -196,12 +218,37 @@ impl ServerStorage for AiohttpMemcachedStorage {
             .await
     }
 
+    /// Deletes the record, and answers `Ok(false)` for one a revocation of
+    /// its user ended (see [`ServerStorage::delete`]): it reads the record
+    /// before it deletes it, and the mark of its user if it is bound.
     async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
-        timed(
-            self.times.command_timeout,
-            self.client.delete(&key(cx, id)?),
-        )
-        .await
+        let key = key(cx, id)?;
+        let value = self.fetch(&key).await?;
+        let deleted = timed(self.times.command_timeout, self.client.delete(&key)).await?;
+        let Some(mut record) = value.and_then(|(value, _)| decode(&value)) else {
+            return Ok(false);
+        };
+        Ok(deleted && !crate::revocation::is_revoked(&self.marks(cx), &mut record).await?)
+    }
+
+    /// Marks a revocation of the user (and kind) as
+    /// [`MemcachedStorage::revoke_user`](crate::MemcachedStorage) does,
+    /// under `<cookie name>_r:` and the base64url of SHA-256 of the user and
+    /// kind; a load of a session bound to the user reads it and refuses a
+    /// session bound before it. Python never reads the item; a write by
+    /// Python drops the binding (see `MIGRATING.md`). `Ok(None)`: the store
+    /// cannot count a user's sessions.
+    async fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<usize>, StorageError> {
+        use crate::revocation::Marks as _;
+
+        self.marks(cx)
+            .raise(&crate::kind::user_scope(cx.kind, user))
+            .await?;
+        Ok(None)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -129,6 +129,16 @@ impl AiohttpRedisStorage {
         self
     }
 
+    /// The revocation marks of [`ServerStorage::revoke_user`] here, beside
+    /// the records: `<cookie name>_revoked:…`.
+    fn marks(&self, cx: &StorageContext<'_>) -> crate::storage::redis::RedisCounts {
+        crate::storage::redis::RedisCounts::uncached(
+            self.connection.clone(),
+            format!("{}_", cx.cookie_name),
+            self.times.command_timeout,
+        )
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let mut connection = self.connection.clone();
         timed(
@@ -165,11 +175,16 @@ impl ServerStorage for AiohttpRedisStorage {
         let Some(value) = self.get(&key(cx, id)).await? else {
             return Ok(None);
         };
-        let record = decode(&value);
-        if record.is_none() && value != b"{}" {
-            tracing::warn!("malformed aiohttp_session record in Redis; starting a new session");
+        let Some(mut record) = decode(&value) else {
+            if value != b"{}" {
+                tracing::warn!("malformed aiohttp_session record in Redis; starting a new session");
+            }
+            return Ok(None);
+        };
+        if crate::revocation::is_revoked(&self.marks(cx), &mut record).await? {
+            return Ok(None);
         }
-        Ok(record.map(Loaded::new))
+        Ok(Some(Loaded::new(record)))
     }
 
     async fn create(
@@ -177,7 +192,8 @@ impl ServerStorage for AiohttpRedisStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
-        let value = encode(record)?;
+        let bound = crate::revocation::with_binding(&self.marks(cx), record).await?;
+        let value = encode(&bound)?;
         let ttl = cx.record_ttl(self.times.default_ttl.as_secs());
         create_with_fresh_id_from("Redis", SessionId::generate_uuid4, |id| {
             let key = key(cx, &id);
@@ -219,16 +235,48 @@ impl ServerStorage for AiohttpRedisStorage {
             .await
     }
 
+    /// Deletes the record, and answers `Ok(false)` for one a revocation of
+    /// its user ended (see [`ServerStorage::delete`]): it reads the record
+    /// as it deletes it (`GET` and `DEL` in one transaction), and the mark
+    /// of its user if it is bound.
     async fn delete(&self, id: &SessionId, cx: &StorageContext<'_>) -> Result<bool, StorageError> {
+        let key = key(cx, id);
         let mut connection = self.connection.clone();
-        let deleted: i64 = timed(
+        let (value, _): (Option<Vec<u8>>, i64) = timed(
             self.times.command_timeout,
-            redis::cmd("DEL")
-                .arg(key(cx, id))
+            redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(&key)
+                .cmd("DEL")
+                .arg(&key)
                 .query_async(&mut connection),
         )
         .await?;
-        Ok(deleted > 0)
+        let Some(mut record) = value.as_deref().and_then(decode) else {
+            return Ok(false);
+        };
+        Ok(!crate::revocation::is_revoked(&self.marks(cx), &mut record).await?)
+    }
+
+    /// Marks a revocation of the user (and kind), as
+    /// [`MemcachedStorage::revoke_user`](crate::MemcachedStorage) does:
+    /// a key per user ever revoked, `<cookie name>_revoked:` and the
+    /// base64url of SHA-256 of the user and kind, raised to one more than
+    /// it was and at least to now in microseconds. A load of a session
+    /// bound to the user reads it (one more round trip than a session bound
+    /// to no one) and refuses a session bound before it. Python never reads
+    /// the key; a write by Python drops the binding (see `MIGRATING.md`).
+    /// The store cannot list a user's sessions, so it cannot count them:
+    /// `Ok(None)`.
+    async fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<usize>, StorageError> {
+        let scope = crate::kind::user_scope(cx.kind, user);
+        crate::revocation::Marks::raise(&self.marks(cx), &scope).await?;
+        Ok(None)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -276,5 +324,18 @@ impl AiohttpRedisStorage {
         Err(StorageError::unavailable(format!(
             "session record changed under {CAS_TRIES} merge attempts in a row"
         )))
+    }
+}
+
+/// aiohttp_session's records in Redis end by the marks native cookie
+/// layers keep there ([`crate::Revocations::redis`]), read past any cache.
+impl crate::revocation::Marks for crate::storage::redis::RedisCounts {
+    async fn current(&self, scope: &str) -> Result<u64, StorageError> {
+        self.get(scope, false).await
+    }
+
+    async fn raise(&self, scope: &str) -> Result<(), StorageError> {
+        crate::storage::redis::RedisCounts::raise(self, scope, crate::revocation::micros_now())
+            .await
     }
 }

@@ -4,7 +4,7 @@
 use crate::error::{ConfigError, StorageError};
 use crate::id::SessionId;
 use crate::record::{Changes, SessionRecord};
-use crate::storage::{CookieStorage, Loaded, ServerStorage, StorageContext};
+use crate::storage::{ActiveSession, CookieStorage, Loaded, ServerStorage, StorageContext};
 
 /// Reads sessions from a `new` storage and an `old` one, and writes them
 /// only to `new`: sessions move from `old` (aiohttp_session's format) to
@@ -22,6 +22,12 @@ use crate::storage::{CookieStorage, Loaded, ServerStorage, StorageContext};
 ///   [`Session::renew`](crate::Session::renew) does (if the `old` record
 ///   was ended meanwhile, nothing is carried). Once no live session is left
 ///   in `old` (its records' TTL), drop it.
+///
+/// - **Users** ([`UserSessions`](crate::UserSessions)): a revocation ends
+///   the user's sessions in both stores (so `old` must be able to revoke,
+///   as aiohttp_session's formats here can), whatever moves meanwhile;
+///   listings and revocations by handle see the sessions in `new`, which a
+///   session joins when its user comes back.
 ///
 /// Do not run it while a Python service still writes the old format: a
 /// session it moved is gone for Python (a new, empty session there).
@@ -99,7 +105,12 @@ impl<New: ServerStorage, Old: ServerStorage> ServerStorage for Upgrade<New, Old>
             return Ok(Some(loaded));
         }
         if self.is_old(id) {
-            return Ok(self.old.load(id, cx).await?.map(Loaded::renewed));
+            return Ok(self.old.load(id, cx).await?.map(|mut loaded| {
+                // Bound again in `new` as at a login: a mark of `old`'s
+                // means nothing to `new`'s revocations.
+                loaded.record.binding = None;
+                loaded.renewed()
+            }));
         }
         Ok(None)
     }
@@ -143,5 +154,46 @@ impl<New: ServerStorage, Old: ServerStorage> ServerStorage for Upgrade<New, Old>
     fn validate(&self) -> Result<(), ConfigError> {
         self.new.validate()?;
         self.old.validate()
+    }
+
+    /// The user's sessions in `new`: a session still in `old` is listed
+    /// once its user comes back and it moves (`old`, aiohttp_session's
+    /// format, keeps no index of users).
+    async fn sessions_of(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Vec<ActiveSession>, StorageError> {
+        self.new.sessions_of(user, cx).await
+    }
+
+    /// A session of the listing, which are all in `new`.
+    async fn revoke_session(
+        &self,
+        user: &str,
+        handle: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<bool, StorageError> {
+        self.new.revoke_session(user, handle, cx).await
+    }
+
+    /// Ends the user's sessions in both stores: first in `old` (a mark
+    /// that its loads and its deletions read), then in `new`. A session
+    /// moving from `old` while this runs is either written to `new` before
+    /// `new`'s revocation, which ends it there, or after it: then its
+    /// move's deletion in `old` comes after `old`'s mark and answers that
+    /// the session was ended, and the layer deletes the copy in `new`
+    /// instead of sending its cookie. The count is `new`'s plus `old`'s,
+    /// and unknown (`None`) when either cannot count, as aiohttp_session's
+    /// stores cannot. An `old` that cannot revoke at all fails the call:
+    /// its sessions would open again.
+    async fn revoke_user(
+        &self,
+        user: &str,
+        cx: &StorageContext<'_>,
+    ) -> Result<Option<usize>, StorageError> {
+        let old = self.old.revoke_user(user, cx).await?;
+        let new = self.new.revoke_user(user, cx).await?;
+        Ok(old.zip(new).map(|(old, new)| old + new))
     }
 }

@@ -164,10 +164,38 @@ impl MemcachedStorage {
         Ok(bytes)
     }
 
-    /// The key of the revocation count of `scope` (see
-    /// [`MemcachedStorage::revoke_user`] here): `prefix`, `r:` and the
-    /// url-safe base64 of SHA-256 of the user and kind.
-    fn count_key(&self, scope: &str) -> String {
+    /// The revocation marks of [`MemcachedStorage::revoke_user`] here.
+    fn marks(&self) -> MemcachedMarks<'_> {
+        MemcachedMarks {
+            client: &self.client,
+            prefix: self.prefix.clone(),
+            timeout: self.times.command_timeout,
+        }
+    }
+
+    /// The stored record and its CAS, or `None` when there is none.
+    async fn fetch(&self, key: &str) -> Result<Option<(Option<SessionRecord>, u64)>, StorageError> {
+        let item = timed(self.times.command_timeout, self.client.get(key)).await?;
+        Ok(item.map(|(value, cas)| (decode(&value), cas)))
+    }
+}
+
+/// Revocation marks in Memcached (see [`crate::revocation::Marks`]): one
+/// item per user (and kind) ever revoked, under `prefix`, `r:` and the
+/// url-safe base64 of SHA-256 of the user and kind, kept as long as
+/// Memcached keeps anything.
+pub(crate) struct MemcachedMarks<'a> {
+    pub(crate) client: &'a MemcachedClient,
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+}
+
+/// How many bytes a mark's key adds to its prefix: `r:` and 43.
+#[cfg(feature = "aiohttp-compat")]
+pub(crate) const MARK_KEY_BYTES: usize = 45;
+
+impl MemcachedMarks<'_> {
+    fn key(&self, scope: &str) -> String {
         use base64::Engine as _;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use sha2::{Digest, Sha256};
@@ -177,44 +205,63 @@ impl MemcachedStorage {
         key
     }
 
-    /// The revocation mark under `key` and its CAS, if Memcached holds
-    /// one; a value that is not a number reads as 0 (the next revocation
-    /// writes over it).
-    async fn count(&self, key: &str) -> Result<Option<(u64, u64)>, StorageError> {
-        let item = timed(self.times.command_timeout, self.client.get(key)).await?;
+    /// The mark under `key` and its CAS, if Memcached holds one; a value
+    /// that is not a number reads as 0 (the next revocation writes over
+    /// it).
+    async fn get(&self, key: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        let item = timed(self.timeout, self.client.get(key)).await?;
         Ok(item.map(|(value, cas)| {
-            let count = std::str::from_utf8(&value)
+            let mark = std::str::from_utf8(&value)
                 .ok()
                 .and_then(|text| text.parse().ok())
                 .unwrap_or(0);
-            (count, cas)
+            (mark, cas)
         }))
     }
+}
 
-    /// Writes the count `count` where there is none; whether it did.
-    async fn add_count(&self, key: &str, count: u64) -> Result<bool, StorageError> {
-        timed(
-            self.times.command_timeout,
-            self.client.add(
-                key,
-                count.to_string().as_bytes(),
-                crate::record::MAX_STORE_TTL,
-            ),
-        )
-        .await
+impl crate::revocation::Marks for MemcachedMarks<'_> {
+    async fn current(&self, scope: &str) -> Result<u64, StorageError> {
+        Ok(self
+            .get(&self.key(scope))
+            .await?
+            .map_or(0, |(mark, _)| mark))
     }
 
-    /// The mark a session bound now carries: the user's, or 0 before any
-    /// revocation of the user.
-    async fn binding_count(&self, scope: &str) -> Result<u64, StorageError> {
-        let key = self.count_key(scope);
-        Ok(self.count(&key).await?.map_or(0, |(count, _)| count))
-    }
-
-    /// The stored record and its CAS, or `None` when there is none.
-    async fn fetch(&self, key: &str) -> Result<Option<(Option<SessionRecord>, u64)>, StorageError> {
-        let item = timed(self.times.command_timeout, self.client.get(key)).await?;
-        Ok(item.map(|(value, cas)| (decode(&value), cas)))
+    /// Raises the mark by `add` where there is none, else by
+    /// compare-and-swap, trying again while other revocations of the same
+    /// user change it.
+    async fn raise(&self, scope: &str) -> Result<(), StorageError> {
+        let key = self.key(scope);
+        for _ in 0..ID_TRIES {
+            let now = crate::revocation::micros_now();
+            let ttl = crate::record::MAX_STORE_TTL;
+            let raised = match self.get(&key).await? {
+                None => {
+                    timed(
+                        self.timeout,
+                        self.client.add(&key, now.to_string().as_bytes(), ttl),
+                    )
+                    .await?
+                }
+                Some((mark, cas)) => {
+                    let raised = mark.saturating_add(1).max(now);
+                    timed(
+                        self.timeout,
+                        self.client
+                            .compare_and_set(&key, raised.to_string().as_bytes(), ttl, cas),
+                    )
+                    .await?
+                        == Some(true)
+                }
+            };
+            if raised {
+                return Ok(());
+            }
+        }
+        Err(StorageError::unavailable(
+            "a Memcached revocation mark kept changing while it was raised",
+        ))
     }
 }
 
@@ -248,15 +295,8 @@ impl ServerStorage for MemcachedStorage {
             tracing::warn!("malformed session record in Memcached; starting a new session");
             return Ok(None);
         };
-        if let Some(user) = &record.user {
-            let scope = crate::kind::user_scope(record.kind.as_deref(), user);
-            let mark = self
-                .count(&self.count_key(&scope))
-                .await?
-                .map_or(0, |(count, _)| count);
-            if record.is_revoked_at(mark) {
-                return Ok(None);
-            }
+        if crate::revocation::is_revoked(&self.marks(), &mut record).await? {
+            return Ok(None);
         }
         Ok(Some(Loaded::new(record).with_version(Some(cas))))
     }
@@ -266,17 +306,8 @@ impl ServerStorage for MemcachedStorage {
         record: &SessionRecord,
         cx: &StorageContext<'_>,
     ) -> Result<SessionId, StorageError> {
-        let bytes = match (&record.user, record.binding) {
-            (Some(user), None) => {
-                // Bound in this request: the count now, read before the
-                // record exists, so a revocation after this read ends it.
-                let scope = crate::kind::user_scope(record.kind.as_deref(), user);
-                let mut bound = record.clone();
-                bound.binding = Some(self.binding_count(&scope).await?);
-                self.encode(&bound)?
-            }
-            _ => self.encode(record)?,
-        };
+        let bound = crate::revocation::with_binding(&self.marks(), record).await?;
+        let bytes = self.encode(&bound)?;
         let ttl = self.ttl(cx);
         create_with_fresh_id("Memcached", |id| {
             let key = store_key(&self.prefix, &id);
@@ -335,33 +366,12 @@ impl ServerStorage for MemcachedStorage {
         user: &str,
         cx: &StorageContext<'_>,
     ) -> Result<Option<usize>, StorageError> {
-        let key = self.count_key(&crate::kind::user_scope(cx.kind, user));
-        for _ in 0..ID_TRIES {
-            let now = crate::revocation::micros_now();
-            let raised = match self.count(&key).await? {
-                None => self.add_count(&key, now).await?,
-                Some((count, cas)) => {
-                    let raised = count.saturating_add(1).max(now);
-                    timed(
-                        self.times.command_timeout,
-                        self.client.compare_and_set(
-                            &key,
-                            raised.to_string().as_bytes(),
-                            crate::record::MAX_STORE_TTL,
-                            cas,
-                        ),
-                    )
-                    .await?
-                        == Some(true)
-                }
-            };
-            if raised {
-                return Ok(None);
-            }
-        }
-        Err(StorageError::unavailable(
-            "a Memcached revocation count kept changing while it was raised",
-        ))
+        use crate::revocation::Marks as _;
+
+        self.marks()
+            .raise(&crate::kind::user_scope(cx.kind, user))
+            .await?;
+        Ok(None)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

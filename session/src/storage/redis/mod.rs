@@ -1197,6 +1197,19 @@ impl RedisCounts {
     }
 }
 
+impl RedisCounts {
+    /// Marks under `prefix` over `connection`, without a cache.
+    #[cfg(feature = "aiohttp-compat")]
+    pub(crate) fn uncached(connection: RedisConnection, prefix: String, timeout: Duration) -> Self {
+        Self {
+            connection,
+            prefix,
+            timeout,
+            cache: None,
+        }
+    }
+}
+
 impl RedisStorage {
     /// Revocation counts over this storage's connection, prefix, timeout
     /// and cache.
