@@ -327,8 +327,9 @@ impl AiohttpRedisStorage {
     }
 }
 
-/// aiohttp_session's records in Redis end by the marks native cookie
-/// layers keep there ([`crate::Revocations::redis`]), read past any cache.
+/// aiohttp_session's records in Redis end by marks of the same shape as
+/// the native cookie layers' (under `<cookie name>_`, not shared with
+/// them), always read from Redis itself.
 impl crate::revocation::Marks for crate::storage::redis::RedisCounts {
     async fn current(&self, scope: &str) -> Result<u64, StorageError> {
         self.get(scope, false).await
